@@ -1,0 +1,1 @@
+"""What every Songsmith stage service shares: tensor codec, errors, server bootstrap, telemetry."""
