@@ -20,7 +20,7 @@ MIB = 1 << 20
 ConfigT = TypeVar("ConfigT", bound="ServerConfig")
 
 
-def option(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's own name
+def option(default: Any, help: str) -> Any:
     """A config field with its default and the help text shown by `--help`."""
     return field(default=default, metadata={"help": help})
 

@@ -1,0 +1,97 @@
+"""Admission control: a bounded number of calls at work and a bounded queue in front of them.
+
+A call beyond both bounds is turned away at once with RESOURCE_EXHAUSTED and a retry delay, so an
+overloaded stage sheds load instead of growing memory and latency. A queued call gives up its place
+when its caller cancels or its deadline passes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import grpc
+
+from services.runtime.calls import call_token
+from services.runtime.cancellation import CancellationToken
+from services.runtime.errors import ResourceExhaustedError
+from services.runtime.handlers import is_infrastructure, wrap_handler
+from services.runtime.metrics import QUEUE_DEPTH
+
+_POLL_S = 0.05
+
+
+class AdmissionController:
+    """Counts calls at work and waiting; admits, queues or rejects each new one."""
+
+    def __init__(self, stage: str, max_concurrent: int, max_queue: int, retry_after_s: float) -> None:
+        """At most `max_concurrent` calls run and `max_queue` wait; `retry_after_s` goes in RetryInfo."""
+        if max_concurrent < 1 or max_queue < 0:
+            raise ValueError("max_concurrent must be >= 1 and max_queue >= 0")
+        self._stage = stage
+        self._max_concurrent = max_concurrent
+        self._max_queue = max_queue
+        self._retry_after_s = retry_after_s
+        self._running = 0
+        self._waiting = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def slot(self, token: CancellationToken) -> Iterator[None]:
+        """Hold a place to work for the duration of the block, waiting in the queue if needed."""
+        with self._changed:
+            if self._running >= self._max_concurrent:
+                if self._waiting >= self._max_queue:
+                    raise ResourceExhaustedError(
+                        f"{self._stage} is at capacity ({self._max_concurrent} running, "
+                        f"{self._max_queue} queued); retry later",
+                        retry_after_s=self._retry_after_s,
+                    )
+                self._waiting += 1
+                QUEUE_DEPTH.labels(self._stage).set(self._waiting)
+                try:
+                    while self._running >= self._max_concurrent:
+                        token.check()
+                        self._changed.wait(_POLL_S)
+                finally:
+                    self._waiting -= 1
+                    QUEUE_DEPTH.labels(self._stage).set(self._waiting)
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running -= 1
+                self._changed.notify()
+
+
+class AdmissionInterceptor(grpc.ServerInterceptor):
+    """Runs every non-infrastructure call inside an admission slot."""
+
+    def __init__(self, controller: AdmissionController) -> None:
+        """Admit calls through `controller`."""
+        self._controller = controller
+
+    def intercept_service(self, continuation, handler_call_details):
+        """Wrap application handlers; health and reflection pass straight through."""
+        handler = continuation(handler_call_details)
+        if is_infrastructure(handler_call_details.method):
+            return handler
+        return wrap_handler(handler, handler_call_details.method, self._wrap)
+
+    def _wrap(self, behavior: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
+        if streaming:
+
+            def stream_behavior(request, context):
+                with self._controller.slot(call_token(context)):
+                    yield from behavior(request, context)
+
+            return stream_behavior
+
+        def unary_behavior(request, context):
+            with self._controller.slot(call_token(context)):
+                return behavior(request, context)
+
+        return unary_behavior

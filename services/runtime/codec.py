@@ -1,0 +1,224 @@
+"""Tensors to and from the wire: raw little-endian bytes with dtype and shape, bit-exact.
+
+A tensor of at most 1 MiB goes as one `Tensor` message; a larger one as a stream of `TensorChunk`
+messages of at most 1 MiB each, reassembled with size and CRC-32 checks. numpy arrays and torch
+tensors are both accepted; bfloat16 maps to `ml_dtypes.bfloat16` on the numpy side.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable, Iterator
+
+import ml_dtypes
+import numpy as np
+import torch
+
+from services.runtime.errors import InvalidArgumentError, ResourceExhaustedError
+from songsmith.v1 import tensor_pb2
+
+MAX_CHUNK_BYTES = 1 << 20
+
+_NUMPY_DTYPES: dict[int, np.dtype] = {
+    tensor_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+    tensor_pb2.DATA_TYPE_FLOAT16: np.dtype("<f2"),
+    tensor_pb2.DATA_TYPE_BFLOAT16: np.dtype(ml_dtypes.bfloat16),
+    tensor_pb2.DATA_TYPE_INT64: np.dtype("<i8"),
+    tensor_pb2.DATA_TYPE_INT32: np.dtype("<i4"),
+    tensor_pb2.DATA_TYPE_INT16: np.dtype("<i2"),
+    tensor_pb2.DATA_TYPE_BOOL: np.dtype(np.bool_),
+}
+_WIRE_DTYPES: dict[np.dtype, int] = {
+    np.dtype(dt).newbyteorder("="): code for code, dt in _NUMPY_DTYPES.items()
+}
+_TORCH_DTYPES: dict[int, torch.dtype] = {
+    tensor_pb2.DATA_TYPE_FLOAT32: torch.float32,
+    tensor_pb2.DATA_TYPE_FLOAT16: torch.float16,
+    tensor_pb2.DATA_TYPE_BFLOAT16: torch.bfloat16,
+    tensor_pb2.DATA_TYPE_INT64: torch.int64,
+    tensor_pb2.DATA_TYPE_INT32: torch.int32,
+    tensor_pb2.DATA_TYPE_INT16: torch.int16,
+    tensor_pb2.DATA_TYPE_BOOL: torch.bool,
+}
+_TORCH_WIRE: dict[torch.dtype, int] = {dt: code for code, dt in _TORCH_DTYPES.items()}
+
+
+def _as_numpy(x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, int]:
+    """A little-endian, C-contiguous numpy view of `x` and its wire dtype code."""
+    if isinstance(x, torch.Tensor):
+        if x.dtype not in _TORCH_WIRE:
+            raise TypeError(f"unsupported tensor dtype {x.dtype}")
+        code = _TORCH_WIRE[x.dtype]
+        tensor = x.detach().cpu().contiguous()
+        if tensor.dtype == torch.bfloat16:
+            array = tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        else:
+            array = tensor.numpy()
+        return array, code
+    array = np.asarray(x)
+    code = _WIRE_DTYPES.get(array.dtype.newbyteorder("="))
+    if code is None:
+        raise TypeError(f"unsupported array dtype {array.dtype}")
+    wire = _NUMPY_DTYPES[code]
+    if array.dtype != wire:
+        array = array.astype(wire)
+    return (array if array.flags.c_contiguous else array.copy(order="C")), code
+
+
+def _payload(array: np.ndarray) -> memoryview:
+    return memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
+
+
+def tensor_to_proto(x: np.ndarray | torch.Tensor) -> tensor_pb2.Tensor:
+    """One `Tensor` message for `x`; tensors over 1 MiB must use `iter_tensor_chunks` instead."""
+    array, code = _as_numpy(x)
+    if array.nbytes > MAX_CHUNK_BYTES:
+        raise ValueError(f"tensor of {array.nbytes} bytes exceeds 1 MiB; stream it with iter_tensor_chunks")
+    return tensor_pb2.Tensor(dtype=code, shape=array.shape, data=_payload(array).tobytes())
+
+
+def _checked_dtype(code: int, field: str) -> np.dtype:
+    if code not in _NUMPY_DTYPES:
+        raise InvalidArgumentError(field, f"unknown or missing dtype {code}")
+    return _NUMPY_DTYPES[code]
+
+
+def _checked_nbytes(shape: Iterable[int], dtype: np.dtype, field: str) -> int:
+    dims = list(shape)
+    if any(d < 0 for d in dims):
+        raise InvalidArgumentError(field, f"negative dimension in shape {dims}")
+    return math.prod(dims) * dtype.itemsize
+
+
+def _view(data: bytes | bytearray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def proto_to_numpy(message: tensor_pb2.Tensor, field: str = "tensor") -> np.ndarray:
+    """The numpy array a `Tensor` message carries (read-only view of its bytes).
+
+    Raises InvalidArgumentError naming `field` when dtype, shape and byte count disagree.
+    """
+    dtype = _checked_dtype(message.dtype, field)
+    expected = _checked_nbytes(message.shape, dtype, field)
+    if len(message.data) != expected:
+        raise InvalidArgumentError(
+            field, f"shape {list(message.shape)} needs {expected} bytes, got {len(message.data)}"
+        )
+    array = _view(message.data, dtype, tuple(message.shape))
+    if dtype == np.bool_ and array.size and array.view(np.uint8).max() > 1:
+        raise InvalidArgumentError(field, "boolean tensor holds a byte other than 0 or 1")
+    return array
+
+
+def numpy_to_torch(array: np.ndarray) -> torch.Tensor:
+    """A torch tensor owning a copy of `array` (bfloat16 included)."""
+    if array.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(array.copy())
+
+
+def proto_to_torch(message: tensor_pb2.Tensor, field: str = "tensor") -> torch.Tensor:
+    """The torch tensor a `Tensor` message carries, with the same validation as `proto_to_numpy`."""
+    return numpy_to_torch(proto_to_numpy(message, field))
+
+
+def iter_tensor_chunks(
+    x: np.ndarray | torch.Tensor, chunk_bytes: int = MAX_CHUNK_BYTES
+) -> Iterator[tensor_pb2.TensorChunk]:
+    """Stream `x` as `TensorChunk` messages of at most `chunk_bytes` (1 MiB) of data each."""
+    if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
+        raise ValueError(f"chunk_bytes must be in 1..{MAX_CHUNK_BYTES}")
+    array, code = _as_numpy(x)
+    payload = _payload(array)
+    header = tensor_pb2.TensorHeader(
+        dtype=code, shape=array.shape, total_bytes=len(payload), crc32=zlib.crc32(payload)
+    )
+    if not payload:
+        yield tensor_pb2.TensorChunk(header=header, index=0, data=b"")
+        return
+    for index, start in enumerate(range(0, len(payload), chunk_bytes)):
+        piece = payload[start : start + chunk_bytes]
+        yield tensor_pb2.TensorChunk(header=header if index == 0 else None, index=index, data=piece.tobytes())
+
+
+class TensorAssembler:
+    """Reassembles one chunked tensor, refusing anything truncated, oversized or inconsistent."""
+
+    def __init__(self, max_bytes: int, field: str = "tensor") -> None:
+        """`max_bytes` bounds the declared size, checked before any allocation."""
+        self._max_bytes = max_bytes
+        self._field = field
+        self._header: tensor_pb2.TensorHeader | None = None
+        self._buffer = bytearray()
+        self._filled = 0
+        self._next_index = 0
+        self._crc = 0
+
+    def add(self, chunk: tensor_pb2.TensorChunk) -> None:
+        """Take the next chunk in order."""
+        if chunk.index != self._next_index:
+            raise InvalidArgumentError(
+                self._field, f"chunk {chunk.index} arrived, expected {self._next_index}"
+            )
+        if chunk.index == 0:
+            self._start(chunk)
+        elif chunk.HasField("header"):
+            raise InvalidArgumentError(self._field, f"chunk {chunk.index} repeats the header")
+        if len(chunk.data) > MAX_CHUNK_BYTES:
+            raise InvalidArgumentError(self._field, f"chunk {chunk.index} carries more than 1 MiB")
+        end = self._filled + len(chunk.data)
+        if end > len(self._buffer):
+            raise InvalidArgumentError(
+                self._field, f"chunks carry more than the declared {len(self._buffer)} bytes"
+            )
+        self._buffer[self._filled : end] = chunk.data
+        self._crc = zlib.crc32(chunk.data, self._crc)
+        self._filled = end
+        self._next_index += 1
+
+    def _start(self, chunk: tensor_pb2.TensorChunk) -> None:
+        if not chunk.HasField("header"):
+            raise InvalidArgumentError(self._field, "first chunk has no header")
+        header = chunk.header
+        dtype = _checked_dtype(header.dtype, self._field)
+        expected = _checked_nbytes(header.shape, dtype, self._field)
+        if header.total_bytes != expected:
+            raise InvalidArgumentError(
+                self._field, f"header declares {header.total_bytes} bytes but shape needs {expected}"
+            )
+        if expected > self._max_bytes:
+            raise ResourceExhaustedError(
+                f"{self._field}: tensor of {expected} bytes exceeds the limit of {self._max_bytes} bytes"
+            )
+        self._header = header
+        self._buffer = bytearray(expected)
+
+    @property
+    def complete(self) -> bool:
+        """True once every declared byte has arrived."""
+        return self._header is not None and self._filled == len(self._buffer)
+
+    def result(self) -> np.ndarray:
+        """The reassembled array; raises if bytes are missing or the checksum disagrees."""
+        if self._header is None:
+            raise InvalidArgumentError(self._field, "no chunk received")
+        if self._filled != len(self._buffer):
+            raise InvalidArgumentError(
+                self._field, f"truncated: {self._filled} of {len(self._buffer)} bytes received"
+            )
+        if self._crc != self._header.crc32:
+            raise InvalidArgumentError(self._field, "checksum mismatch: the data was corrupted in transit")
+        dtype = _NUMPY_DTYPES[self._header.dtype]
+        return _view(self._buffer, dtype, tuple(self._header.shape))
+
+
+def assemble_tensor(
+    chunks: Iterable[tensor_pb2.TensorChunk], max_bytes: int, field: str = "tensor"
+) -> np.ndarray:
+    """Reassemble a whole chunk stream into one (writable) numpy array."""
+    assembler = TensorAssembler(max_bytes, field)
+    for chunk in chunks:
+        assembler.add(chunk)
+    return assembler.result()

@@ -1,0 +1,198 @@
+"""Bootstrap of a stage's gRPC server: limits, health, reflection, interceptors, graceful drain.
+
+A stage describes itself with a `StageSpec` (how to load its engine, how to register its servicer).
+`StageServer` opens the port first with health NOT_SERVING, loads the engine, then reports SERVING;
+on SIGTERM it reports NOT_SERVING again, lets in-flight calls finish within the grace period, and
+stops. A missing model leaves the server up and answering FAILED_PRECONDITION, so the cause is
+visible to callers and probes rather than hidden in a crash loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.runtime.admission import AdmissionController, AdmissionInterceptor
+from services.runtime.config import ServerConfig
+from services.runtime.errors import FailedPreconditionError, ServiceError, UnavailableError
+from services.runtime.interceptor import ErrorInterceptor
+from services.runtime.logs import setup_logging
+from services.runtime.metrics import MetricsInterceptor, start_metrics_server
+from services.runtime.tracing import setup_tracing, shutdown_tracing, tracing_server_interceptor
+
+log = logging.getLogger(__name__)
+
+# Threads kept free of admission control for health checks, reflection and rejections.
+_SPARE_WORKERS = 8
+
+
+class ModelSlot:
+    """Holds a stage's engine once loaded; servicers fetch it per call."""
+
+    def __init__(self) -> None:
+        self._engine: Any = None
+        self._failure: ServiceError | None = None
+
+    def get(self) -> Any:
+        """The loaded engine; UNAVAILABLE while loading, FAILED_PRECONDITION if loading failed."""
+        if self._engine is not None:
+            return self._engine
+        if self._failure is not None:
+            raise self._failure
+        raise UnavailableError("the model is still loading; retry shortly")
+
+    def fill(self, engine: Any) -> None:
+        """Make `engine` available to calls."""
+        self._engine = engine
+
+    def fail(self, failure: ServiceError) -> None:
+        """Record why the engine could not be loaded; every call reports it."""
+        self._failure = failure
+
+
+@dataclass
+class StageSpec:
+    """What the runtime needs to know to serve one stage."""
+
+    name: str
+    service_name: str
+    load: Callable[[], Any]
+    register: Callable[[grpc.Server, ModelSlot], None]
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS credentials when a certificate is configured; client certificates required with a CA."""
+    if not config.tls_cert:
+        return None
+    client_ca = _read(config.tls_client_ca) if config.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(_read(config.tls_key), _read(config.tls_cert))],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def server_options(config: ServerConfig) -> list[tuple[str, int]]:
+    """Channel arguments: message limits, keepalive and connection age (so clients re-resolve)."""
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.keepalive_time_ms", int(config.keepalive_time_s * 1000)),
+        ("grpc.keepalive_timeout_ms", int(config.keepalive_timeout_s * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
+        ("grpc.max_connection_age_grace_ms", int(config.max_connection_age_grace_s * 1000)),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class StageServer:
+    """One stage's gRPC server: start, load the engine, serve, drain."""
+
+    def __init__(self, config: ServerConfig, spec: StageSpec) -> None:
+        """Build the server for `spec` with `config`; nothing listens until `start`."""
+        self.config = config
+        self.spec = spec
+        self.slot = ModelSlot()
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.port = 0
+        self.stopped = threading.Event()
+        setup_tracing(f"songsmith-{spec.name}")
+        workers = config.max_concurrent + config.max_queue + _SPARE_WORKERS
+        admission = AdmissionController(
+            spec.name, config.max_concurrent, config.max_queue, config.retry_after_s
+        )
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{spec.name}-rpc"),
+            interceptors=[
+                tracing_server_interceptor(),
+                MetricsInterceptor(spec.name),
+                ErrorInterceptor(spec.name),
+                AdmissionInterceptor(admission),
+            ],
+            options=server_options(config),
+            maximum_concurrent_rpcs=workers,
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        spec.register(self._server, self.slot)
+        reflection.enable_server_reflection(
+            (spec.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def _set_health(self, status: int) -> None:
+        self.health.set("", status)
+        self.health.set(self.spec.service_name, status)
+
+    def start(self) -> int:
+        """Listen (health NOT_SERVING) and return the bound port."""
+        credentials = server_credentials(self.config)
+        if credentials is None:
+            self.port = self._server.add_insecure_port(self.config.address)
+        else:
+            self.port = self._server.add_secure_port(self.config.address, credentials)
+        if self.port == 0:
+            raise OSError(f"could not bind {self.config.address}")
+        self._server.start()
+        log.info("%s listening on %s:%d", self.spec.name, self.config.host, self.port)
+        return self.port
+
+    def load(self) -> bool:
+        """Load the engine; SERVING on success. On failure, calls get the reason; returns False."""
+        try:
+            engine = self.spec.load()
+        except ServiceError as exc:
+            log.error("%s could not load its model: %s", self.spec.name, exc.message)
+            if not isinstance(exc, FailedPreconditionError):
+                exc = FailedPreconditionError(exc.message)
+            self.slot.fail(exc)
+            return False
+        except Exception as exc:
+            log.exception("%s could not load its model", self.spec.name)
+            self.slot.fail(FailedPreconditionError(f"model failed to load: {type(exc).__name__}: {exc}"))
+            return False
+        self.slot.fill(engine)
+        self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        log.info("%s is serving", self.spec.name)
+        return True
+
+    def stop(self, grace: float | None = None) -> None:
+        """Drain: report NOT_SERVING, let in-flight calls finish within `grace` seconds, stop."""
+        grace = self.config.shutdown_grace_s if grace is None else grace
+        self.health.enter_graceful_shutdown()
+        log.info("%s draining (grace %.0f s)", self.spec.name, grace)
+        self._server.stop(grace).wait()
+        self.stopped.set()
+        log.info("%s stopped", self.spec.name)
+
+
+def serve(config: ServerConfig, spec: StageSpec) -> None:
+    """Run `spec` until SIGTERM or SIGINT, then drain and exit: the entry point of `songsmith serve`."""
+    setup_logging(spec.name, config.log_level, config.log_format)
+    stop_requested = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop_requested.set())
+    start_metrics_server(config.host, config.metrics_port)
+    server = StageServer(config, spec)
+    server.start()
+    loader = threading.Thread(target=server.load, name=f"{spec.name}-load", daemon=True)
+    loader.start()
+    while not stop_requested.wait(1.0):
+        pass
+    server.stop()
+    shutdown_tracing()

@@ -1,0 +1,166 @@
+"""Tensor codec: bit-exact round trips and clear errors for malformed tensors and chunk streams."""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from services.runtime.codec import (
+    MAX_CHUNK_BYTES,
+    TensorAssembler,
+    assemble_tensor,
+    iter_tensor_chunks,
+    proto_to_numpy,
+    proto_to_torch,
+    tensor_to_proto,
+)
+from services.runtime.errors import InvalidArgumentError, ResourceExhaustedError
+from songsmith.v1 import tensor_pb2
+
+NUMPY_DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.int32, np.int16, np.bool_]
+TORCH_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16, torch.bool]
+
+
+def _arrays(dtype) -> st.SearchStrategy[np.ndarray]:
+    shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=7)
+    if dtype is ml_dtypes.bfloat16:
+        raw = hnp.arrays(np.uint16, shapes)
+        return raw.map(lambda a: a.view(ml_dtypes.bfloat16))
+    return hnp.arrays(dtype, shapes)
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("dtype", NUMPY_DTYPES, ids=lambda d: np.dtype(d).name)
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_numpy_round_trip_is_bit_exact(dtype, data) -> None:
+    array = data.draw(_arrays(dtype))
+    assert _same_bits(proto_to_numpy(tensor_to_proto(array)), array)
+    assert _same_bits(assemble_tensor(iter_tensor_chunks(array, chunk_bytes=7), 1 << 20), array)
+
+
+def _torch_bits(tensor: torch.Tensor) -> bytes:
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.view(torch.int16)
+    return tensor.contiguous().numpy().tobytes()
+
+
+@pytest.mark.parametrize("dtype", TORCH_DTYPES, ids=str)
+@settings(max_examples=25, deadline=None)
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6), seed=st.integers(0, 2**31))
+def test_torch_round_trip_is_bit_exact(dtype, shape, seed) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    bits = torch.randint(-(2**15), 2**15, shape, generator=generator, dtype=torch.int32)
+    if dtype.is_floating_point and dtype.itemsize == 2:
+        tensor = bits.to(torch.int16).view(dtype)  # every bit pattern, NaNs and infinities included
+    elif dtype == torch.bool:
+        tensor = bits > 0
+    elif dtype == torch.float32:
+        tensor = torch.randn(shape, generator=generator)
+    else:
+        tensor = bits.to(dtype)
+    back = proto_to_torch(tensor_to_proto(tensor))
+    assert back.dtype == dtype and back.shape == tensor.shape
+    assert _torch_bits(back) == _torch_bits(tensor)
+
+
+def test_big_endian_input_travels_little_endian() -> None:
+    array = np.arange(6, dtype=">i4").reshape(2, 3)
+    message = tensor_to_proto(array)
+    assert message.data == np.arange(6, dtype="<i4").tobytes()
+    assert proto_to_numpy(message).tolist() == array.tolist()
+
+
+def test_one_message_is_refused_over_one_mib() -> None:
+    with pytest.raises(ValueError, match="1 MiB"):
+        tensor_to_proto(np.zeros(MAX_CHUNK_BYTES + 1, np.uint8).view(np.bool_))
+
+
+@pytest.mark.parametrize(
+    ("nbytes", "chunks"), [(0, 1), (MAX_CHUNK_BYTES, 1), (MAX_CHUNK_BYTES + 1, 2), (3 * MAX_CHUNK_BYTES, 3)]
+)
+def test_chunk_boundaries(nbytes: int, chunks: int) -> None:
+    array = np.random.default_rng(0).integers(0, 2, nbytes, dtype=np.uint8).view(np.bool_)
+    pieces = list(iter_tensor_chunks(array))
+    assert len(pieces) == chunks
+    assert all(len(p.data) <= MAX_CHUNK_BYTES for p in pieces)
+    assert [p.HasField("header") for p in pieces] == [True] + [False] * (chunks - 1)
+    assert _same_bits(assemble_tensor(pieces, nbytes), array)
+
+
+def _chunks(nbytes: int = 3 * MAX_CHUNK_BYTES) -> list[tensor_pb2.TensorChunk]:
+    return list(iter_tensor_chunks(np.ones(nbytes // 4, np.float32)))
+
+
+def test_truncated_stream_is_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="truncated"):
+        assemble_tensor(_chunks()[:-1], 1 << 30)
+
+
+def test_oversized_tensor_is_refused_before_allocation() -> None:
+    with pytest.raises(ResourceExhaustedError, match="exceeds the limit"):
+        assemble_tensor(_chunks(), 1 << 20)
+
+
+def test_extra_bytes_are_refused() -> None:
+    pieces = _chunks()
+    pieces.append(tensor_pb2.TensorChunk(index=len(pieces), data=b"1234"))
+    with pytest.raises(InvalidArgumentError, match="more than the declared"):
+        assemble_tensor(pieces, 1 << 30)
+
+
+def test_out_of_order_chunks_are_refused() -> None:
+    pieces = _chunks()
+    pieces[1], pieces[2] = pieces[2], pieces[1]
+    with pytest.raises(InvalidArgumentError, match="expected 1"):
+        assemble_tensor(pieces, 1 << 30)
+
+
+def test_corrupted_data_fails_the_checksum() -> None:
+    pieces = _chunks()
+    pieces[1].data = b"\xff" + pieces[1].data[1:]
+    with pytest.raises(InvalidArgumentError, match="checksum"):
+        assemble_tensor(pieces, 1 << 30)
+
+
+def test_header_must_be_first_and_consistent() -> None:
+    pieces = _chunks()
+    with pytest.raises(InvalidArgumentError, match="no header"):
+        assemble_tensor([tensor_pb2.TensorChunk(index=0, data=b"x")], 1 << 30)
+    pieces[0].header.total_bytes += 4
+    with pytest.raises(InvalidArgumentError, match="declares"):
+        assemble_tensor(pieces, 1 << 30)
+    second = _chunks()
+    second[1].header.CopyFrom(second[0].header)
+    with pytest.raises(InvalidArgumentError, match="repeats the header"):
+        assemble_tensor(second, 1 << 30)
+
+
+def test_empty_stream_is_refused() -> None:
+    assembler = TensorAssembler(1 << 20, field="latents")
+    with pytest.raises(InvalidArgumentError) as caught:
+        assembler.result()
+    assert caught.value.violations[0].field == "latents"
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (tensor_pb2.Tensor(shape=[2], data=b"\x00" * 8), "dtype"),
+        (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=[3], data=b"\x00" * 8), "needs 12 bytes"),
+        (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_INT16, shape=[-1], data=b""), "negative"),
+        (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_BOOL, shape=[2], data=b"\x01\x02"), "boolean"),
+    ],
+)
+def test_malformed_tensor_names_its_field(message: tensor_pb2.Tensor, reason: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=reason) as caught:
+        proto_to_numpy(message, field="style")
+    assert caught.value.violations[0].field == "style"
