@@ -1,0 +1,163 @@
+"""Streaming decode: latent frames in as they arrive, PCM out as soon as those samples are final.
+
+The output equals the one-shot reference decode of the whole sequence whatever the arrival
+pattern, because every sample is taken from the same window the one-shot decode would paste last
+over it (see `windows`), and a sample is only released once no possible song length can change
+which window that is. Memory stays flat: the decoder keeps at most the last few dozen latent frames
+and at most two decoded windows, never the whole song.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.runtime.cancellation import CancellationToken
+from services.runtime.errors import InvalidArgumentError
+from services.vocoder.windows import (
+    HOP_FRAMES,
+    TRIM_FRAMES,
+    WINDOW_FRAMES,
+    final_frame_count,
+    regular_owner_start,
+)
+
+WindowDecoder = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class PcmPiece:
+    """Consecutive final samples of the song: `samples` (float32, mono) start at sample `offset`."""
+
+    offset: int
+    samples: np.ndarray
+
+
+def validate_latents(latents: np.ndarray, channels: int, field: str = "latents") -> np.ndarray:
+    """`latents` as a float32 [frames, channels] array; InvalidArgumentError naming `field` otherwise."""
+    array = np.asarray(latents)
+    if array.ndim != 2 or array.shape[1] != channels:
+        raise InvalidArgumentError(field, f"expected shape [frames, {channels}], got {list(array.shape)}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InvalidArgumentError(field, f"expected float32 values, got {array.dtype}")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        raise InvalidArgumentError(field, "latents contain NaN or infinite values")
+    return array
+
+
+class StreamingDecoder:
+    """Decodes one song incrementally: call `push` with each block, then `finish` once."""
+
+    def __init__(
+        self,
+        decode_window: WindowDecoder,
+        channels: int,
+        samples_per_frame: int,
+        max_frames: int,
+        token: CancellationToken | None = None,
+    ) -> None:
+        """`decode_window` maps latents [frames, channels] to samples [frames * samples_per_frame]."""
+        self._decode_window = decode_window
+        self._channels = channels
+        self._samples_per_frame = samples_per_frame
+        self._max_frames = max_frames
+        self._token = token
+        self._received = 0
+        self._tail = np.zeros((0, channels), np.float32)
+        self._tail_start = 0
+        self._next_window = 0
+        self._decoded: dict[int, np.ndarray] = {}
+        self._emitted = 0
+        self._finished = False
+
+    @property
+    def received_frames(self) -> int:
+        """Latent frames pushed so far."""
+        return self._received
+
+    @property
+    def emitted_samples(self) -> int:
+        """Samples released so far (the offset of the next piece)."""
+        return self._emitted * self._samples_per_frame
+
+    def push(self, latents: np.ndarray) -> list[PcmPiece]:
+        """Add the next frames [n, channels] (n may be 0); return the samples that became final, in order.
+
+        Raises InvalidArgumentError for a wrong shape, non-finite values or more frames than the cap.
+        """
+        if self._finished:
+            raise RuntimeError("push after finish")
+        frames = validate_latents(latents, self._channels)
+        total = self._received + len(frames)
+        if total > self._max_frames:
+            raise InvalidArgumentError(
+                "latents", f"song would have {total} frames, more than the cap of {self._max_frames}"
+            )
+        pieces: list[PcmPiece] = []
+        for begin in range(0, len(frames), HOP_FRAMES):
+            self._append(frames[begin : begin + HOP_FRAMES])
+            pieces.extend(self._release_final())
+        return pieces
+
+    def finish(self) -> list[PcmPiece]:
+        """The song is complete: return every sample not yet released (decoding the end window)."""
+        if self._finished:
+            raise RuntimeError("finish called twice")
+        self._finished = True
+        total = self._received
+        if total == 0:
+            return []
+        end_start = max(0, total - WINDOW_FRAMES)
+        audio = self._decoded.get(end_start) if total >= WINDOW_FRAMES else None
+        if audio is None:
+            audio = self._decode(end_start, total - end_start)
+        pieces = [self._piece(audio, end_start, self._emitted, total)]
+        self._emitted = total
+        self._decoded.clear()
+        self._tail = self._tail[:0]
+        return pieces
+
+    def _append(self, frames: np.ndarray) -> None:
+        self._tail = np.concatenate([self._tail, frames])
+        self._received += len(frames)
+
+    def _release_final(self) -> list[PcmPiece]:
+        """Decode every newly complete hop-aligned window and release the frames that are now final."""
+        pieces = []
+        while HOP_FRAMES * self._next_window + WINDOW_FRAMES <= self._received:
+            start = HOP_FRAMES * self._next_window
+            self._decoded[start] = self._decode(start, WINDOW_FRAMES)
+            self._next_window += 1
+        final = final_frame_count(self._received)
+        while self._emitted < final:
+            owner = regular_owner_start(self._emitted)
+            owned_until = min(final, owner + HOP_FRAMES + TRIM_FRAMES)
+            pieces.append(self._piece(self._decoded[owner], owner, self._emitted, owned_until))
+            self._emitted = owned_until
+        self._forget_consumed()
+        return pieces
+
+    def _forget_consumed(self) -> None:
+        """Drop decoded windows and latent frames that no future sample can come from."""
+        needed_window = regular_owner_start(self._emitted)
+        for start in [s for s in self._decoded if s < needed_window]:
+            del self._decoded[start]
+        keep_from = max(0, min(HOP_FRAMES * self._next_window, self._received - WINDOW_FRAMES))
+        if keep_from > self._tail_start:
+            self._tail = self._tail[keep_from - self._tail_start :].copy()
+            self._tail_start = keep_from
+
+    def _decode(self, start: int, frames: int) -> np.ndarray:
+        if self._token is not None:
+            self._token.check()
+        offset = start - self._tail_start
+        return self._decode_window(self._tail[offset : offset + frames])
+
+    def _piece(self, window_audio: np.ndarray, window_start: int, first: int, stop: int) -> PcmPiece:
+        spf = self._samples_per_frame
+        begin = (first - window_start) * spf
+        samples = window_audio[begin : begin + (stop - first) * spf]
+        return PcmPiece(first * spf, samples)
