@@ -1,0 +1,182 @@
+"""The diffusion engine: validate a song request, then stream its latent blocks (no gRPC here).
+
+The servicer and the gateway's in-process pipeline both call `DiffusionEngine.generate`; it checks
+every input eagerly (raising InvalidArgumentError named after the request's proto fields) before it
+returns the iterator that samples, so bad input fails at the call, not at the first block.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from services.diffusion.checkpoint import load_dit, missing_model_files
+from services.diffusion.dit import COND_DIM, DiT
+from services.diffusion.sampler import BlockSampler, SampledBlock, block_count, end_of_song
+from services.runtime.cancellation import CancellationToken
+from services.runtime.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
+
+FRAMES_PER_SECOND = 5
+DEFAULT_STEPS = 16
+DEFAULT_CFG_STRENGTH = 2.0
+STEPS_RANGE = (2, 200)
+CFG_RANGE = (0.0, 20.0)
+DEFAULT_MAX_FRAMES_CAP = 3000
+MAX_TOKENS = 8192
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class LatentBlockResult:
+    """One streamed block: `latents` [frames, 64] float32; `max_blocks` bounds the song's block count."""
+
+    index: int
+    latents: np.ndarray
+    final: bool
+    max_blocks: int
+
+    @property
+    def seconds_generated(self) -> float:
+        """Seconds of audio up to the end of this block."""
+        return (self.index * 10 + self.latents.shape[0]) / FRAMES_PER_SECOND
+
+
+def resolve_dtype(device: str, dtype: str) -> torch.dtype:
+    """The torch dtype for a config's `dtype` name; CPU runs only in float32."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if torch.device(device).type == "cpu" and dtype != "float32":
+        raise ValueError(f"dtype {dtype} is for CUDA; on CPU the DiT runs in float32")
+    return DTYPES[dtype]
+
+
+def _describe(array: np.ndarray) -> str:
+    return f"{array.dtype} {list(array.shape)}"
+
+
+class DiffusionEngine:
+    """A loaded DiT plus the block sampler, with request validation."""
+
+    def __init__(self, model: DiT, max_frames_cap: int = DEFAULT_MAX_FRAMES_CAP) -> None:
+        """Wrap a loaded model; `max_frames_cap` is the longest song a request may ask for."""
+        self.model = model
+        self.config = model.config
+        self.max_frames_cap = max_frames_cap
+        self._sampler = BlockSampler(model)
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        device: str = "cpu",
+        dtype: str = "float32",
+        max_frames_cap: int = DEFAULT_MAX_FRAMES_CAP,
+    ) -> DiffusionEngine:
+        """Load `model.safetensors` and `config.json`/`model.json` from `model_dir`.
+
+        Raises FailedPreconditionError naming the missing file when the model is not installed.
+        """
+        missing = missing_model_files(Path(model_dir))
+        if missing:
+            raise FailedPreconditionError(f"no diffusion model in {model_dir}: missing {', '.join(missing)}")
+        return cls(load_dit(Path(model_dir), device, resolve_dtype(device, dtype)), max_frames_cap)
+
+    @property
+    def block_size(self) -> int:
+        """Latent frames per block (10 = 2 s)."""
+        return self.config.block_size
+
+    def generate(
+        self,
+        tokens: np.ndarray,
+        style: np.ndarray,
+        *,
+        seed: int,
+        steps: int = DEFAULT_STEPS,
+        cfg_strength: float = DEFAULT_CFG_STRENGTH,
+        max_frames: int,
+        prefix: Sequence[np.ndarray] = (),
+        token: CancellationToken | None = None,
+    ) -> Iterator[LatentBlockResult]:
+        """Validate the request, then return an iterator over the blocks after `prefix`.
+
+        tokens: int [L] lyric ids; style: float32 [512]. The same arguments give the same blocks on
+        any device; with `prefix` (blocks 0..k-1 of an earlier run of this request) the iterator
+        yields blocks k.. of that same song. `token` is checked at every ODE step.
+        """
+        tokens, style, prefix = self._validate(tokens, style, seed, steps, cfg_strength, max_frames, prefix)
+        max_blocks = block_count(max_frames, self.block_size)
+        blocks = self._sampler.sample(
+            tokens, style, seed=seed, steps=steps, cfg_strength=cfg_strength, max_frames=max_frames,
+            prefix=prefix, token=token,
+        )
+        return (self._result(block, max_blocks) for block in blocks)
+
+    @staticmethod
+    def _result(block: SampledBlock, max_blocks: int) -> LatentBlockResult:
+        return LatentBlockResult(block.index, block.latents, block.final, max_blocks)
+
+    def _validate(
+        self,
+        tokens: np.ndarray,
+        style: np.ndarray,
+        seed: int,
+        steps: int,
+        cfg_strength: float,
+        max_frames: int,
+        prefix: Sequence[np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        violations: list[FieldViolation] = []
+
+        def bad(field: str, description: str) -> None:
+            violations.append(FieldViolation(field, description))
+
+        tokens = np.asarray(tokens)
+        top = self.config.text_num_embeds
+        if tokens.ndim != 1 or tokens.shape[0] == 0 or not np.issubdtype(tokens.dtype, np.integer):
+            bad("token_ids", f"must be a non-empty 1-D integer tensor, got {_describe(tokens)}")
+        elif tokens.shape[0] > MAX_TOKENS:
+            bad("token_ids", f"at most {MAX_TOKENS} tokens, got {tokens.shape[0]}")
+        elif tokens.min() < 0 or tokens.max() > top:
+            where = int(np.flatnonzero((tokens < 0) | (tokens > top))[0])
+            bad("token_ids", f"ids must be in 0..{top}; token {where} is {int(tokens[where])}")
+        style = np.asarray(style)
+        if style.shape != (COND_DIM,) or not np.issubdtype(style.dtype, np.floating):
+            bad("style", f"must be a float [{COND_DIM}] vector, got {_describe(style)}")
+        elif not np.isfinite(style).all():
+            bad("style", "contains NaN or infinite values")
+        if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+            bad("seed", "must be an integer in 0..2^64-1")
+        if not STEPS_RANGE[0] <= steps <= STEPS_RANGE[1]:
+            bad("steps", f"must be in {STEPS_RANGE[0]}..{STEPS_RANGE[1]}, got {steps}")
+        if not (math.isfinite(cfg_strength) and CFG_RANGE[0] <= cfg_strength <= CFG_RANGE[1]):
+            bad("cfg_strength", f"must be in {CFG_RANGE[0]:g}..{CFG_RANGE[1]:g}, got {cfg_strength}")
+        if not 1 <= max_frames <= self.max_frames_cap:
+            bad("max_frames", f"must be in 1..{self.max_frames_cap}, got {max_frames}")
+        else:
+            self._validate_prefix(prefix, block_count(max_frames, self.block_size), bad)
+        if violations:
+            raise InvalidArgumentError(violations=violations)
+        return tokens.astype(np.int64), style.astype(np.float32), [np.asarray(b, np.float32) for b in prefix]
+
+    def _validate_prefix(
+        self, prefix: Sequence[np.ndarray], max_blocks: int, bad: Callable[[str, str], None]
+    ) -> None:
+        if len(prefix) >= max_blocks:
+            bad("prefix", f"holds {len(prefix)} blocks; a song of max_frames has at most {max_blocks}, "
+                "and at least one must be left to sample")
+            return
+        shape = (self.block_size, self.config.mel_dim)
+        for index, block in enumerate(prefix):
+            block = np.asarray(block)
+            if block.shape != shape or not np.issubdtype(block.dtype, np.floating):
+                bad(f"prefix[{index}].latents", f"must be float {list(shape)}, got {_describe(block)}")
+            elif not np.isfinite(block).all():
+                bad(f"prefix[{index}].latents", "contains NaN or infinite values")
+            elif end_of_song(block) is not None:
+                bad(f"prefix[{index}].latents", "ends the song (its last frame is the end marker)")
