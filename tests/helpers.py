@@ -41,9 +41,11 @@ def wait_for_health(channel: grpc.Channel, status: int, service: str = "", timeo
 
 
 @contextmanager
-def running_stage(spec: StageSpec, config: ServerConfig | None = None, load: bool = True) -> Iterator[StageServer]:
+def running_stage(
+    spec: StageSpec, config: ServerConfig | None = None, load: bool = True
+) -> Iterator[StageServer]:
     """A StageServer for `spec` on 127.0.0.1 (free port), loaded, stopped at the end."""
-    server = StageServer(config or ServerConfig(port=0), spec)
+    server = StageServer(config or ServerConfig(port=0, drain_delay_s=0), spec)
     server.start()
     if load:
         server.load()

@@ -40,6 +40,9 @@ class ServerConfig:
     keepalive_timeout_s: float = option(10.0, "time to wait for a keepalive ping to be answered")
     max_connection_age_s: float = option(300.0, "close connections after this long so clients re-resolve")
     max_connection_age_grace_s: float = option(600.0, "time left to calls on an aged-out connection")
+    drain_delay_s: float = option(
+        2.0, "on SIGTERM, time spent NOT_SERVING but still accepting calls, so load balancers notice"
+    )
     shutdown_grace_s: float = option(600.0, "on SIGTERM, time in-flight calls get to finish")
     log_level: str = option("INFO", "logging level")
     log_format: str = option("json", "log line format: json or text")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -172,10 +173,12 @@ class StageServer:
         return True
 
     def stop(self, grace: float | None = None) -> None:
-        """Drain: report NOT_SERVING, let in-flight calls finish within `grace` seconds, stop."""
+        """Drain: report NOT_SERVING (still accepting calls for `drain_delay_s`, so load balancers
+        and probes see it), then refuse new calls and let in-flight ones finish within `grace` s."""
         grace = self.config.shutdown_grace_s if grace is None else grace
         self.health.enter_graceful_shutdown()
         log.info("%s draining (grace %.0f s)", self.spec.name, grace)
+        time.sleep(self.config.drain_delay_s)
         self._server.stop(grace).wait()
         self.stopped.set()
         log.info("%s stopped", self.spec.name)

@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.grpc import client_interceptor, server_interceptor
 from opentelemetry.instrumentation.grpc.filters import any_of, negate, service_prefix
+from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -56,8 +57,9 @@ def tracing_server_interceptor() -> grpc.ServerInterceptor:
     return server_interceptor(tracer_provider=trace.get_tracer_provider(), filter_=_NOT_TRACED)
 
 
-def traced_channel(channel: grpc.Channel) -> grpc.Channel:
+def traced_channel(
+    channel: grpc.Channel, tracer_provider: trace.TracerProvider | None = None
+) -> grpc.Channel:
     """`channel` with client spans and W3C context injected into every call's metadata."""
-    return grpc.intercept_channel(
-        channel, client_interceptor(tracer_provider=trace.get_tracer_provider(), filter_=_NOT_TRACED)
-    )
+    provider = tracer_provider or trace.get_tracer_provider()
+    return intercept_channel(channel, client_interceptor(tracer_provider=provider, filter_=_NOT_TRACED))

@@ -23,7 +23,9 @@ from services.runtime.errors import InvalidArgumentError, ResourceExhaustedError
 from songsmith.v1 import tensor_pb2
 
 NUMPY_DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.int32, np.int16, np.bool_]
-TORCH_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16, torch.bool]
+TORCH_DTYPES = [
+    torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16, torch.bool
+]
 
 
 def _arrays(dtype) -> st.SearchStrategy[np.ndarray]:
@@ -155,7 +157,7 @@ def test_empty_stream_is_refused() -> None:
     ("message", "reason"),
     [
         (tensor_pb2.Tensor(shape=[2], data=b"\x00" * 8), "dtype"),
-        (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=[3], data=b"\x00" * 8), "needs 12 bytes"),
+        (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=[3], data=bytes(8)), "needs 12 bytes"),
         (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_INT16, shape=[-1], data=b""), "negative"),
         (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_BOOL, shape=[2], data=b"\x01\x02"), "boolean"),
     ],
