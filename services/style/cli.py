@@ -1,0 +1,67 @@
+"""`songsmith style embed`: one style vector from a prompt or a recording, saved as .npy."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from services.runtime.errors import ServiceError
+from services.style.engine import CROP_WHOLE, StyleEngine, StyleLimits
+
+# The CLI embeds local files its user chose, so the service's size caps do not apply.
+CLI_LIMITS = StyleLimits(max_prompt_chars=1_000_000, max_audio_seconds=float("inf"), max_audio_bytes=1 << 62)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `style` command group (`style embed`) to the songsmith CLI."""
+    style = subparsers.add_parser("style", help="MuQ-MuLan style vectors")
+    commands = style.add_subparsers(dest="style_command", required=True)
+    embed = commands.add_parser(
+        "embed",
+        help="embed a text prompt or a whole recording into a float32 [512] .npy vector",
+        description="Embed a prompt, or a recording (WAV, FLAC, MP3 or OGG; all of it, every 10 s "
+        "clip averaged, as MuQ-MuLan's own mulan(wavs=...) does), and save the vector.",
+    )
+    embed.add_argument("--model-dir", required=True, type=Path, help="MuQ-MuLan checkpoint folder")
+    source = embed.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="style prompt to embed")
+    source.add_argument("--audio", type=Path, help="audio file to embed")
+    embed.add_argument("-o", "--output", required=True, type=Path, help="where to write the .npy vector")
+    embed.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    embed.set_defaults(func=run_embed)
+
+
+def _fail(message: str) -> int:
+    print(f"songsmith: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    """Load the model, embed the prompt or recording, write the vector; 2 with one line on error."""
+    if args.audio is not None:
+        try:
+            data = args.audio.read_bytes()
+        except OSError as exc:
+            return _fail(f"cannot read {args.audio}: {exc.strerror or exc}")
+    try:
+        engine = StyleEngine.load(args.model_dir, args.device, limits=CLI_LIMITS, text_cache_size=0)
+        if args.audio is None:
+            vector = engine.embed_text(args.text)
+            detail = "text prompt"
+        else:
+            result = engine.embed_audio(data, crop=CROP_WHOLE)
+            vector = result.vector
+            detail = f"{result.clips} clip(s), {result.seconds:.1f} s of audio"
+    except ServiceError as exc:
+        return _fail(exc.message)
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        with args.output.open("wb") as handle:
+            np.save(handle, vector.astype(np.float32))
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
+    print(f"wrote {args.output}: float32 [{vector.shape[0]}] from {detail}")
+    return 0

@@ -1,0 +1,197 @@
+"""The style encoder engine: prompts and reference recordings in, 512-d MuQ-MuLan vectors out.
+
+Plain Python and torch, no gRPC: the servicer, the CLI and the gateway's in-process pipeline all
+call it. Inputs are validated here and rejected with `InvalidArgumentError` naming the proto field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from services.runtime.cancellation import CancellationToken
+from services.runtime.config import MIB
+from services.runtime.errors import InvalidArgumentError
+from services.style.audio_io import DATA_FIELD, decode_audio
+from services.style.clips import random_crop, whole_recording_clips
+from services.style.loader import LoadedModel, load_mulan
+from services.style.text_cache import TextEmbeddingCache
+
+PROMPT_FIELD = "prompt"
+CROP_WHOLE = "whole"
+CROP_RANDOM = "random"
+CropMode = Literal["whole", "random"]
+WARM_UP_PROMPT = "warm-up: pop, piano, happy"
+
+
+@dataclass(frozen=True)
+class StyleLimits:
+    """Input bounds; requests beyond them get INVALID_ARGUMENT."""
+
+    max_prompt_chars: int = 1000
+    max_audio_seconds: float = 600.0
+    max_audio_bytes: int = 32 * MIB
+
+
+@dataclass(frozen=True)
+class AudioEmbedding:
+    """A recording's style vector: the mean of its unit clip latents (float32 [512]), how many 10 s
+    clips were averaged, and the decoded recording's duration in seconds."""
+
+    vector: np.ndarray
+    clips: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TextEmbedding:
+    """A prompt's unit style vector (float32 [512]) and whether it came from the prompt cache."""
+
+    vector: np.ndarray
+    cached: bool
+
+
+class StyleEngine:
+    """MuQ-MuLan inference with input limits and a prompt cache; safe to call from several threads."""
+
+    def __init__(self, loaded: LoadedModel, limits: StyleLimits, text_cache_size: int, device: str) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.limits = limits
+        self.device = torch.device(device)
+        self.text_cache = TextEmbeddingCache(text_cache_size)
+        self.sample_rate = loaded.model.config.sample_rate
+        self.clip_samples = loaded.model.config.clip_samples
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        device: str = "cpu",
+        *,
+        limits: StyleLimits | None = None,
+        text_cache_size: int = 1024,
+        hub_cache_dir: str | None = None,
+        warm_up: bool = False,
+    ) -> StyleEngine:
+        """Load the MuLan checkpoint folder `model_dir` (FAILED_PRECONDITION when it is missing or
+        does not match); `warm_up` runs one text and one audio pass so the first call is not slow."""
+        loaded = load_mulan(model_dir, device=device, hub_cache_dir=hub_cache_dir)
+        engine = cls(loaded, limits or StyleLimits(), text_cache_size, device)
+        if warm_up:
+            engine.warm_up()
+        return engine
+
+    def warm_up(self) -> None:
+        """Run the text and audio paths once (nothing is cached)."""
+        self._encode_prompts([WARM_UP_PROMPT])
+        noise = np.random.default_rng(0).standard_normal(self.sample_rate).astype(np.float32) * 0.01
+        self.clip_latents([noise])
+
+    def validate_prompt(self, prompt: str) -> None:
+        """INVALID_ARGUMENT on field `prompt` when it is empty or longer than the limit."""
+        if not prompt:
+            raise InvalidArgumentError(PROMPT_FIELD, "the prompt is empty")
+        if len(prompt) > self.limits.max_prompt_chars:
+            raise InvalidArgumentError(
+                PROMPT_FIELD,
+                f"the prompt has {len(prompt)} characters; the limit is {self.limits.max_prompt_chars}",
+            )
+
+    def embed_text(self, prompt: str) -> np.ndarray:
+        """A prompt's unit style vector, float32 [512] (cached)."""
+        return self.embed_text_with_cache_info(prompt).vector
+
+    def embed_text_with_cache_info(self, prompt: str) -> TextEmbedding:
+        """Like `embed_text`, also saying whether the vector came from the prompt cache. The prompt
+        is embedded alone (no padding), as DiffRhythm 2 calls MuQ-MuLan."""
+        self.validate_prompt(prompt)
+        cached = self.text_cache.get(prompt)
+        if cached is not None:
+            return TextEmbedding(cached, cached=True)
+        vector = self._encode_prompts([prompt])[0]
+        self.text_cache.put(prompt, vector)
+        return TextEmbedding(vector, cached=False)
+
+    def embed_texts(self, prompts: list[str]) -> np.ndarray:
+        """Several prompts in one padded batch, [N, 512], exactly like the reference's
+        `mulan(texts=prompts)`: padding enters the mean, so rows differ slightly from `embed_text`."""
+        for prompt in prompts:
+            self.validate_prompt(prompt)
+        return self._encode_prompts(prompts)
+
+    def tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask [N, longest], padded with XLM-R's pad id, no truncation;
+        INVALID_ARGUMENT on `prompt` when a prompt makes more tokens than XLM-R has positions."""
+        encodings = self.loaded.tokenizer.encode_batch(prompts)
+        longest = max(len(e.ids) for e in encodings)
+        if longest > self.loaded.max_tokens:
+            raise InvalidArgumentError(
+                PROMPT_FIELD,
+                f"the prompt makes {longest} tokens; the text model accepts at most {self.loaded.max_tokens}",
+            )
+        input_ids = torch.full((len(prompts), longest), self.loaded.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), longest), dtype=torch.long)
+        for row, encoding in enumerate(encodings):
+            input_ids[row, : len(encoding.ids)] = torch.tensor(encoding.ids, dtype=torch.long)
+            attention_mask[row, : len(encoding.ids)] = 1
+        return input_ids.to(self.device), attention_mask.to(self.device)
+
+    def _encode_prompts(self, prompts: list[str]) -> np.ndarray:
+        input_ids, attention_mask = self.tokenize(prompts)
+        with torch.inference_mode():
+            latents = self.model.text_latents(input_ids, attention_mask)
+        return latents.float().cpu().numpy()
+
+    def embed_audio(
+        self,
+        data: bytes,
+        crop: CropMode = CROP_WHOLE,
+        seed: int = 0,
+        token: CancellationToken | None = None,
+    ) -> AudioEmbedding:
+        """Embed an encoded recording (WAV, FLAC, MP3 or OGG; any rate and channel count).
+        `crop="whole"` averages every 10 s clip (deterministic); `crop="random"` embeds one 10 s
+        window drawn from `seed`, as DiffRhythm 2 does. INVALID_ARGUMENT on field `data` for empty,
+        undecodable, over-long or over-size audio."""
+        if len(data) > self.limits.max_audio_bytes:
+            raise InvalidArgumentError(
+                DATA_FIELD, f"the file has {len(data)} bytes; the limit is {self.limits.max_audio_bytes}"
+            )
+        decoded = decode_audio(data, self.sample_rate, self.limits.max_audio_seconds)
+        return self.embed_waveform(decoded.samples, crop, seed, token, seconds=decoded.seconds)
+
+    def embed_waveform(
+        self,
+        samples: np.ndarray,
+        crop: CropMode = CROP_WHOLE,
+        seed: int = 0,
+        token: CancellationToken | None = None,
+        seconds: float | None = None,
+    ) -> AudioEmbedding:
+        """Embed mono float32 samples already at the model rate (24 kHz); see `embed_audio`."""
+        if crop not in (CROP_WHOLE, CROP_RANDOM):
+            raise InvalidArgumentError("options.crop", f"unknown crop mode {crop!r}")
+        if samples.ndim != 1 or samples.size == 0:
+            raise InvalidArgumentError(DATA_FIELD, "the recording holds no samples")
+        if crop == CROP_RANDOM:
+            samples = random_crop(samples, self.clip_samples, seed)
+        latents = self.clip_latents(whole_recording_clips(samples, self.clip_samples), token)
+        duration = samples.size / self.sample_rate if seconds is None else seconds
+        return AudioEmbedding(latents.mean(axis=0), clips=latents.shape[0], seconds=duration)
+
+    def clip_latents(self, clips: list[np.ndarray], token: CancellationToken | None = None) -> np.ndarray:
+        """The unit latent of each clip, [n_clips, 512], one clip at a time as the reference does."""
+        rows = []
+        with torch.inference_mode():
+            for clip in clips:
+                if token is not None:
+                    token.check()
+                wave = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32)).to(self.device)
+                rows.append(self.model.audio_latents(wave.unsqueeze(0))[0].float().cpu())
+        return torch.stack(rows).numpy()
+

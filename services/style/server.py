@@ -1,0 +1,64 @@
+"""The style encoder's server: its configuration and how the runtime loads and registers it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import grpc
+
+from services.runtime.config import MIB, ServerConfig, load_config, option
+from services.runtime.server import ModelSlot, StageSpec, serve
+from services.style.engine import StyleEngine, StyleLimits
+from services.style.servicer import StyleServicer
+from songsmith.v1 import style_pb2_grpc
+
+SERVICE_NAME = "songsmith.v1.StyleEncoder"
+
+
+@dataclass
+class StyleConfig(ServerConfig):
+    """Settings of the style encoder stage (flags, or SONGSMITH_* environment variables)."""
+
+    port: int = option(50052, "gRPC port")
+    metrics_port: int = option(9402, "Prometheus metrics port; 0 disables the metrics endpoint")
+    model_dir: str = option(
+        "models/muq-mulan/MuQ-MuLan-large",
+        "MuQ-MuLan checkpoint folder (config.json + model.safetensors or pytorch_model.bin); the "
+        "sub-models it names are looked up beside it, then in the huggingface_hub cache",
+    )
+    device: str = option("cpu", "torch device to run on (cpu, cuda, cuda:1, ...)")
+    hub_cache_dir: str = option("", "huggingface_hub cache searched for sub-models; empty: HF_HUB_CACHE")
+    text_cache_size: int = option(1024, "prompt embeddings kept in the LRU cache; 0 disables it")
+    max_prompt_chars: int = option(1000, "longest prompt accepted, in characters")
+    max_audio_seconds: float = option(600.0, "longest reference recording accepted, in seconds")
+    max_audio_bytes: int = option(32 * MIB, "largest reference audio file accepted, in bytes")
+
+
+def build_spec(config: StyleConfig) -> StageSpec:
+    """The StageSpec that loads (and warms up) the engine and registers the StyleEncoder servicer."""
+    limits = StyleLimits(
+        max_prompt_chars=config.max_prompt_chars,
+        max_audio_seconds=config.max_audio_seconds,
+        max_audio_bytes=config.max_audio_bytes,
+    )
+
+    def load() -> StyleEngine:
+        return StyleEngine.load(
+            config.model_dir,
+            config.device,
+            limits=limits,
+            text_cache_size=config.text_cache_size,
+            hub_cache_dir=config.hub_cache_dir or None,
+            warm_up=True,
+        )
+
+    def register(server: grpc.Server, slot: ModelSlot) -> None:
+        style_pb2_grpc.add_StyleEncoderServicer_to_server(StyleServicer(slot), server)
+
+    return StageSpec(name="style", service_name=SERVICE_NAME, load=load, register=register)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`songsmith serve style [flags]`: serve until SIGTERM, then drain."""
+    config = load_config(StyleConfig, argv, prog="songsmith serve style")
+    serve(config, build_spec(config))
