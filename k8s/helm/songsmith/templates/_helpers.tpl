@@ -70,7 +70,7 @@ tokenizer style diffusion vocoder
 
 {{- define "songsmith.terminationGracePeriodSeconds" -}}
 {{- $s := .Values.global.shutdown -}}
-{{- add $s.preStopSleepSeconds $s.graceSeconds $s.marginSeconds -}}
+{{- add $s.drainDelaySeconds $s.graceSeconds $s.marginSeconds -}}
 {{- end -}}
 
 {{/* Identifies what the model job downloads; a new value means a new Job and a new ready marker. */}}
@@ -108,4 +108,16 @@ tokenizer style diffusion vocoder
 
 {{- define "songsmith.authSecretName" -}}
 {{- .root.Values.gateway.auth.existingSecret | default (printf "%s-gateway-auth" (include "songsmith.fullname" .root)) -}}
+{{- end -}}
+
+{{/* Resource requirements with every quantity as a string (how the API returns them; typed clients insist). */}}
+{{- define "songsmith.resources" -}}
+{{- range $section := list "requests" "limits" }}
+{{- with (index $ $section) }}
+{{ $section }}:
+{{- range $resource, $quantity := . }}
+  {{ $resource }}: {{ $quantity | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end -}}

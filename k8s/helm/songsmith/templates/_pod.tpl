@@ -52,10 +52,14 @@ grpc:
   value: {{ $c.grpc.maxQueue | quote }}
 - name: SONGSMITH_KEEPALIVE_TIME_S
   value: {{ $c.grpc.keepaliveTimeSeconds | quote }}
+- name: SONGSMITH_KEEPALIVE_TIMEOUT_S
+  value: {{ $c.grpc.keepaliveTimeoutSeconds | quote }}
 - name: SONGSMITH_MAX_CONNECTION_AGE_S
   value: {{ $c.grpc.maxConnectionAgeSeconds | quote }}
 - name: SONGSMITH_MAX_CONNECTION_AGE_GRACE_S
   value: {{ $c.grpc.maxConnectionAgeGraceSeconds | quote }}
+- name: SONGSMITH_DRAIN_DELAY_S
+  value: {{ $root.Values.global.shutdown.drainDelaySeconds | quote }}
 - name: SONGSMITH_SHUTDOWN_GRACE_S
   value: {{ $root.Values.global.shutdown.graceSeconds | quote }}
 - name: SONGSMITH_LOG_FORMAT
@@ -203,7 +207,7 @@ spec:
       securityContext:
         {{- toYaml $g.containerSecurityContext | nindent 8 }}
       resources:
-        {{- toYaml $models.job.resources | nindent 8 }}
+        {{- include "songsmith.resources" $models.job.resources | nindent 8 }}
       volumeMounts:
         - name: models
           mountPath: {{ $models.mountPath }}
@@ -230,7 +234,7 @@ spec:
       env:
         {{- include "songsmith.env" . | nindent 8 }}
       resources:
-        {{- toYaml $c.resources | nindent 8 }}
+        {{- include "songsmith.resources" $c.resources | nindent 8 }}
       securityContext:
         {{- toYaml $g.containerSecurityContext | nindent 8 }}
       startupProbe:
@@ -242,10 +246,6 @@ spec:
       livenessProbe:
         {{- include "songsmith.probeAction" . | nindent 8 }}
         {{- toYaml $c.probes.liveness | nindent 8 }}
-      lifecycle:
-        preStop:
-          exec:
-            command: ["sleep", {{ $g.shutdown.preStopSleepSeconds | quote }}]
       volumeMounts:
         - name: tmp
           mountPath: /tmp
