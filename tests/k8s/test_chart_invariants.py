@@ -1,0 +1,617 @@
+"""What the rendered chart must guarantee, for the defaults and every values file in ci/.
+
+Probes, resources and GPU placement, drain timing, headless Services and the gateway's targets,
+one autoscaler and one PDB per stage (HPA on per-pod in-flight metrics or KEDA), the models volume
+and its job, tracing, metrics, security contexts, NetworkPolicy, mTLS certificates and the
+gateway's tokens from a Secret. CRD objects (ScaledObject, ServiceMonitor, Certificate, Issuer)
+have no built-in schema, so their shape is asserted here field by field.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+
+from services.runtime.config import ServerConfig
+from tests.k8s.chart import (
+    COMPONENTS,
+    GPU_STAGES,
+    HEALTH_SERVICES,
+    METRICS_PORTS,
+    NAMESPACE,
+    PORTS,
+    RELEASE,
+    STAGES,
+    VALUES_SETS,
+    containers_of,
+    pod_specs,
+    render,
+    render_values,
+)
+
+AUTOSCALED_SETS = ("default", "cpu", "keda", "mtls")
+SHARED_ENV = {"SONGSMITH_" + f.name.upper() for f in dataclasses.fields(ServerConfig)}
+# Settings of the stage and gateway configs beyond the shared ServerConfig (see docs/kubernetes.md).
+STAGE_ENV = {"SONGSMITH_MODEL_DIR", "SONGSMITH_DEVICE", "SONGSMITH_DTYPE"}
+GATEWAY_ENV = {
+    "SONGSMITH_TOKENIZER_TARGET",
+    "SONGSMITH_STYLE_TARGET",
+    "SONGSMITH_DIFFUSION_TARGET",
+    "SONGSMITH_VOCODER_TARGET",
+    "SONGSMITH_AUTH_TOKENS_FILE",
+    "SONGSMITH_JOBS_DB",
+    "SONGSMITH_RESULTS_DIR",
+    "SONGSMITH_STAGE_TLS_CA",
+    "SONGSMITH_STAGE_TLS_CERT",
+    "SONGSMITH_STAGE_TLS_KEY",
+}
+
+
+def selector_labels(component: str) -> dict[str, str]:
+    """The labels that select one component's pods."""
+    return {
+        "app.kubernetes.io/name": "songsmith",
+        "app.kubernetes.io/instance": RELEASE,
+        "app.kubernetes.io/component": component,
+    }
+
+
+def volume_for_mount(pod_spec: dict[str, Any], container: dict[str, Any], path: str) -> dict[str, Any]:
+    """The pod volume mounted at `path` in `container`."""
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == path)
+    return next(v for v in pod_spec["volumes"] if v["name"] == mount["name"])
+
+
+# --- every component: probes, drain, resources, placement --------------------------------------------
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_each_component_has_one_deployment_serving_its_ports(values_set: str) -> None:
+    rendered = render(values_set)
+    names = {d["metadata"]["name"] for d in rendered.of_kind("Deployment")}
+    expected = {f"{RELEASE}-{c}" for c in COMPONENTS}
+    assert expected <= names
+    for component in COMPONENTS:
+        deployment = rendered.deployment(component)
+        assert deployment["spec"]["selector"]["matchLabels"] == selector_labels(component)
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector_labels(component).items() <= pod_labels.items()
+        container = rendered.container(component)
+        assert container["args"] == ["serve", component]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports == {"grpc": PORTS[component], "metrics": METRICS_PORTS[component]}
+        env = rendered.env(component)
+        assert env["SONGSMITH_HOST"] == "0.0.0.0"
+        assert env["SONGSMITH_PORT"] == str(PORTS[component])
+        assert env["SONGSMITH_METRICS_PORT"] == str(METRICS_PORTS[component])
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_probes_are_native_grpc_health_checks_of_the_component_service(values_set: str) -> None:
+    rendered = render(values_set)
+    mtls = bool(rendered.values.get("mtls", {}).get("enabled"))
+    for component in COMPONENTS:
+        container = rendered.container(component)
+        for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe = container[probe_name]
+            if mtls and component != "gateway":
+                # The kubelet's gRPC probe cannot present a client certificate.
+                command = probe["exec"]["command"]
+                assert command[0] == "songsmith-healthcheck"
+                assert f"--port={PORTS[component]}" in command
+                assert f"--service={HEALTH_SERVICES[component]}" in command
+                assert "--tls-dir=/etc/songsmith/tls" in command
+                assert "grpc" not in probe
+            else:
+                assert probe["grpc"] == {"port": PORTS[component], "service": HEALTH_SERVICES[component]}
+        startup = container["startupProbe"]
+        liveness = container["livenessProbe"]
+        # Model loading is covered by the startup probe, so liveness can stay strict.
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 300
+        assert liveness["failureThreshold"] * liveness["periodSeconds"] <= 120
+    diffusion = rendered.container("diffusion")["startupProbe"]
+    assert diffusion["periodSeconds"] * diffusion["failureThreshold"] >= 900
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_termination_grace_covers_drain_and_the_longest_song(values_set: str) -> None:
+    rendered = render(values_set)
+    longest_job = (rendered.values.get("global", {}).get("longestJobSeconds")) or 480
+    for component in COMPONENTS:
+        pod = rendered.deployment(component)["spec"]["template"]["spec"]
+        env = rendered.env(component)
+        grace = float(env["SONGSMITH_SHUTDOWN_GRACE_S"])
+        drain_delay = float(env["SONGSMITH_DRAIN_DELAY_S"])
+        assert grace >= longest_job
+        assert float(env["SONGSMITH_MAX_CONNECTION_AGE_GRACE_S"]) >= longest_job
+        assert pod["terminationGracePeriodSeconds"] > drain_delay + grace
+        assert drain_delay > 0
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_every_container_has_requests_and_a_memory_limit(values_set: str) -> None:
+    for name, pod_spec in pod_specs(render(values_set)):
+        for container in containers_of(pod_spec):
+            resources = container["resources"]
+            assert {"cpu", "memory"} <= resources["requests"].keys(), (name, container["name"])
+            assert "memory" in resources["limits"], (name, container["name"])
+
+
+@pytest.mark.parametrize("values_set", ["default", "keda", "mtls"])
+def test_gpu_stages_ask_for_a_gpu_in_limits_and_tolerate_gpu_nodes(values_set: str) -> None:
+    rendered = render(values_set)
+    for component in COMPONENTS:
+        pod = rendered.deployment(component)["spec"]["template"]["spec"]
+        container = rendered.container(component)
+        tolerations = pod.get("tolerations", [])
+        if component in GPU_STAGES:
+            assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+            assert "nvidia.com/gpu" not in container["resources"].get("requests", {})
+            assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in tolerations
+            assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+            assert rendered.env(component)["SONGSMITH_DEVICE"] == "cuda"
+            assert container["image"].endswith("-cuda")
+        else:
+            # CPU components stay off the expensive GPU nodes.
+            assert "nvidia.com/gpu" not in container["resources"]["limits"]
+            assert not any(t.get("key") == "nvidia.com/gpu" for t in tolerations)
+            assert container["image"].endswith("-cpu")
+    assert rendered.env("diffusion")["SONGSMITH_DTYPE"] == "bfloat16"
+
+
+@pytest.mark.parametrize("values_set", ["cpu", "minimal"])
+def test_cpu_values_need_no_gpu_anywhere(values_set: str) -> None:
+    rendered = render(values_set)
+    for name, pod_spec in pod_specs(rendered):
+        assert "nodeSelector" not in pod_spec, name
+        assert "tolerations" not in pod_spec, name
+        for container in containers_of(pod_spec):
+            assert "nvidia.com/gpu" not in container["resources"].get("limits", {}), name
+            assert container["image"].endswith("-cpu"), name
+    for stage in ("style", "diffusion", "vocoder"):
+        assert rendered.env(stage)["SONGSMITH_DEVICE"] == "cpu"
+    assert rendered.env("diffusion")["SONGSMITH_DTYPE"] == "float32"
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_environment_names_are_settings_the_services_read(values_set: str) -> None:
+    rendered = render(values_set)
+    for component in COMPONENTS:
+        known = SHARED_ENV | (GATEWAY_ENV if component == "gateway" else STAGE_ENV)
+        names = {name for name in rendered.env(component) if name.startswith("SONGSMITH_")}
+        assert names <= known, sorted(names - known)
+        pod = rendered.deployment(component)["spec"]["template"]["spec"]
+        # Service links would add e.g. SONGSMITH_PORT=tcp://10.0.0.1:50050 for a Service named songsmith.
+        assert pod["enableServiceLinks"] is False
+        assert rendered.env(component)["HF_HUB_OFFLINE"] == "1"
+
+
+# --- Services and the gateway's view of the stages ----------------------------------------------------
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_stages_have_headless_services_the_gateway_dials_round_robin(values_set: str) -> None:
+    rendered = render(values_set)
+    gateway_env = rendered.env("gateway")
+    for stage in STAGES:
+        service = rendered.get("Service", f"{RELEASE}-{stage}-headless")
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["selector"] == selector_labels(stage)
+        ports = {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}
+        assert ports == {"grpc": (PORTS[stage], "grpc"), "metrics": (METRICS_PORTS[stage], "metrics")}
+        fqdn = f"{RELEASE}-{stage}-headless.{NAMESPACE}.svc.cluster.local"
+        assert gateway_env[f"SONGSMITH_{stage.upper()}_TARGET"] == f"dns:///{fqdn}:{PORTS[stage]}"
+    gateway = rendered.get("Service", f"{RELEASE}-gateway")
+    assert gateway["spec"].get("clusterIP") != "None"
+    assert gateway["spec"]["selector"] == selector_labels("gateway")
+    assert {p["name"]: p["port"] for p in gateway["spec"]["ports"]} == {"grpc": 50050, "metrics": 9400}
+
+
+# --- autoscaling and disruption budgets ---------------------------------------------------------------
+
+
+def autoscalers_by_target(values_set: str) -> dict[str, list[dict[str, Any]]]:
+    """HPAs and ScaledObjects of a render, keyed by the Deployment they scale."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for obj in render(values_set).objects:
+        if obj["kind"] in {"HorizontalPodAutoscaler", "ScaledObject"}:
+            target = obj["spec"]["scaleTargetRef"]
+            assert (target["apiVersion"], target["kind"]) == ("apps/v1", "Deployment")
+            found.setdefault(target["name"], []).append(obj)
+    return found
+
+
+@pytest.mark.parametrize("values_set", AUTOSCALED_SETS)
+def test_each_stage_has_exactly_one_autoscaler(values_set: str) -> None:
+    found = autoscalers_by_target(values_set)
+    assert set(found) == {f"{RELEASE}-{stage}" for stage in STAGES}
+    kind = "ScaledObject" if values_set == "keda" else "HorizontalPodAutoscaler"
+    for stage in STAGES:
+        assert [obj["kind"] for obj in found[f"{RELEASE}-{stage}"]] == [kind]
+        # The autoscaler owns the replica count; a replicas field would fight it on every upgrade.
+        assert "replicas" not in render(values_set).deployment(stage)["spec"]
+
+
+@pytest.mark.parametrize("values_set", ["default", "cpu", "mtls"])
+def test_hpas_scale_on_in_flight_calls_per_pod_never_on_utilization(values_set: str) -> None:
+    rendered = render(values_set)
+    for hpa in rendered.of_kind("HorizontalPodAutoscaler"):
+        stage = rendered.component_of(hpa)
+        assert hpa["apiVersion"] == "autoscaling/v2"
+        assert hpa["spec"]["minReplicas"] >= 1
+        assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+        assert {m["type"] for m in hpa["spec"]["metrics"]} == {"Pods"}
+        metrics = {m["pods"]["metric"]["name"]: m["pods"] for m in hpa["spec"]["metrics"]}
+        assert set(metrics) == {"songsmith_requests_in_flight", "songsmith_queue_depth"}
+        for pods_metric in metrics.values():
+            assert pods_metric["metric"]["selector"] == {"matchLabels": {"stage": stage}}
+            assert pods_metric["target"]["type"] == "AverageValue"
+        assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 120
+    rules = rendered.get("ConfigMap", f"{RELEASE}-prometheus-adapter-rules")["data"]["config.yaml"]
+    adapter = yaml.safe_load(rules)["rules"]
+    assert [rule["name"]["as"] for rule in adapter] == [
+        "songsmith_requests_in_flight",
+        "songsmith_queue_depth",
+    ]
+    for rule in adapter:
+        assert rule["resources"]["overrides"] == {
+            "namespace": {"resource": "namespace"},
+            "pod": {"resource": "pod"},
+        }
+        assert "<<.Series>>{<<.LabelMatchers>>}" in rule["metricsQuery"]
+        assert "by (<<.GroupBy>>)" in rule["metricsQuery"]
+
+
+def test_keda_scaled_objects_query_the_stage_load_from_prometheus() -> None:
+    rendered = render("keda")
+    scaled_objects = rendered.of_kind("ScaledObject")
+    assert len(scaled_objects) == len(STAGES)
+    assert not rendered.of_kind("HorizontalPodAutoscaler")
+    assert not rendered.of_kind("ConfigMap")
+    for scaled in scaled_objects:
+        stage = rendered.component_of(scaled)
+        assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+        assert scaled["metadata"]["namespace"] == NAMESPACE
+        spec = scaled["spec"]
+        assert set(spec) == {
+            "scaleTargetRef",
+            "minReplicaCount",
+            "maxReplicaCount",
+            "pollingInterval",
+            "cooldownPeriod",
+            "advanced",
+            "triggers",
+        }
+        assert spec["scaleTargetRef"]["name"] == f"{RELEASE}-{stage}"
+        assert isinstance(spec["minReplicaCount"], int) and spec["minReplicaCount"] >= 1
+        assert spec["maxReplicaCount"] > spec["minReplicaCount"]
+        assert spec["pollingInterval"] == 10
+        assert isinstance(spec["cooldownPeriod"], int)
+        behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 120
+        queries = []
+        for trigger in spec["triggers"]:
+            assert trigger["type"] == "prometheus"
+            assert trigger["metricType"] == "AverageValue"
+            metadata = trigger["metadata"]
+            assert set(metadata) == {"serverAddress", "query", "threshold"}
+            assert metadata["serverAddress"] == "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
+            assert re.fullmatch(r"\d+(\.\d+)?|\d+m", metadata["threshold"])
+            queries.append(metadata["query"])
+        assert queries == [
+            f'sum(songsmith_requests_in_flight{{namespace="{NAMESPACE}",stage="{stage}"}})',
+            f'sum(songsmith_queue_depth{{namespace="{NAMESPACE}",stage="{stage}"}})',
+        ]
+    diffusion = rendered.get("ScaledObject", f"{RELEASE}-diffusion")["spec"]
+    assert (diffusion["minReplicaCount"], diffusion["maxReplicaCount"]) == (2, 16)
+
+
+def test_without_autoscaling_the_deployments_keep_their_replica_count() -> None:
+    rendered = render("minimal")
+    assert autoscalers_by_target("minimal") == {}
+    for component in COMPONENTS:
+        assert rendered.deployment(component)["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_each_component_has_one_pod_disruption_budget(values_set: str) -> None:
+    rendered = render(values_set)
+    budgets = rendered.of_kind("PodDisruptionBudget")
+    assert len(budgets) == len(COMPONENTS)
+    for component in COMPONENTS:
+        matching = [b for b in budgets if b["spec"]["selector"]["matchLabels"] == selector_labels(component)]
+        assert len(matching) == 1
+        assert matching[0]["spec"]["maxUnavailable"] == 1
+
+
+# --- models volume ------------------------------------------------------------------------------------
+
+
+def test_model_job_fills_the_volume_that_stages_wait_for_and_mount_read_only() -> None:
+    rendered = render("default")
+    claim = rendered.get("PersistentVolumeClaim", f"{RELEASE}-models")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    (job,) = rendered.of_kind("Job")
+    job_pod = job["spec"]["template"]["spec"]
+    (job_container,) = job_pod["containers"]
+    script = job_container["args"][0]
+    marker = re.search(r"touch (/models/\.songsmith/ready-[0-9a-f]{10})$", script).group(1)
+    assert script.startswith("set -e; songsmith models pull diffrhythm2 --model-root /models;")
+    assert job["metadata"]["name"] == f"{RELEASE}-models-{marker[-10:]}"
+    assert volume_for_mount(job_pod, job_container, "/models")["persistentVolumeClaim"] == {
+        "claimName": f"{RELEASE}-models"
+    }
+    job_env = {e["name"]: e.get("value") for e in job_container["env"]}
+    assert job_env["HF_HUB_OFFLINE"] == "0"
+    expected_dirs = {
+        "style": "/models/muq-mulan/MuQ-MuLan-large",
+        "diffusion": "/models/diffrhythm2",
+        "vocoder": "/models/diffrhythm2",
+    }
+    for stage in STAGES:
+        pod = rendered.deployment(stage)["spec"]["template"]["spec"]
+        container = rendered.container(stage)
+        if stage not in expected_dirs:
+            assert "initContainers" not in pod
+            assert all(m["mountPath"] != "/models" for m in container["volumeMounts"])
+            continue
+        assert rendered.env(stage)["SONGSMITH_MODEL_DIR"] == expected_dirs[stage]
+        (wait,) = pod["initContainers"]
+        assert wait["name"] == "wait-for-models"
+        assert f"until [ -f {marker} ]" in wait["args"][0]
+        mount = next(m for m in container["volumeMounts"] if m["mountPath"] == "/models")
+        assert mount["readOnly"] is True
+        assert volume_for_mount(pod, container, "/models")["persistentVolumeClaim"]["claimName"] == (
+            f"{RELEASE}-models"
+        )
+
+
+def test_a_new_model_source_makes_a_new_job_and_marker() -> None:
+    pulled = render("default").of_kind("Job")[0]["metadata"]["name"]
+    demo = render_values({"models": {"source": "demo"}}).of_kind("Job")[0]
+    assert demo["metadata"]["name"] != pulled
+    assert (
+        "songsmith models demo --model-root /models;"
+        in demo["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    )
+
+
+def test_init_container_loader_downloads_in_each_model_pod() -> None:
+    rendered = render("minimal")
+    assert not rendered.of_kind("Job")
+    for stage in ("style", "diffusion", "vocoder"):
+        pod = rendered.deployment(stage)["spec"]["template"]["spec"]
+        (pull,) = pod["initContainers"]
+        assert pull["name"] == "pull-models"
+        assert pull["args"][0].startswith("set -e; songsmith models demo --model-root /models;")
+        mount = next(m for m in pull["volumeMounts"] if m["mountPath"] == "/models")
+        assert not mount.get("readOnly")
+    claim = rendered.get("PersistentVolumeClaim", f"{RELEASE}-models")
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+# --- tracing and metrics ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_tracing_goes_to_jaeger_over_otlp(values_set: str) -> None:
+    rendered = render(values_set)
+    tracing_on = rendered.values.get("tracing", {}).get("enabled", True)
+    jaeger_on = rendered.values.get("jaeger", {}).get("enabled", False)
+    for component in COMPONENTS:
+        env = rendered.env(component)
+        assert env["OTEL_SERVICE_NAME"] == f"songsmith-{component}"
+        if not tracing_on:
+            assert env["OTEL_TRACES_EXPORTER"] == "none"
+            assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env
+            continue
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert "k8s.pod.name=$(POD_NAME)" in env["OTEL_RESOURCE_ATTRIBUTES"]
+        if jaeger_on:
+            assert (
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+                == f"http://{RELEASE}-jaeger.{NAMESPACE}.svc.cluster.local:4317"
+            )
+        else:
+            assert env["OTEL_EXPORTER_OTLP_ENDPOINT"].endswith(":4317")
+    jaeger_deployments = [
+        d for d in rendered.of_kind("Deployment") if d["metadata"]["name"] == f"{RELEASE}-jaeger"
+    ]
+    assert len(jaeger_deployments) == int(jaeger_on)
+    if jaeger_on:
+        service = rendered.get("Service", f"{RELEASE}-jaeger")
+        assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
+            "otlp-grpc": 4317,
+            "otlp-http": 4318,
+            "ui": 16686,
+        }
+
+
+@pytest.mark.parametrize("values_set", ["default", "keda"])
+def test_service_monitor_scrapes_every_component_metrics_port(values_set: str) -> None:
+    rendered = render(values_set)
+    (monitor,) = rendered.of_kind("ServiceMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    spec = monitor["spec"]
+    assert set(spec) == {"selector", "namespaceSelector", "endpoints"}
+    assert spec["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert spec["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "15s", "scrapeTimeout": "10s"}
+    ]
+    wanted = spec["selector"]["matchLabels"]
+    scraped = [s for s in rendered.of_kind("Service") if wanted.items() <= s["metadata"]["labels"].items()]
+    assert {s["metadata"]["labels"]["app.kubernetes.io/component"] for s in scraped} == set(COMPONENTS)
+    for service in scraped:
+        assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+    if values_set == "keda":
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+# --- security -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_every_pod_runs_unprivileged_on_a_read_only_root(values_set: str) -> None:
+    for name, pod_spec in pod_specs(render(values_set)):
+        pod_security = pod_spec["securityContext"]
+        assert pod_security["runAsNonRoot"] is True, name
+        assert pod_security["runAsUser"] != 0, name
+        assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod_spec["automountServiceAccountToken"] is False, name
+        for container in containers_of(pod_spec):
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, (name, container["name"])
+            assert security["readOnlyRootFilesystem"] is True, (name, container["name"])
+            assert security["privileged"] is False, (name, container["name"])
+            assert security["capabilities"] == {"drop": ["ALL"]}, (name, container["name"])
+            assert security["runAsNonRoot"] is True, (name, container["name"])
+            # Writable scratch space comes from emptyDir volumes.
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            if container["name"] != "wait-for-models":
+                assert "/tmp" in mounts, (name, container["name"])
+        volumes = {v["name"]: v for v in pod_spec["volumes"]}
+        assert "emptyDir" in volumes["tmp"], name
+    for _, pod_spec in pod_specs(render(values_set)):
+        for container in containers_of(pod_spec):
+            if container["name"] in COMPONENTS:
+                assert "/home/songsmith" in {m["mountPath"] for m in container["volumeMounts"]}
+
+
+@pytest.mark.parametrize("values_set", ["default", "cpu", "keda", "mtls"])
+def test_network_policy_lets_only_the_gateway_reach_the_stages(values_set: str) -> None:
+    rendered = render(values_set)
+    policies = {rendered.component_of(p): p for p in rendered.of_kind("NetworkPolicy")}
+    assert set(COMPONENTS) <= set(policies)
+    for stage in STAGES:
+        spec = policies[stage]["spec"]
+        assert spec["podSelector"] == {"matchLabels": selector_labels(stage)}
+        assert spec["policyTypes"] == ["Ingress"]
+        grpc_rules = [r for r in spec["ingress"] if {"port": "grpc", "protocol": "TCP"} in r["ports"]]
+        assert grpc_rules == [
+            {
+                "from": [{"podSelector": {"matchLabels": selector_labels("gateway")}}],
+                "ports": [{"port": "grpc", "protocol": "TCP"}],
+            }
+        ]
+        for rule in spec["ingress"]:
+            assert rule.get("from"), "every stage ingress rule names its peers"
+            if rule is not grpc_rules[0]:
+                assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    models = policies["models"]["spec"]
+    assert models["policyTypes"] == ["Ingress"] and "ingress" not in models
+    gateway_grpc = next(r for r in policies["gateway"]["spec"]["ingress"] if r["ports"][0]["port"] == "grpc")
+    if values_set == "mtls":
+        assert gateway_grpc["from"] == [
+            {"namespaceSelector": {"matchLabels": {"songsmith.io/client": "true"}}}
+        ]
+    else:
+        assert "from" not in gateway_grpc
+
+
+def test_minimal_values_render_no_network_policy() -> None:
+    assert not render("minimal").of_kind("NetworkPolicy")
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_gateway_reads_bearer_tokens_from_a_secret(values_set: str) -> None:
+    rendered = render(values_set)
+    pod = rendered.deployment("gateway")["spec"]["template"]["spec"]
+    container = rendered.container("gateway")
+    tokens_file = rendered.env("gateway")["SONGSMITH_AUTH_TOKENS_FILE"]
+    directory, key = tokens_file.rsplit("/", 1)
+    secret_volume = volume_for_mount(pod, container, directory)["secret"]
+    assert secret_volume["items"] == [{"key": key, "path": key}]
+    existing = rendered.values.get("gateway", {}).get("auth", {}).get("existingSecret")
+    if existing:
+        assert secret_volume["secretName"] == existing
+        assert not rendered.of_kind("Secret")
+        return
+    secret = rendered.get("Secret", secret_volume["secretName"])
+    assert key in secret["data"]
+    # No token appears in plain text anywhere in the pod spec.
+    assert "dev-token-change-me" not in str(pod)
+
+
+def test_generated_token_is_random_and_given_tokens_are_kept() -> None:
+    first = render_values({}).get("Secret", f"{RELEASE}-gateway-auth")["data"]["tokens"]
+    second = render_values({}).get("Secret", f"{RELEASE}-gateway-auth")["data"]["tokens"]
+    assert first != second
+    assert len(base64.b64decode(first).decode().strip()) == 40
+    given = render("minimal").get("Secret", f"{RELEASE}-gateway-auth")["data"]["tokens"]
+    assert base64.b64decode(given).decode() == "dev-token-change-me\n"
+
+
+def test_mtls_certificates_cover_the_names_the_gateway_dials() -> None:
+    rendered = render("mtls")
+    issuers = {i["metadata"]["name"]: i["spec"] for i in rendered.of_kind("Issuer")}
+    assert issuers == {
+        f"{RELEASE}-selfsigned": {"selfSigned": {}},
+        f"{RELEASE}-ca": {"ca": {"secretName": f"{RELEASE}-ca"}},
+    }
+    certificates = {c["metadata"]["name"]: c for c in rendered.of_kind("Certificate")}
+    ca = certificates.pop(f"{RELEASE}-ca")["spec"]
+    assert ca["isCA"] is True and ca["secretName"] == f"{RELEASE}-ca"
+    assert ca["issuerRef"] == {"name": f"{RELEASE}-selfsigned", "kind": "Issuer", "group": "cert-manager.io"}
+    assert set(certificates) == {f"{RELEASE}-{c}" for c in COMPONENTS}
+    for component in COMPONENTS:
+        cert = certificates[f"{RELEASE}-{component}"]
+        assert cert["apiVersion"] == "cert-manager.io/v1"
+        spec = cert["spec"]
+        assert spec["issuerRef"] == {"name": f"{RELEASE}-ca", "kind": "Issuer", "group": "cert-manager.io"}
+        assert spec["privateKey"]["rotationPolicy"] == "Always"
+        pod = rendered.deployment(component)["spec"]["template"]["spec"]
+        tls_volume = volume_for_mount(pod, rendered.container(component), "/etc/songsmith/tls")
+        assert tls_volume["secret"]["secretName"] == spec["secretName"]
+        env = rendered.env(component)
+        if component == "gateway":
+            assert spec["usages"] == ["digital signature", "key encipherment", "client auth"]
+            assert "dnsNames" not in spec
+            assert env["SONGSMITH_STAGE_TLS_CA"] == "/etc/songsmith/tls/ca.crt"
+            assert env["SONGSMITH_STAGE_TLS_CERT"] == "/etc/songsmith/tls/tls.crt"
+            assert env["SONGSMITH_STAGE_TLS_KEY"] == "/etc/songsmith/tls/tls.key"
+            continue
+        assert "server auth" in spec["usages"]
+        target = rendered.env("gateway")[f"SONGSMITH_{component.upper()}_TARGET"]
+        dialled_host = target.removeprefix("dns:///").rsplit(":", 1)[0]
+        assert dialled_host in spec["dnsNames"]
+        assert env["SONGSMITH_TLS_CLIENT_CA"] == "/etc/songsmith/tls/ca.crt"
+        assert env["SONGSMITH_TLS_CERT"] == "/etc/songsmith/tls/tls.crt"
+        assert env["SONGSMITH_TLS_KEY"] == "/etc/songsmith/tls/tls.key"
+
+
+def test_mtls_with_an_existing_issuer_creates_no_ca() -> None:
+    issuer = {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    rendered = render_values({"mtls": {"enabled": True, "issuerRef": issuer}})
+    assert not rendered.of_kind("Issuer")
+    for cert in rendered.of_kind("Certificate"):
+        assert cert["spec"]["issuerRef"] == issuer
+
+
+# --- values the chart refuses -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"stages": {"diffusion": {"autoscaling": {"minReplicas": 0}}}}, "minReplicas must be at least 1"),
+        ({"global": {"shutdown": {"graceSeconds": 60}}}, "graceSeconds (60) must cover"),
+        (
+            {"stages": {"vocoder": {"grpc": {"maxConnectionAgeGraceSeconds": 30}}}},
+            "vocoder.grpc.maxConnectionAgeGraceSeconds must cover",
+        ),
+        ({"gateway": {"replicaCount": 2}}, "gateway.persistence uses ReadWriteOnce"),
+        ({"models": {"source": "huggingface"}}, "models.source must be pull or demo"),
+        ({"models": {"loader": "sidecar"}}, "models.loader must be job or initContainer"),
+    ],
+)
+def test_the_chart_refuses_unsafe_values(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_python.HelmError) as failure:
+        render_values(values)
+    assert message in str(failure.value)
