@@ -162,7 +162,7 @@ class DiffusionEngine:
             self._validate_prefix(prefix, block_count(max_frames, self.block_size), bad)
         if violations:
             raise InvalidArgumentError(violations=violations)
-        return tokens.astype(np.int64), style.astype(np.float32), [np.asarray(b, np.float32) for b in prefix]
+        return tokens.astype(np.int64), style.astype(np.float32), [np.array(b, np.float32) for b in prefix]
 
     def _validate_prefix(
         self, prefix: Sequence[np.ndarray], max_blocks: int, bad: Callable[[str, str], None]
