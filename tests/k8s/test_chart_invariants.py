@@ -295,6 +295,7 @@ def test_keda_scaled_objects_query_the_stage_load_from_prometheus() -> None:
         assert isinstance(spec["cooldownPeriod"], int)
         behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 120
+        assert behavior["scaleUp"]["policies"] == [{"type": "Pods", "value": 2, "periodSeconds": 60}]
         queries = []
         for trigger in spec["triggers"]:
             assert trigger["type"] == "prometheus"
