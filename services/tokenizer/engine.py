@@ -45,7 +45,7 @@ class TokenizerSettings:
     max_chars: int = 20_000
     max_lines: int = 500
     max_line_chars: int = 500
-    onnx_threads: int = 0
+    onnx_threads: int = 1
 
     @property
     def limits(self) -> LyricsLimits:

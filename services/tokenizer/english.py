@@ -131,7 +131,7 @@ def _import_inflect() -> ModuleType:
 
 _inflect_module = _import_inflect()
 _inflect = _inflect_module.engine()
-# Raised for numbers too large to say in words (10**33 and up).
+# Raised for numbers too large to say in words (inflect stops below 10**36).
 NumberTooLargeError: type[Exception] = _inflect_module.NumOutOfRangeError
 # phonemizer reports word-count mismatches and language switches as warnings; the reference ignores
 # both (words_mismatch="ignore", language_switch="remove-flags"), so they are noise here.
