@@ -9,6 +9,7 @@ have no built-in schema, so their shape is asserted here field by field.
 
 from __future__ import annotations
 
+import ast
 import base64
 import dataclasses
 import re
@@ -27,6 +28,7 @@ from tests.k8s.chart import (
     NAMESPACE,
     PORTS,
     RELEASE,
+    REPO,
     STAGES,
     VALUES_SETS,
     containers_of,
@@ -36,20 +38,31 @@ from tests.k8s.chart import (
 )
 
 AUTOSCALED_SETS = ("default", "cpu", "keda", "mtls")
-SHARED_ENV = {"SONGSMITH_" + f.name.upper() for f in dataclasses.fields(ServerConfig)}
-# Settings of the stage and gateway configs beyond the shared ServerConfig (see docs/kubernetes.md).
-STAGE_ENV = {"SONGSMITH_MODEL_DIR", "SONGSMITH_DEVICE", "SONGSMITH_DTYPE"}
-GATEWAY_ENV = {
-    "SONGSMITH_TOKENIZER_TARGET",
-    "SONGSMITH_STYLE_TARGET",
-    "SONGSMITH_DIFFUSION_TARGET",
-    "SONGSMITH_VOCODER_TARGET",
-    "SONGSMITH_AUTH_TOKENS_FILE",
-    "SONGSMITH_JOBS_DB",
-    "SONGSMITH_RESULTS_DIR",
-    "SONGSMITH_STAGE_TLS_CA",
-    "SONGSMITH_STAGE_TLS_CERT",
-    "SONGSMITH_STAGE_TLS_KEY",
+
+
+def settings_of(config_cls: type[ServerConfig]) -> set[str]:
+    """The SONGSMITH_* variables a config dataclass reads."""
+    return {"SONGSMITH_" + spec.name.upper() for spec in dataclasses.fields(config_cls)}
+
+
+def settings_in(module: str, class_name: str) -> set[str]:
+    """The SONGSMITH_* variables of a ServerConfig subclass, read from its source (importing the
+    service would import torch: seconds per test run for a list of field names)."""
+    tree = ast.parse((REPO / module).read_text())
+    config = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == class_name)
+    assert [base.id for base in config.bases] == ["ServerConfig"]
+    fields = {n.target.id for n in config.body if isinstance(n, ast.AnnAssign)}
+    return settings_of(ServerConfig) | {"SONGSMITH_" + name.upper() for name in fields}
+
+
+# What each service reads, from its own config class; the tokenizer and vocoder take the shared
+# server settings, and the vocoder its model folder and device.
+SETTINGS = {
+    "gateway": settings_in("gateway/server.py", "GatewayConfig"),
+    "style": settings_in("services/style/server.py", "StyleConfig"),
+    "diffusion": settings_in("services/diffusion/server.py", "DiffusionConfig"),
+    "tokenizer": settings_of(ServerConfig),
+    "vocoder": settings_of(ServerConfig) | {"SONGSMITH_MODEL_DIR", "SONGSMITH_DEVICE"},
 }
 
 
@@ -183,9 +196,8 @@ def test_cpu_values_need_no_gpu_anywhere(values_set: str) -> None:
 def test_environment_names_are_settings_the_services_read(values_set: str) -> None:
     rendered = render(values_set)
     for component in COMPONENTS:
-        known = SHARED_ENV | (GATEWAY_ENV if component == "gateway" else STAGE_ENV)
         names = {name for name in rendered.env(component) if name.startswith("SONGSMITH_")}
-        assert names <= known, sorted(names - known)
+        assert names <= SETTINGS[component], sorted(names - SETTINGS[component])
         pod = rendered.deployment(component)["spec"]["template"]["spec"]
         # Service links would add e.g. SONGSMITH_PORT=tcp://10.0.0.1:50050 for a Service named songsmith.
         assert pod["enableServiceLinks"] is False
@@ -579,6 +591,11 @@ def test_mtls_certificates_cover_the_names_the_gateway_dials() -> None:
             assert env["SONGSMITH_STAGE_TLS_KEY"] == "/etc/songsmith/tls/tls.key"
             continue
         assert "server auth" in spec["usages"]
+        # The exec probe dials with the stage's own certificate and checks a name it carries.
+        probe = rendered.container(component)["readinessProbe"]["exec"]["command"]
+        server_name = next(arg for arg in probe if arg.startswith("--server-name=")).split("=", 1)[1]
+        assert server_name in spec["dnsNames"]
+        assert "client auth" in spec["usages"]
         target = rendered.env("gateway")[f"SONGSMITH_{component.upper()}_TARGET"]
         dialled_host = target.removeprefix("dns:///").rsplit(":", 1)[0]
         assert dialled_host in spec["dnsNames"]

@@ -17,8 +17,8 @@ import yaml
 from tests.k8s.chart import COMPONENTS, HEALTH_SERVICES, REPO, STAGES, VALUES_SETS, render
 
 DOCKER = REPO / "docker"
-# Variables the chart sets only because it runs on Kubernetes (downward API, k8s resource attributes).
-KUBERNETES_ONLY_ENV = {"POD_NAME", "POD_NAMESPACE", "OTEL_RESOURCE_ATTRIBUTES"}
+# Variables the chart sets from the downward API: pod identity for traces, threads from the CPU request.
+KUBERNETES_ONLY_ENV = {"POD_NAME", "POD_NAMESPACE", "OTEL_RESOURCE_ATTRIBUTES", "OMP_NUM_THREADS"}
 
 
 def load_compose(name: str) -> dict[str, Any]:

@@ -38,6 +38,12 @@ grpc:
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+# torch and onnxruntime would otherwise start one thread per core of the node, not of the pod.
+- name: OMP_NUM_THREADS
+  valueFrom:
+    resourceFieldRef:
+      resource: requests.cpu
+      divisor: "1"
 - name: SONGSMITH_HOST
   value: "0.0.0.0"
 - name: SONGSMITH_PORT
@@ -94,6 +100,14 @@ grpc:
 - name: SONGSMITH_{{ upper $stage }}_TARGET
   value: {{ printf "dns:///%s.%s.svc.%s:%v" (include "songsmith.headlessName" (dict "root" $root "name" $stage)) $root.Release.Namespace $root.Values.global.clusterDomain (index $root.Values.stages $stage).port | quote }}
 {{- end }}
+- name: SONGSMITH_MAX_RUNNING_JOBS
+  value: {{ $c.jobs.maxRunning | quote }}
+- name: SONGSMITH_MAX_QUEUED_JOBS
+  value: {{ $c.jobs.maxQueued | quote }}
+- name: SONGSMITH_JOB_TIMEOUT_S
+  value: {{ $c.jobs.timeoutSeconds | quote }}
+- name: SONGSMITH_DIFFUSION_RETRIES
+  value: {{ $c.jobs.diffusionRetries | quote }}
 - name: SONGSMITH_AUTH_TOKENS_FILE
   value: /etc/songsmith/auth/{{ $c.auth.tokensKey }}
 - name: SONGSMITH_JOBS_DB
