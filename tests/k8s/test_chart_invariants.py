@@ -625,11 +625,29 @@ def test_mtls_with_an_existing_issuer_creates_no_ca() -> None:
             "vocoder.grpc.maxConnectionAgeGraceSeconds must cover",
         ),
         ({"gateway": {"replicaCount": 2}}, "gateway.persistence uses ReadWriteOnce"),
-        ({"models": {"source": "huggingface"}}, "models.source must be pull or demo"),
-        ({"models": {"loader": "sidecar"}}, "models.loader must be job or initContainer"),
     ],
 )
 def test_the_chart_refuses_unsafe_values(values: dict[str, Any], message: str) -> None:
     with pytest.raises(helm_python.HelmError) as failure:
+        render_values(values)
+    assert message in str(failure.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"stages": {"diffusion": {"replicas": 2}}}, "additional properties 'replicas' not allowed"),
+        ({"stages": {"vocoder": {"image": {"variant": "rocm"}}}}, "at '/stages/vocoder/image/variant'"),
+        ({"stages": {"diffusion": {"dtype": "float8"}}}, "at '/stages/diffusion/dtype'"),
+        ({"stages": {"style": {"grpc": {"maxMessageBytes": -1}}}}, "at '/stages/style/grpc/maxMessageBytes'"),
+        ({"autoscaling": {"mode": "vpa"}}, "at '/autoscaling/mode'"),
+        ({"models": {"source": "huggingface"}}, "at '/models/source'"),
+        ({"models": {"loader": "sidecar"}}, "at '/models/loader'"),
+        ({"gateway": {"auth": {"tokens": ["short"]}}}, "at '/gateway/auth/tokens/0'"),
+        ({"tracing": {"sampler": "sometimes"}}, "at '/tracing/sampler'"),
+    ],
+)
+def test_the_values_schema_refuses_mistyped_values(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm_python.HelmValuesError) as failure:
         render_values(values)
     assert message in str(failure.value)

@@ -94,10 +94,8 @@ tokenizer style diffusion vocoder
 {{- $cmd := "" -}}
 {{- if eq $m.source "pull" -}}
 {{- $cmd = printf "songsmith models pull %s --model-root %s" $m.family $m.mountPath -}}
-{{- else if eq $m.source "demo" -}}
-{{- $cmd = printf "songsmith models demo --model-root %s" $m.mountPath -}}
 {{- else -}}
-{{- fail (printf "models.source must be pull or demo, not %q" $m.source) -}}
+{{- $cmd = printf "songsmith models demo --model-root %s" $m.mountPath -}}
 {{- end -}}
 {{- printf "set -e; %s; mkdir -p %s/.songsmith; touch %s" $cmd $m.mountPath (include "songsmith.modelsReadyFile" .) -}}
 {{- end -}}

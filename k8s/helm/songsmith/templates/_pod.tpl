@@ -209,7 +209,7 @@ spec:
         - name: models
           mountPath: {{ $models.mountPath }}
           readOnly: true
-    {{- else if eq $models.loader "initContainer" }}
+    {{- else }}
     - name: pull-models
       image: {{ $image }}
       imagePullPolicy: {{ $g.image.pullPolicy }}
@@ -229,8 +229,6 @@ spec:
           mountPath: /tmp
         - name: home
           mountPath: /home/songsmith
-    {{- else }}
-    {{- fail (printf "models.loader must be job or initContainer, not %q" $models.loader) }}
     {{- end }}
   {{- end }}
   containers:
