@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from services.runtime.errors import CancelledError, DeadlineExceededError
 
@@ -19,6 +20,8 @@ class CancellationToken:
         """`deadline` is an absolute `time.monotonic()` value, or None for no deadline."""
         self._cancelled = threading.Event()
         self._reason = "cancelled by the caller"
+        self._callbacks: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
         self.deadline = deadline
 
     @classmethod
@@ -27,9 +30,23 @@ class CancellationToken:
         return cls(None if seconds is None else time.monotonic() + seconds)
 
     def cancel(self, reason: str = "cancelled by the caller") -> None:
-        """Ask the guarded work to stop at its next check."""
-        self._reason = reason
-        self._cancelled.set()
+        """Ask the guarded work to stop at its next check, and run the cancellation callbacks once."""
+        with self._lock:
+            if self._cancelled.is_set():
+                return
+            self._reason = reason
+            self._cancelled.set()
+            callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Run `callback` when the token is cancelled (at once if it already is), e.g. to cancel an RPC."""
+        with self._lock:
+            if not self._cancelled.is_set():
+                self._callbacks.append(callback)
+                return
+        callback()
 
     @property
     def cancelled(self) -> bool:
@@ -67,6 +84,7 @@ class _ChildToken(CancellationToken):
     def __init__(self, parent: CancellationToken) -> None:
         super().__init__(parent.deadline)
         self._parent = parent
+        parent.on_cancel(lambda: self.cancel(parent._reason))
 
     @property
     def cancelled(self) -> bool:

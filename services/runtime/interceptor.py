@@ -16,6 +16,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from services.runtime import errors
 from services.runtime.errors import (
     FieldViolation,
     InternalError,
@@ -79,6 +80,35 @@ def retry_delay(error: grpc.RpcError) -> float | None:
             detail.Unpack(info)
             return info.retry_delay.ToNanoseconds() / 1e9
     return None
+
+
+_ERRORS_BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {
+    cls.code: cls
+    for cls in (
+        errors.CancelledError,
+        errors.DeadlineExceededError,
+        errors.FailedPreconditionError,
+        errors.UnavailableError,
+        errors.NotFoundError,
+        errors.AlreadyExistsError,
+        errors.UnauthenticatedError,
+        errors.PermissionDeniedError,
+    )
+}
+
+
+def error_from_call(error: grpc.RpcError, stage: str) -> ServiceError:
+    """The typed error a failed call to `stage` stands for, keeping field violations and retry
+    delays, so a caller can pass a stage's status on with its details intact."""
+    code, details = error.code(), error.details() or ""
+    message = f"{stage}: {details}" if details else f"{stage} failed with {code.name}"
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        violations = field_violations(error)
+        return InvalidArgumentError(violations=violations or [FieldViolation("request", details)])
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ResourceExhaustedError(message, retry_after_s=retry_delay(error) or 1.0)
+    error_type = _ERRORS_BY_CODE.get(code, InternalError)
+    return error_type(message)
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):

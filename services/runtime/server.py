@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,11 @@ class ModelSlot:
             raise self._failure
         raise UnavailableError("the model is still loading; retry shortly")
 
+    @property
+    def loaded(self) -> bool:
+        """True once an engine was loaded."""
+        return self._engine is not None
+
     def fill(self, engine: Any) -> None:
         """Make `engine` available to calls."""
         self._engine = engine
@@ -63,12 +68,19 @@ class ModelSlot:
 
 @dataclass
 class StageSpec:
-    """What the runtime needs to know to serve one stage."""
+    """What the runtime needs to know to serve one stage.
+
+    `interceptors` run inside the error interceptor (so their typed errors become statuses) and
+    before admission control (the gateway's authentication, for example). `close`, when given, is
+    called with the loaded engine after the server has drained.
+    """
 
     name: str
     service_name: str
     load: Callable[[], Any]
     register: Callable[[grpc.Server, ModelSlot], None]
+    interceptors: list[grpc.ServerInterceptor] = field(default_factory=list)
+    close: Callable[[Any], None] | None = None
 
 
 def _read(path: str) -> bytes:
@@ -124,6 +136,7 @@ class StageServer:
                 tracing_server_interceptor(),
                 MetricsInterceptor(spec.name),
                 ErrorInterceptor(spec.name),
+                *spec.interceptors,
                 AdmissionInterceptor(admission),
             ],
             options=server_options(config),
@@ -180,6 +193,8 @@ class StageServer:
         log.info("%s draining (grace %.0f s)", self.spec.name, grace)
         time.sleep(self.config.drain_delay_s)
         self._server.stop(grace).wait()
+        if self.spec.close is not None and self.slot.loaded:
+            self.spec.close(self.slot.get())
         self.stopped.set()
         log.info("%s stopped", self.spec.name)
 

@@ -1,0 +1,175 @@
+"""Jobs on disk: one SQLite table of job records, so nothing is lost when the gateway restarts."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from songsmith.v1 import song_pb2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    request BLOB NOT NULL,
+    seed TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    blocks_done INTEGER NOT NULL DEFAULT 0,
+    max_blocks INTEGER NOT NULL DEFAULT 0,
+    seconds_generated REAL NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    result BLOB
+);
+CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_at);
+"""
+UNFINISHED = (song_pb2.JOB_STATE_QUEUED, song_pb2.JOB_STATE_RUNNING)
+
+
+def fingerprint(request: song_pb2.SongRequest) -> str:
+    """A digest of what a request asks for (its job id aside), to tell a replay from a conflict."""
+    copy = song_pb2.SongRequest()
+    copy.CopyFrom(request)
+    copy.job_id = ""
+    return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
+
+
+@dataclass
+class JobRecord:
+    """One stored job."""
+
+    job_id: str
+    fingerprint: str
+    request: song_pb2.SongRequest
+    seed: int
+    state: int
+    created_at: float
+    updated_at: float
+    blocks_done: int = 0
+    max_blocks: int = 0
+    seconds_generated: float = 0.0
+    error: str = ""
+    result: song_pb2.SongSummary | None = field(default=None)
+
+    def to_proto(self) -> song_pb2.Job:
+        """The job as the API reports it."""
+        job = song_pb2.Job(
+            job_id=self.job_id,
+            state=self.state,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            blocks_done=self.blocks_done,
+            max_blocks=self.max_blocks,
+            seconds_generated=self.seconds_generated,
+            error=self.error,
+            seed=self.seed,
+        )
+        if self.result is not None:
+            job.result.CopyFrom(self.result)
+        return job
+
+
+class JobStore:
+    """Thread-safe access to the jobs table of one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        """Open (creating if needed) the database at `path`."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def insert_if_absent(self, record: JobRecord) -> JobRecord:
+        """Store `record` unless its job id exists; return the stored record either way."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO jobs"
+                " (job_id, fingerprint, request, seed, state, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.job_id,
+                    record.fingerprint,
+                    record.request.SerializeToString(),
+                    str(record.seed),
+                    record.state,
+                    record.created_at,
+                    record.updated_at,
+                ),
+            )
+        stored = self.get(record.job_id)
+        assert stored is not None
+        return stored
+
+    def update(self, job_id: str, **changes: object) -> None:
+        """Change some columns of a job (and its update time)."""
+        if "result" in changes and changes["result"] is not None:
+            changes["result"] = changes["result"].SerializeToString()  # type: ignore[union-attr]
+        changes["updated_at"] = time.time()
+        columns = ", ".join(f"{name} = ?" for name in changes)
+        with self._lock:
+            self._db.execute(f"UPDATE jobs SET {columns} WHERE job_id = ?", (*changes.values(), job_id))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job with this id, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else self._record(row)
+
+    def list(self, limit: int, state: int = song_pb2.JOB_STATE_UNSPECIFIED) -> list[JobRecord]:
+        """Up to `limit` jobs, newest first, optionally only those in `state`."""
+        query, args = "SELECT * FROM jobs", []
+        if state != song_pb2.JOB_STATE_UNSPECIFIED:
+            query, args = query + " WHERE state = ?", [state]
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
+        return [self._record(row) for row in rows]
+
+    def unfinished(self) -> list[JobRecord]:
+        """Jobs left queued or running, oldest first (to resume after a restart)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY created_at", UNFINISHED
+            ).fetchall()
+        return [self._record(row) for row in rows]
+
+    @staticmethod
+    def _record(row: tuple) -> JobRecord:
+        (
+            job_id,
+            digest,
+            request,
+            seed,
+            state,
+            created,
+            updated,
+            blocks,
+            max_blocks,
+            seconds,
+            error,
+            result,
+        ) = row
+        return JobRecord(
+            job_id=job_id,
+            fingerprint=digest,
+            request=song_pb2.SongRequest.FromString(request),
+            seed=int(seed),
+            state=state,
+            created_at=created,
+            updated_at=updated,
+            blocks_done=blocks,
+            max_blocks=max_blocks,
+            seconds_generated=seconds,
+            error=error,
+            result=None if result is None else song_pb2.SongSummary.FromString(result),
+        )
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
