@@ -32,8 +32,11 @@ TYPED_MODELS = {
 
 
 @pytest.mark.parametrize("values_set", VALUES_SETS)
-def test_helm_lint_is_clean(values_set: str) -> None:
-    report = helm_python.lint(str(CHART_DIR), load_values(values_set), strict=True, namespace="songs")
+@pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
+def test_helm_lint_is_clean(values_set: str, kube_version: str) -> None:
+    # Strict: warnings (deprecated APIs for that Kubernetes version included) fail too.
+    options = {"strict": True, "namespace": "songs", "kube_version": f"v{kube_version}"}
+    report = helm_python.lint(str(CHART_DIR), load_values(values_set), **options)
     assert report["errors"] == []
     findings = [m for m in report["messages"] if m["severity"] >= 2]
     assert findings == []
