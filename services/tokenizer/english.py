@@ -131,6 +131,7 @@ def _import_inflect() -> ModuleType:
 
 _inflect_module = _import_inflect()
 _inflect = _inflect_module.engine()
+_INFLECT_LOCK = threading.Lock()
 # Raised for numbers too large to say in words (inflect stops below 10**36).
 NumberTooLargeError: type[Exception] = _inflect_module.NumOutOfRangeError
 # phonemizer reports word-count mismatches and language switches as warnings; the reference ignores
@@ -189,6 +190,12 @@ def spell_out_numbers(text: str) -> str:
     """Numbers, money, fractions, decimals, percentages and ordinals written out in English words."""
     if not _ASCII_DIGIT_RE.search(text):
         return text
+    # An inflect engine keeps per-call state (its number arguments): one caller at a time.
+    with _INFLECT_LOCK:
+        return _spell_out_numbers(text)
+
+
+def _spell_out_numbers(text: str) -> str:
     text = _COMMA_NUMBER_RE.sub(lambda m: m.group(1).replace(",", ""), text)
     text = _POUNDS_RE.sub(r"\1 pounds", text)
     text = _DOLLARS_RE.sub(_expand_dollars, text)

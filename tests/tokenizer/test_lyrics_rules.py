@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from services.runtime.cancellation import CancellationToken
@@ -100,3 +102,14 @@ def test_a_cancelled_call_stops(engine: TokenizerEngine) -> None:
     token.cancel()
     with pytest.raises(CancelledError):
         engine.tokenize(HELLO["line"], token)
+
+
+def test_concurrent_calls_read_like_sequential_ones(engine: TokenizerEngine) -> None:
+    songs = [
+        f"It costs ${dollars}.{cents:02d} on the {dollars}th, {cents}% of 1984\n"
+        f"我们在{dollars}年的{cents}月相遇"
+        for dollars, cents in zip(range(1, 41), range(40, 0, -1), strict=True)
+    ]
+    sequential = [engine.tokenize(song).tokens for song in songs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(lambda song: engine.tokenize(song).tokens, songs)) == sequential
