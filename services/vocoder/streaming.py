@@ -79,6 +79,16 @@ class StreamingDecoder:
         return self._received
 
     @property
+    def buffered_frames(self) -> int:
+        """Latent frames held for windows still to decode (bounded, whatever the song length)."""
+        return len(self._tail)
+
+    @property
+    def buffered_windows(self) -> int:
+        """Decoded windows held for samples still to release (at most two)."""
+        return len(self._decoded)
+
+    @property
     def emitted_samples(self) -> int:
         """Samples released so far (the offset of the next piece)."""
         return self._emitted * self._samples_per_frame

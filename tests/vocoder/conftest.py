@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from services.vocoder.engine import VocoderEngine
 
@@ -28,3 +29,13 @@ def engine() -> VocoderEngine:
 def reference_latents() -> np.ndarray:
     """The latents [30, 64] the reference decoded into expected_audio.npy."""
     return np.load(FIXTURE_DIR / "expected_latents.npy")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread_torch():
+    """Run the decoder on one intra-op thread: the machine's two cores are shared by everyone, and
+    OpenMP threads that spin-wait on a busy machine make a window many times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
