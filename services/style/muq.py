@@ -18,6 +18,7 @@ from torch import nn
 from services.style.mel import MelFrontEnd
 
 MEL_FEATURE = "melspec_2048"
+TIME_STRIDES = {4: (2, 2), 2: (2, 1)}
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class MuQConfig:
             raise ValueError("MuQ config: only rotary position embeddings are supported")
         if w2v2.get("hidden_act", "swish") not in ("swish", "silu"):
             raise ValueError(f"MuQ config: unsupported hidden_act {w2v2.get('hidden_act')!r}")
+        if 100 // int(data.get("label_rate", 25)) not in TIME_STRIDES:
+            raise ValueError("MuQ config: label_rate must be 25 or 50")
         if list(data.get("features", [MEL_FEATURE])) != [MEL_FEATURE]:
             raise ValueError(f"MuQ config: only the {MEL_FEATURE} feature is supported")
         return cls(
@@ -69,9 +72,9 @@ class MuQConfig:
         )
 
     @property
-    def time_stride(self) -> int:
-        """Time stride of each residual conv block: 2 for 25 Hz labels (4x overall), 1 for 50 Hz."""
-        return 2 if 100 // self.label_rate == 4 else 1
+    def time_strides(self) -> tuple[int, int]:
+        """Time strides of the two residual conv blocks: 4x in all for 25 Hz labels, 2x for 50 Hz."""
+        return TIME_STRIDES[100 // self.label_rate]
 
 
 class ResidualConvBlock(nn.Module):
@@ -97,10 +100,10 @@ class ConvSubsampling(nn.Module):
 
     def __init__(self, config: MuQConfig) -> None:
         super().__init__()
-        stride = (2, config.time_stride)
+        first, second = config.time_strides
         self.conv = nn.Sequential(
-            ResidualConvBlock(1, config.conv_dim, stride),
-            ResidualConvBlock(config.conv_dim, config.conv_dim, stride),
+            ResidualConvBlock(1, config.conv_dim, (2, first)),
+            ResidualConvBlock(config.conv_dim, config.conv_dim, (2, second)),
         )
         self.linear = nn.Linear(config.conv_dim * (config.n_mels // 4), config.encoder_dim)
 
