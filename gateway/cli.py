@@ -421,7 +421,9 @@ def run_models(args: argparse.Namespace) -> int:
         )
         return 0
     try:
-        paths = model_store.pull(args.family, root, report=lambda line: print(line, file=sys.stderr))
+        paths = model_store.pull(
+            args.family, root, report=lambda line: print(line, file=sys.stderr), endpoint=args.endpoint
+        )
     except model_store.OfflineError as exc:
         raise CommandError(str(exc)) from exc
     except model_store.VerificationError as exc:
@@ -535,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     models_commands = models.add_subparsers(dest="models_command", required=True)
     pull = models_commands.add_parser("pull", help="download published weights from the Hugging Face Hub")
     pull.add_argument("family", choices=("diffrhythm2",))
+    pull.add_argument(
+        "--endpoint", default=None, help="a Hub mirror's URL (default: $HF_ENDPOINT or the Hub)"
+    )
     demo = models_commands.add_parser("demo", help="write a tiny random-weight model (its songs are noise)")
     for command in (pull, demo):
         command.add_argument("--model-root", default=os.environ.get("SONGSMITH_MODEL_ROOT", "models"))

@@ -79,12 +79,17 @@ class LocalStack:
 
     def start(self) -> None:
         """Launch every process, logging to `var_dir/logs/<name>.log`."""
+        for service in self.services:
+            self.launch(service.name)
+
+    def launch(self, name: str) -> None:
+        """(Re)start one process by name."""
+        service = next(s for s in self.services if s.name == name)
         logs = self.var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for service in self.services:
-            command = [sys.executable, "-m", "gateway.cli", "serve", service.name]
-            command += _arguments(service, self.services, self.paths, self.var_dir)
-            log = (logs / f"{service.name}.log").open("ab")
+        command = [sys.executable, "-m", "gateway.cli", "serve", service.name]
+        command += _arguments(service, self.services, self.paths, self.var_dir)
+        with (logs / f"{service.name}.log").open("ab") as log:
             self.processes[service.name] = subprocess.Popen(
                 command,
                 stdout=log,

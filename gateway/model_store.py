@@ -63,21 +63,33 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def pull(family: str, model_root: Path, report: Callable[[str], None] = print) -> list[Path]:
+def _is_network_error(exc: Exception) -> bool:
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    transport = type(exc).__module__.split(".")[0] in {"httpx", "httpx2", "requests", "urllib3"}
+    return transport or isinstance(exc, (OSError, HfHubHTTPError, LocalEntryNotFoundError))
+
+
+def pull(
+    family: str, model_root: Path, report: Callable[[str], None] = print, endpoint: str | None = None
+) -> list[Path]:
     """Download a model family's published files into `model_root`, checking sizes and hashes.
+
+    `endpoint` is a Hub mirror's URL (default: huggingface_hub's, i.e. $HF_ENDPOINT or the Hub).
 
     Raises OfflineError when the Hub cannot be reached and VerificationError on a bad file.
     """
     from huggingface_hub import HfApi, hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    api = HfApi()
+    api = HfApi(endpoint=endpoint)
     written: list[Path] = []
     for repo in FAMILIES[family]:
         target = model_root / repo.folder
         try:
             info = api.model_info(repo.repo_id, files_metadata=True)
-        except (OSError, HfHubHTTPError, LocalEntryNotFoundError) as exc:
+        except Exception as exc:
+            if not _is_network_error(exc):
+                raise
             raise OfflineError(
                 f"cannot reach the Hugging Face Hub for {repo.repo_id} ({type(exc).__name__}); on a machine "
                 f"without network, copy the published files into {target} by hand, or run "
@@ -86,7 +98,7 @@ def pull(family: str, model_root: Path, report: Callable[[str], None] = print) -
         listed = {sibling.rfilename: sibling for sibling in info.siblings or []}
         for name in repo.files:
             report(f"{repo.repo_id}/{name} -> {target / name}")
-            path = Path(hf_hub_download(repo.repo_id, name, local_dir=target))
+            path = Path(hf_hub_download(repo.repo_id, name, local_dir=target, endpoint=endpoint))
             sibling = listed.get(name)
             if sibling is not None and sibling.size is not None and path.stat().st_size != sibling.size:
                 raise VerificationError(f"{path}: {path.stat().st_size} bytes, the Hub lists {sibling.size}")

@@ -1,0 +1,79 @@
+"""Audio out: streaming encoders give the stored file, fake stereo, loudness normalization."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile
+
+from gateway.audio import (
+    CONTAINERS,
+    FakeStereo,
+    StreamingEncoder,
+    encode,
+    fake_stereo,
+    format_for_path,
+    normalize_loudness,
+)
+from songsmith.v1 import song_pb2
+
+RATE = 48_000
+
+
+def _tone(seconds: float, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (amplitude * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("audio_format", list(CONTAINERS), ids=lambda f: CONTAINERS[f].extension)
+def test_pieces_written_at_their_offsets_give_the_stored_file(audio_format: int) -> None:
+    audio = _tone(2.5)
+    encoder = StreamingEncoder(audio_format, RATE, 1)
+    file = bytearray()
+    pieces = []
+    for start in range(0, len(audio), 9600):
+        pieces += encoder.write(audio[start : start + 9600])
+    streamed_before_close = sum(len(data) for _, data in pieces)
+    pieces += encoder.close()
+    for offset, data in pieces:
+        file[offset : offset + len(data)] = data if offset <= len(file) else bytes(offset - len(file)) + data
+    assert bytes(file) == encoder.data
+    assert streamed_before_close > 0, "nothing was streamed before the end"
+    decoded, rate = soundfile.read(io.BytesIO(bytes(file)), dtype="float32")
+    assert rate == RATE and abs(len(decoded) - len(audio)) <= 1152
+
+
+def test_wav_is_the_pcm_at_16_bits() -> None:
+    audio = _tone(1.0)
+    decoded, _ = soundfile.read(io.BytesIO(encode(audio, song_pb2.AUDIO_FORMAT_WAV, RATE)), dtype="float32")
+    assert np.max(np.abs(decoded - audio)) <= 1 / 32768 + 1e-7
+
+
+def test_fake_stereo_delays_and_scales_the_right_channel() -> None:
+    mono = np.random.default_rng(0).uniform(-1, 1, 5000).astype(np.float32)
+    whole = fake_stereo(mono, RATE)
+    assert np.array_equal(whole[:, 0], mono)
+    assert np.all(whole[:480, 1] == 0)
+    assert np.allclose(whole[480:, 1], mono[:-480] * 0.8)
+    chunked = FakeStereo(RATE)
+    pieces = np.concatenate([chunked(mono[i : i + 700]) for i in range(0, len(mono), 700)])
+    assert np.array_equal(pieces, whole)
+
+
+def test_loudness_is_normalized_to_the_target() -> None:
+    quiet = _tone(3.0, amplitude=0.02)
+    louder = normalize_loudness(quiet, RATE, -14.0)
+    assert pyloudnorm.Meter(RATE).integrated_loudness(louder.astype(np.float64)) == pytest.approx(
+        -14.0, abs=0.5
+    )
+    silence = np.zeros(RATE, np.float32)
+    assert np.array_equal(normalize_loudness(silence, RATE, -14.0), silence)
+
+
+def test_format_follows_the_file_extension() -> None:
+    assert format_for_path("out/song.FLAC") == song_pb2.AUDIO_FORMAT_FLAC
+    with pytest.raises(ValueError, match="aiff"):
+        format_for_path("song.aiff")

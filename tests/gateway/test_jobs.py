@@ -1,0 +1,94 @@
+"""Jobs in process: idempotent ids, replay, cancellation, a full queue and resumption after restart."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gateway.job_store import JobRecord, fingerprint
+from gateway.jobs import JobSettings
+from services.runtime.cancellation import CancellationToken
+from services.runtime.errors import AlreadyExistsError, CancelledError, NotFoundError, ResourceExhaustedError
+from songsmith.v1 import song_pb2
+from tests.gateway.songs import assemble, request
+
+
+def _finish(manager, job_id: str) -> tuple[bytes, list[song_pb2.SongEvent]]:
+    return assemble(manager.watch(job_id, CancellationToken.with_timeout(300)))
+
+
+def _wait_for_progress(manager, job_id: str) -> None:
+    for event in manager.watch(job_id, CancellationToken.with_timeout(120)):
+        if event.HasField("progress") and event.progress.stage == "diffusion":
+            return
+    raise AssertionError("no diffusion progress")
+
+
+def test_the_same_job_id_is_one_job(make_manager) -> None:
+    manager = make_manager()
+    first, created = manager.submit(request("song-a"))
+    again, created_again = manager.submit(request("song-a"))
+    assert (created, created_again) == (True, False)
+    assert again.job_id == first.job_id == "song-a"
+    with pytest.raises(AlreadyExistsError):
+        manager.submit(request("song-a", seed=12))
+    audio, events = _finish(manager, "song-a")
+    assert events[0].accepted.job_id == "song-a" and events[-1].HasField("done")
+    assert len(audio) == events[-1].done.size_bytes
+    job = manager.get("song-a")
+    assert job.state == song_pb2.JOB_STATE_SUCCEEDED and job.blocks_done == job.max_blocks == 2
+    assert [j.job_id for j in manager.list(10, song_pb2.JOB_STATE_SUCCEEDED)] == ["song-a"]
+    replayed, replay_events = _finish(manager, "song-a")
+    assert replayed == audio
+    assert replay_events[-1].done == events[-1].done
+    resubmitted, created_late = manager.submit(request("song-a"))
+    assert not created_late and resubmitted.state == song_pb2.JOB_STATE_SUCCEEDED
+
+
+def test_cancel_stops_a_running_job(make_manager) -> None:
+    manager = make_manager()
+    manager.submit(request("long", seconds=120))
+    _wait_for_progress(manager, "long")
+    started = time.monotonic()
+    job = manager.cancel("long")
+    assert time.monotonic() - started < 10
+    assert job.state == song_pb2.JOB_STATE_CANCELLED and job.blocks_done < job.max_blocks
+    with pytest.raises(CancelledError):
+        _finish(manager, "long")
+
+
+def test_a_full_queue_turns_jobs_away(make_manager) -> None:
+    manager = make_manager(JobSettings(max_running=1, max_queued=1))
+    manager.submit(request("running", seconds=120))
+    _wait_for_progress(manager, "running")
+    manager.submit(request("waiting"))
+    with pytest.raises(ResourceExhaustedError):
+        manager.submit(request("turned-away"))
+    assert manager.cancel("waiting").state == song_pb2.JOB_STATE_CANCELLED
+    manager.cancel("running")
+
+
+def test_unknown_job(make_manager) -> None:
+    with pytest.raises(NotFoundError):
+        make_manager().get("nope")
+
+
+def test_a_job_left_running_is_resumed_after_a_restart(make_manager) -> None:
+    reference = make_manager()
+    reference.submit(request("uninterrupted"))
+    expected, _ = _finish(reference, "uninterrupted")
+    reference.shutdown()
+
+    interrupted = request("interrupted")
+    now = time.time()
+    restarted = make_manager()
+    restarted.store.insert_if_absent(
+        JobRecord(
+            "interrupted", fingerprint(interrupted), interrupted, 11, song_pb2.JOB_STATE_RUNNING, now, now
+        )
+    )
+    assert restarted.resume_unfinished() == 1
+    resumed, _ = _finish(restarted, "interrupted")
+    assert resumed == expected
+    assert restarted.get("interrupted").state == song_pb2.JOB_STATE_SUCCEEDED

@@ -1,0 +1,191 @@
+"""The whole system as real processes on 127.0.0.1: four stages and the gateway, over gRPC."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.client import SongClient
+from gateway.launcher import STAGES, LocalStack, plan
+from gateway.local_stages import ModelPaths
+from gateway.pipeline import Pipeline
+from gateway.server import GatewayConfig, build_spec
+from gateway.validation import song_spec
+from services.runtime.cancellation import CancellationToken
+from services.runtime.interceptor import field_violations
+from songsmith.v1 import song_pb2
+from tests.gateway.songs import assemble, request
+from tests.helpers import running_stage
+
+
+def _free_block(size: int) -> int:
+    """The first port of `size` consecutive free ports."""
+    for base in range(41000, 60000, 97):
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port block")
+
+
+@pytest.fixture(scope="module")
+def stack(demo_models: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The local stack on the demo model, healthy."""
+    base = _free_block(10)
+    local = LocalStack(plan(base, base + 5), ModelPaths.under(demo_models), tmp_path_factory.mktemp("var"))
+    local.start()
+    try:
+        problems = local.wait_healthy(240)
+        assert not problems, problems
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def client(stack: LocalStack):
+    """A SongService client for the stack's gateway."""
+    song_client = SongClient(stack.services[0].address)
+    yield song_client
+    song_client.close()
+
+
+def _metric(stack: LocalStack, stage: str, name: str) -> float:
+    service = next(s for s in stack.services if s.name == stage)
+    with urllib.request.urlopen(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
+def _in_process(pipeline: Pipeline, message: song_pb2.SongRequest) -> bytes:
+    result = pipeline.run(
+        song_spec(message, message.job_id, message.seed), CancellationToken(), lambda event: None
+    )
+    return result.data
+
+
+def test_grpc_song_equals_the_in_process_song(client: SongClient, local_pipeline: Pipeline) -> None:
+    message = request("equal-1", seconds=6)
+    audio, events = assemble(client.generate(message, timeout=300))
+    kinds = [event.WhichOneof("event") for event in events]
+    assert kinds[0] == "accepted" and kinds[-1] == "done" and "progress" in kinds
+    assert kinds.index("audio") < len(kinds) - 2, "audio arrived only at the end"
+    assert audio == _in_process(local_pipeline, message)
+
+
+def test_bad_requests_never_reach_a_stage(stack: LocalStack, client: SongClient) -> None:
+    before = {stage: _metric(stack, stage, "songsmith_requests_total") for stage in STAGES}
+    bad = request("bad-1", lyrics="[verse]\nfine\n12345", steps=900)
+    with pytest.raises(grpc.RpcError) as caught:
+        list(client.generate(bad, timeout=30))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    described = {(v.field, v.description.split(":")[0]) for v in field_violations(caught.value)}
+    assert {("lyrics", "line 3"), ("steps", "900 is outside 2..200")} <= described
+    after = {stage: _metric(stack, stage, "songsmith_requests_total") for stage in STAGES}
+    assert after == before
+
+
+def test_cancel_stops_every_stage(stack: LocalStack, client: SongClient) -> None:
+    call = client.generate(request("cancel-1", seconds=120), timeout=300)
+    for event in call:
+        if event.HasField("progress") and event.progress.stage == "diffusion":
+            break
+    call.cancel()
+    deadline = time.monotonic() + 20
+    in_flight = {}
+    while time.monotonic() < deadline:
+        in_flight = {
+            stage: _metric(stack, stage, "songsmith_requests_in_flight") for stage in (*STAGES, "gateway")
+        }
+        if not any(in_flight.values()):
+            break
+        time.sleep(0.2)
+    assert not any(in_flight.values()), in_flight
+    job = client.stub.GetJob(song_pb2.GetJobRequest(job_id="cancel-1"), timeout=10)
+    assert job.state == song_pb2.JOB_STATE_CANCELLED
+
+
+def test_killed_diffusion_is_resumed_and_the_song_is_identical(
+    stack: LocalStack, client: SongClient, local_pipeline: Pipeline
+) -> None:
+    message = request("resume-1", seconds=20)
+    killed = threading.Event()
+
+    def kill_after_first_block(events):
+        for event in events:
+            if event.HasField("progress") and event.progress.stage == "diffusion" and not killed.is_set():
+                stack.processes["diffusion"].kill()
+                stack.processes["diffusion"].wait()
+                killed.set()
+                stack.launch("diffusion")
+            yield event
+
+    audio, events = assemble(kill_after_first_block(client.generate(message, timeout=300)))
+    assert killed.is_set()
+    assert events[-1].HasField("done")
+    assert audio == _in_process(local_pipeline, message)
+    assert not stack.wait_healthy(120)
+
+
+def test_submitted_jobs_are_idempotent_and_watchable(client: SongClient) -> None:
+    message = request("submit-1")
+    first = client.stub.SubmitJob(message, timeout=30)
+    second = client.stub.SubmitJob(message, timeout=30)
+    assert first.job_id == second.job_id == "submit-1"
+    with pytest.raises(grpc.RpcError) as caught:
+        client.stub.SubmitJob(request("submit-1", seed=99), timeout=30)
+    assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    audio, events = assemble(client.stub.WatchJob(song_pb2.WatchJobRequest(job_id="submit-1"), timeout=300))
+    assert events[-1].HasField("done") and len(audio) == events[-1].done.size_bytes
+    listed = client.stub.ListJobs(song_pb2.ListJobsRequest(limit=100), timeout=30).jobs
+    assert [job.job_id for job in listed].count("submit-1") == 1
+    with pytest.raises(grpc.RpcError) as missing:
+        client.stub.GetJob(song_pb2.GetJobRequest(job_id="never-submitted"), timeout=30)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_gateway_requires_a_known_bearer_token(stack: LocalStack, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# team tokens\nsecret-1\n")
+    targets = {s.name: s.address for s in stack.services}
+    config = GatewayConfig(
+        port=0,
+        drain_delay_s=0,
+        tokenizer_target=targets["tokenizer"],
+        style_target=targets["style"],
+        diffusion_target=targets["diffusion"],
+        vocoder_target=targets["vocoder"],
+        auth_tokens_file=str(tokens),
+        jobs_db=str(tmp_path / "jobs.sqlite3"),
+        results_dir=str(tmp_path / "results"),
+    )
+    with running_stage(build_spec(config), config) as gateway:
+        address = f"127.0.0.1:{gateway.port}"
+        for token, code in (
+            ("", grpc.StatusCode.UNAUTHENTICATED),
+            ("wrong", grpc.StatusCode.PERMISSION_DENIED),
+        ):
+            anonymous = SongClient(address, token)
+            with pytest.raises(grpc.RpcError) as caught:
+                anonymous.stub.ListJobs(song_pb2.ListJobsRequest(), metadata=anonymous.metadata, timeout=10)
+            assert caught.value.code() == code
+            anonymous.close()
+        trusted = SongClient(address, "secret-1")
+        audio, events = assemble(trusted.generate(request("auth-1"), timeout=300))
+        assert events[-1].HasField("done") and audio
+        trusted.close()
