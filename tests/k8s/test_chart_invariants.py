@@ -355,8 +355,12 @@ def test_model_job_fills_the_volume_that_stages_wait_for_and_mount_read_only() -
     job_pod = job["spec"]["template"]["spec"]
     (job_container,) = job_pod["containers"]
     script = job_container["args"][0]
-    marker = re.search(r"touch (/models/\.songsmith/ready-[0-9a-f]{10})$", script).group(1)
-    assert script.startswith("set -e; songsmith models pull diffrhythm2 --model-root /models;")
+    marker = re.search(r"touch (/models/\.songsmith/ready-[0-9a-f]{10}); fi$", script).group(1)
+    assert script == (
+        "set -e; mkdir -p /models/.songsmith; exec 9>/models/.songsmith/lock; flock 9; "
+        f"if [ ! -f {marker} ]; then songsmith models pull diffrhythm2 --model-root /models; "
+        f"touch {marker}; fi"
+    )
     assert job["metadata"]["name"] == f"{RELEASE}-models-{marker[-10:]}"
     assert volume_for_mount(job_pod, job_container, "/models")["persistentVolumeClaim"] == {
         "claimName": f"{RELEASE}-models"
@@ -403,7 +407,8 @@ def test_init_container_loader_downloads_in_each_model_pod() -> None:
         pod = rendered.deployment(stage)["spec"]["template"]["spec"]
         (pull,) = pod["initContainers"]
         assert pull["name"] == "pull-models"
-        assert pull["args"][0].startswith("set -e; songsmith models demo --model-root /models;")
+        assert "flock 9; if [ ! -f /models/.songsmith/ready-" in pull["args"][0]
+        assert "then songsmith models demo --model-root /models; touch" in pull["args"][0]
         mount = next(m for m in pull["volumeMounts"] if m["mountPath"] == "/models")
         assert not mount.get("readOnly")
     claim = rendered.get("PersistentVolumeClaim", f"{RELEASE}-models")

@@ -88,7 +88,9 @@ tokenizer style diffusion vocoder
 {{- printf "%s/.songsmith/ready-%s" .Values.models.mountPath (include "songsmith.modelsHash" .) -}}
 {{- end -}}
 
-{{/* The shell command that fills the models volume and then drops the ready marker. */}}
+{{/* The shell command that fills the models volume once and then drops the ready marker. A lock on the
+volume keeps several loaders (init containers of pods starting together, Job retries) from writing the
+same files at once; a loader that finds the marker has nothing to do. */}}
 {{- define "songsmith.modelsCommand" -}}
 {{- $m := .Values.models -}}
 {{- $cmd := "" -}}
@@ -97,7 +99,8 @@ tokenizer style diffusion vocoder
 {{- else -}}
 {{- $cmd = printf "songsmith models demo --model-root %s" $m.mountPath -}}
 {{- end -}}
-{{- printf "set -e; %s; mkdir -p %s/.songsmith; touch %s" $cmd $m.mountPath (include "songsmith.modelsReadyFile" .) -}}
+{{- $marker := include "songsmith.modelsReadyFile" . -}}
+{{- printf "set -e; mkdir -p %s/.songsmith; exec 9>%s/.songsmith/lock; flock 9; if [ ! -f %s ]; then %s; touch %s; fi" $m.mountPath $m.mountPath $marker $cmd $marker -}}
 {{- end -}}
 
 {{- define "songsmith.mtlsSecretName" -}}
