@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
 from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy
-from services.runtime.config import MIB
+from services.runtime.config import MIB, load_config
 from services.style.engine import StyleEngine
 from services.style.server import SERVICE_NAME, StyleConfig, build_spec
 from songsmith.v1 import style_pb2, style_pb2_grpc
@@ -188,3 +188,13 @@ def test_no_model_is_failed_precondition(tmp_path: Path) -> None:
         code, _ = bad_request(lambda: stub.EmbedAudio(audio_stream(b"abc"), timeout=10))
         assert code == grpc.StatusCode.FAILED_PRECONDITION
         assert health_status(opened, SERVICE_NAME) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_config_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = load_config(StyleConfig, [])
+    assert (defaults.port, defaults.metrics_port) == (50052, 9402)
+    limits = (defaults.max_prompt_chars, defaults.max_audio_seconds, defaults.max_audio_bytes)
+    assert limits == (1000, 600.0, 32 * MIB)
+    monkeypatch.setenv("SONGSMITH_TEXT_CACHE_SIZE", "5")
+    parsed = load_config(StyleConfig, ["--model-dir", "/models/mulan", "--max-audio-seconds", "30"])
+    assert (parsed.model_dir, parsed.max_audio_seconds, parsed.text_cache_size) == ("/models/mulan", 30.0, 5)
