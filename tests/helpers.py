@@ -21,6 +21,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive TCP ports on 127.0.0.1 that were free a moment ago."""
+    for base in range(41000, 60000, 97):
+        try:
+            for port in range(base, base + size):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port block")
+
+
 def health_status(channel: grpc.Channel, service: str = "") -> int:
     """The health status a server reports for `service` (UNKNOWN when it cannot be reached)."""
     stub = health_pb2_grpc.HealthStub(channel)
@@ -53,4 +66,3 @@ def running_stage(
         yield server
     finally:
         server.stop(grace=1)
-

@@ -7,15 +7,15 @@ from pathlib import Path
 from services.runtime.protogen import PROTO_PACKAGE, PROTO_ROOT, generate, proto_files
 
 
+def _same_file(committed: Path, fresh: Path) -> bool:
+    return committed.exists() and committed.read_bytes() == fresh.read_bytes()
+
+
 def test_generated_stubs_are_fresh(tmp_path: Path) -> None:
     generate(tmp_path)
     generated = sorted(p.relative_to(tmp_path) for p in (tmp_path / PROTO_PACKAGE).iterdir())
     assert generated, "protoc produced nothing"
-    stale = [
-        str(name)
-        for name in generated
-        if not (PROTO_ROOT / name).exists() or (PROTO_ROOT / name).read_bytes() != (tmp_path / name).read_bytes()
-    ]
+    stale = [str(name) for name in generated if not _same_file(PROTO_ROOT / name, tmp_path / name)]
     assert not stale, f"stale generated stubs (run `make protos`): {stale}"
     assert len(generated) == 3 * len(proto_files())
 

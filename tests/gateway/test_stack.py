@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.request
@@ -22,26 +21,13 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.interceptor import field_violations
 from songsmith.v1 import song_pb2
 from tests.gateway.songs import assemble, request
-from tests.helpers import running_stage
-
-
-def _free_block(size: int) -> int:
-    """The first port of `size` consecutive free ports."""
-    for base in range(41000, 60000, 97):
-        try:
-            for port in range(base, base + size):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port block")
+from tests.helpers import free_port_block, running_stage
 
 
 @pytest.fixture(scope="module")
 def stack(demo_models: Path, tmp_path_factory: pytest.TempPathFactory):
     """The local stack on the demo model, healthy."""
-    base = _free_block(10)
+    base = free_port_block(10)
     local = LocalStack(plan(base, base + 5), ModelPaths.under(demo_models), tmp_path_factory.mktemp("var"))
     local.start()
     try:
