@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from services.style import cli
+from gateway.cli import main
 from tests.style.conftest import CHECKPOINT, FIXTURE, expected
 
 
 def run(argv: list[str]) -> int:
-    """Parse `argv` as the songsmith CLI does for the style group and run the chosen handler."""
-    parser = argparse.ArgumentParser(prog="songsmith")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """The `songsmith` console script's exit code for `argv`."""
+    return main(argv)
 
 
 def test_embed_text(tmp_path: Path, case, capsys: pytest.CaptureFixture[str]) -> None:
