@@ -102,7 +102,7 @@ _PHONE_MERGES = (
     ("oː|ɹ", "oːɹ"),
 )
 _PHONE_MERGE_RES = tuple(
-    (re.compile(r"(^|[_|])" + re.escape(source) + r"([_|]|$)"), r"\g<1>" + target + r"\g<2>")
+    (source, re.compile(r"(^|[_|])" + re.escape(source) + r"([_|]|$)"), r"\g<1>" + target + r"\g<2>")
     for source, target in _PHONE_MERGES
 )
 
@@ -219,7 +219,9 @@ def normalize_english(text: str) -> str:
 
 def merge_phones(phonemes: str) -> str:
     """Apply the reference's phone merges (t|ɹ → tɹ, ɐ → ɚ, ...) to whole symbols, in order."""
-    for pattern, replacement in _PHONE_MERGE_RES:
+    for source, pattern, replacement in _PHONE_MERGE_RES:
+        if source not in phonemes:
+            continue
         while pattern.search(phonemes):
             phonemes = pattern.sub(replacement, phonemes)
     return phonemes

@@ -244,7 +244,7 @@ def third_tone_sandhi(word: str, syllables: list[str]) -> None:
 
 def bu_sandhi(word: str, syllables: list[str]) -> None:
     """不 is neutral in X不X and rises before a fourth tone."""
-    if set(word) == {"不"} or word == "不字":
+    if "不" not in word or set(word) == {"不"} or word == "不字":
         return
     if len(word) == 3 and word[1] == "不" and syllables[1][:-1] == "ㄅㄨ":
         syllables[1] = syllables[1][:-1] + "˙"
@@ -262,7 +262,9 @@ def bu_sandhi(word: str, syllables: list[str]) -> None:
 
 def yi_sandhi(word: str, syllables: list[str]) -> None:
     """一 in numbers, ordinals, dates, X一X, and before fourth or other tones."""
-    if "一" in word and any(char.isnumeric() for char in word if char != "一"):
+    if "一" not in word:
+        return
+    if any(char.isnumeric() for char in word if char != "一"):
         for index, char in enumerate(word):
             if index == 0 and char == "一" and len(word) > 1 and word[1] not in _CHINESE_DIGITS:
                 rises = len(syllables[0]) > 0 and syllables[1][-1] in ("ˋ", "˙")

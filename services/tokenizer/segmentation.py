@@ -8,11 +8,15 @@ on it; we say why, naming the line.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Literal
 
 Language = Literal["zh", "en"]
+
+_MANDARIN_RE = re.compile("[\u4e00-\u9fa5]")
+_ENGLISH_RE = re.compile("[A-Za-z]")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,12 @@ def char_language(char: str) -> Language | None:
 
 def split_segments(text: str) -> list[Segment]:
     """The zh/en runs of `text` in order; empty when no character selects a language."""
+    has_mandarin = _MANDARIN_RE.search(text) is not None
+    has_english = _ENGLISH_RE.search(text) is not None
+    if not (has_mandarin and has_english):
+        if has_mandarin:
+            return [Segment(text, "zh")]
+        return [Segment(text, "en")] if has_english else []
     segments: list[Segment] = []
     current: list[str] = []
     language: Language | None = None
