@@ -9,7 +9,7 @@ and at most two decoded windows, never the whole song.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,6 +98,11 @@ class StreamingDecoder:
 
         Raises InvalidArgumentError for a wrong shape, non-finite values or more frames than the cap.
         """
+        return list(self.iter_push(latents))
+
+    def iter_push(self, latents: np.ndarray) -> Iterator[PcmPiece]:
+        """Like `push`, but yields each piece as soon as its window is decoded (the whole block is
+        validated before anything is decoded), so a large block never holds all its audio at once."""
         if self._finished:
             raise RuntimeError("push after finish")
         frames = validate_latents(latents, self._channels)
@@ -106,11 +111,12 @@ class StreamingDecoder:
             raise InvalidArgumentError(
                 "latents", f"song would have {total} frames, more than the cap of {self._max_frames}"
             )
-        pieces: list[PcmPiece] = []
+        return self._pieces_for(frames)
+
+    def _pieces_for(self, frames: np.ndarray) -> Iterator[PcmPiece]:
         for begin in range(0, len(frames), HOP_FRAMES):
             self._append(frames[begin : begin + HOP_FRAMES])
-            pieces.extend(self._release_final())
-        return pieces
+            yield from self._release_final()
 
     def finish(self) -> list[PcmPiece]:
         """The song is complete: return every sample not yet released (decoding the end window)."""
