@@ -108,7 +108,9 @@ def containers_of(pod_spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def pod_specs(rendered: Rendered) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(name, pod spec) of every Deployment and Job."""
+    """(name, pod spec) of every Deployment, Job and bare Pod (the `helm test` pod)."""
     for obj in rendered.objects:
         if obj["kind"] in {"Deployment", "Job"}:
             yield obj["metadata"]["name"], obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "Pod":
+            yield obj["metadata"]["name"], obj["spec"]

@@ -527,7 +527,8 @@ def test_network_policy_lets_only_the_gateway_reach_the_stages(values_set: str) 
     gateway_grpc = next(r for r in policies["gateway"]["spec"]["ingress"] if r["ports"][0]["port"] == "grpc")
     if values_set == "mtls":
         assert gateway_grpc["from"] == [
-            {"namespaceSelector": {"matchLabels": {"songsmith.io/client": "true"}}}
+            {"namespaceSelector": {"matchLabels": {"songsmith.io/client": "true"}}},
+            {"podSelector": {"matchLabels": selector_labels("test")}},
         ]
     else:
         assert "from" not in gateway_grpc
@@ -656,3 +657,34 @@ def test_the_values_schema_refuses_mistyped_values(values: dict[str, Any], messa
     with pytest.raises(helm_python.HelmValuesError) as failure:
         render_values(values)
     assert message in str(failure.value)
+
+
+@pytest.mark.parametrize("values_set", VALUES_SETS)
+def test_helm_test_pod_checks_the_gateway_through_its_service(values_set: str) -> None:
+    rendered = render(values_set)
+    (pod,) = rendered.of_kind("Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == rendered.container("gateway")["image"]
+    service = rendered.get("Service", f"{RELEASE}-gateway")["metadata"]["name"]
+    assert container["command"] == [
+        "songsmith-healthcheck",
+        f"--host={service}.{NAMESPACE}.svc.cluster.local",
+        "--port=50050",
+        "--service=songsmith.v1.SongService",
+    ]
+    assert pod["spec"]["restartPolicy"] == "Never"
+
+
+def test_gpu_runtime_class_is_set_only_where_asked() -> None:
+    rendered = render_values({"stages": {"diffusion": {"runtimeClassName": "nvidia"}}})
+    for component in COMPONENTS:
+        pod = rendered.deployment(component)["spec"]["template"]["spec"]
+        assert pod.get("runtimeClassName") == ("nvidia" if component == "diffusion" else None)
+
+
+def test_model_loader_takes_extra_environment() -> None:
+    rendered = render_values({"models": {"env": {"HF_ENDPOINT": "https://hub.example.com"}}})
+    (container,) = rendered.of_kind("Job")[0]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "HF_ENDPOINT", "value": "https://hub.example.com"} in container["env"]

@@ -20,6 +20,7 @@ KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
 TYPED_MODELS = {
     ("v1", "ConfigMap"): "V1ConfigMap",
     ("v1", "PersistentVolumeClaim"): "V1PersistentVolumeClaim",
+    ("v1", "Pod"): "V1Pod",
     ("v1", "Secret"): "V1Secret",
     ("v1", "Service"): "V1Service",
     ("v1", "ServiceAccount"): "V1ServiceAccount",

@@ -182,6 +182,9 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with $c.runtimeClassName }}
+  runtimeClassName: {{ . }}
+  {{- end }}
   {{- if $g.topologySpread.enabled }}
   topologySpreadConstraints:
     - maxSkew: {{ $g.topologySpread.maxSkew }}
@@ -320,6 +323,10 @@ spec:
 {{- define "songsmith.modelsEnv" -}}
 - name: HF_HUB_OFFLINE
   value: "0"
+{{- range $key, $value := .Values.models.env }}
+- name: {{ $key }}
+  value: {{ $value | toString | quote }}
+{{- end }}
 {{- with .Values.models.huggingFaceTokenSecret }}
 - name: HF_TOKEN
   valueFrom:
