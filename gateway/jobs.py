@@ -46,7 +46,14 @@ class _LiveJob:
         self.events: list[song_pb2.SongEvent] = []
         self.error: ServiceError | None = None
         self.finished = False
+        self._claimed = False
         self._changed = threading.Condition()
+
+    def claim(self) -> bool:
+        """Take the job, to run it or to drop it unstarted; only the first claim wins."""
+        with self._changed:
+            claimed, self._claimed = self._claimed, True
+            return not claimed
 
     def emit(self, event: song_pb2.SongEvent) -> None:
         with self._changed:
@@ -169,6 +176,8 @@ class JobManager:
     def _run(self, record: JobRecord, live: _LiveJob) -> None:
         with self._lock:
             self._queued -= 1
+        if not live.claim():
+            return
         with job_scope(record.job_id):
             error: ServiceError | None = None
             try:
@@ -235,6 +244,12 @@ class JobManager:
             live = self._live.get(job_id)
         if live is not None:
             live.token.cancel(reason)
+            if live.claim():
+                error = errors.CancelledError(reason)
+                self.store.update(job_id, state=song_pb2.JOB_STATE_CANCELLED, error=_error_text(error))
+                live.finish(error)
+                with self._lock:
+                    self._live.pop(job_id, None)
             while not live.finished:
                 time.sleep(0.02)
         return self.get(job_id)
