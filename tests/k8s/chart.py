@@ -82,9 +82,9 @@ def chart() -> helm_python.Chart:
     return helm_python.Chart.load(str(CHART_DIR))
 
 
-def render_values(values: dict[str, Any]) -> Rendered:
-    """Render the chart with `values` as release `songsmith` in namespace `songs`."""
-    manifests = chart().render(values, name=RELEASE, namespace=NAMESPACE)
+def render_values(values: dict[str, Any], release: str = RELEASE, namespace: str = NAMESPACE) -> Rendered:
+    """Render the chart with `values` (as release `songsmith` in namespace `songs` unless told)."""
+    manifests = chart().render(values, name=release, namespace=namespace)
     objects: list[dict[str, Any]] = []
     notes = ""
     for path, text in sorted(manifests.items()):

@@ -688,3 +688,15 @@ def test_model_loader_takes_extra_environment() -> None:
     rendered = render_values({"models": {"env": {"HF_ENDPOINT": "https://hub.example.com"}}})
     (container,) = rendered.of_kind("Job")[0]["spec"]["template"]["spec"]["containers"]
     assert {"name": "HF_ENDPOINT", "value": "https://hub.example.com"} in container["env"]
+
+
+def test_another_release_name_and_namespace_keep_targets_and_services_in_step() -> None:
+    rendered = render_values({}, release="prod", namespace="music")
+    services = {service["metadata"]["name"] for service in rendered.of_kind("Service")}
+    pod = rendered.get("Deployment", "prod-songsmith-gateway")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    for stage in STAGES:
+        assert f"prod-songsmith-{stage}-headless" in services
+        expected = f"dns:///prod-songsmith-{stage}-headless.music.svc.cluster.local:{PORTS[stage]}"
+        assert env[f"SONGSMITH_{stage.upper()}_TARGET"] == expected
+    assert {obj["metadata"]["namespace"] for obj in rendered.objects} == {"music"}

@@ -33,7 +33,7 @@ app.kubernetes.io/component: {{ .name }}
 app.kubernetes.io/component: {{ .name }}
 {{- end -}}
 
-{{/* The component names, stages first. */}}
+{{/* The four stage names; the gateway is handled beside them. */}}
 {{- define "songsmith.stageNames" -}}
 tokenizer style diffusion vocoder
 {{- end -}}
