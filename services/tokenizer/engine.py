@@ -140,7 +140,7 @@ class TokenizerEngine:
         started = time.perf_counter()
         engine = cls(TokenizerSettings(**values))
         engine.read_lines(WARM_UP_LINES)
-        log.info("lyric tokenizer ready", extra={"warm_up_s": round(time.perf_counter() - started, 3)})
+        log.info("lyric tokenizer loaded and warmed up in %.2f s", time.perf_counter() - started)
         return engine
 
     def tokenize(self, lyrics: str, token: CancellationToken | None = None) -> TokenizedLyrics:
