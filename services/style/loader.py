@@ -158,6 +158,20 @@ def load_tokenizer(text_dir: Path) -> Tokenizer:
     return tokenizer
 
 
+def _materialize_derived_buffers(model: MuQMuLan) -> None:
+    """Fill the buffers that checkpoints do not store (the model is built on the meta device so that
+    no time goes into random initialisation): the mel window and filterbank, XLM-R's position and
+    token-type id tables."""
+    model.mulan.audio.model.model.front_end.reset_buffers()
+    embeddings = model.mulan.text.model.embeddings
+    positions = torch.arange(embeddings.position_embeddings.num_embeddings).expand((1, -1))
+    embeddings.position_ids = positions
+    embeddings.token_type_ids = torch.zeros(positions.shape, dtype=torch.long)
+    left = [name for name, tensor in (*model.named_parameters(), *model.named_buffers()) if tensor.is_meta]
+    if left:
+        raise ModelLoadError(f"internal: tensors left uninitialised after loading: {', '.join(left)}")
+
+
 def load_mulan(model_dir: str | Path, device: str = "cpu", hub_cache_dir: str | None = None) -> LoadedModel:
     """Build MuQ-MuLan from a checkpoint folder and load every tensor of it, strictly."""
     checkpoint_dir = Path(model_dir).expanduser().resolve()
@@ -180,12 +194,19 @@ def load_mulan(model_dir: str | Path, device: str = "cpu", hub_cache_dir: str | 
     xlmr_config._attn_implementation = "sdpa"
     tokenizer = load_tokenizer(text.path)
 
-    model = MuQMuLan(config, muq_config, xlmr_config)
+    with torch.device("meta"):
+        model = MuQMuLan(config, muq_config, xlmr_config)
     expected = model.state_dict()
     state = read_state_dict(weights_file)
     check_keys(expected, state)
-    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
-    model.to(device=device, dtype=torch.float32).eval()
+    tensors = {
+        key: state[key].to(spec.dtype) if key in state else torch.zeros(spec.shape, dtype=spec.dtype)
+        for key, spec in expected.items()
+    }
+    del state
+    model.load_state_dict(tensors, strict=True, assign=True)
+    _materialize_derived_buffers(model)
+    model.to(device=device).eval()
     pad_id = int(xlmr_config.pad_token_id if xlmr_config.pad_token_id is not None else 1)
     return LoadedModel(
         model=model,

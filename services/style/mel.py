@@ -43,12 +43,17 @@ class MelFrontEnd(nn.Module):
     def __init__(self, hop_length: int, n_mels: int, mean: float, std: float) -> None:
         super().__init__()
         self.hop_length = hop_length
+        self.n_mels = n_mels
         self.mean = mean
         self.std = std
-        self.register_buffer("window", torch.hann_window(N_FFT, periodic=True), persistent=False)
-        self.register_buffer(
-            "filterbank", htk_mel_filterbank(N_FFT // 2 + 1, n_mels, SAMPLE_RATE), persistent=False
-        )
+        self.register_buffer("window", torch.empty(N_FFT), persistent=False)
+        self.register_buffer("filterbank", torch.empty(N_FFT // 2 + 1, n_mels), persistent=False)
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """(Re)compute the window and the filterbank (they are not stored in checkpoints), on CPU."""
+        self.window = torch.hann_window(N_FFT, periodic=True)
+        self.filterbank = htk_mel_filterbank(N_FFT // 2 + 1, self.n_mels, SAMPLE_RATE)
 
     def decibels(self, wave: torch.Tensor) -> torch.Tensor:
         """The dB mel power spectrogram [B, n_mels, T // hop] (last frame dropped), in float32."""
