@@ -55,14 +55,13 @@ def settings_in(module: str, class_name: str) -> set[str]:
     return settings_of(ServerConfig) | {"SONGSMITH_" + name.upper() for name in fields}
 
 
-# What each service reads, from its own config class; the tokenizer and vocoder take the shared
-# server settings, and the vocoder its model folder and device.
+# What each service reads: the fields of its own config class.
 SETTINGS = {
     "gateway": settings_in("gateway/server.py", "GatewayConfig"),
+    "tokenizer": settings_in("services/tokenizer/server.py", "TokenizerConfig"),
     "style": settings_in("services/style/server.py", "StyleConfig"),
     "diffusion": settings_in("services/diffusion/server.py", "DiffusionConfig"),
-    "tokenizer": settings_of(ServerConfig),
-    "vocoder": settings_of(ServerConfig) | {"SONGSMITH_MODEL_DIR", "SONGSMITH_DEVICE"},
+    "vocoder": settings_in("services/vocoder/server.py", "VocoderConfig"),
 }
 
 
