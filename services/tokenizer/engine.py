@@ -35,6 +35,8 @@ from services.tokenizer.structure import (
 log = logging.getLogger(__name__)
 
 WARM_UP_LINES = ("Hello world, 1 test", "银行的行长说了2026年")
+# Unreadable lines named one by one in an error; the status message must stay small.
+MAX_REPORTED_LINES = 10
 
 
 @dataclass
@@ -158,12 +160,14 @@ class TokenizerEngine:
             numbers: dict[str, int] = {}
             for line in sung:
                 numbers.setdefault(line.text, line.number)
-            raise InvalidArgumentError(
-                violations=[
-                    FieldViolation(LYRICS_FIELD, f"line {numbers[distinct[index]]}: {reason}")
-                    for index, reason in exc.failures
-                ]
-            ) from exc
+            violations = [
+                FieldViolation(LYRICS_FIELD, f"line {numbers[distinct[index]]}: {reason}")
+                for index, reason in exc.failures[:MAX_REPORTED_LINES]
+            ]
+            if len(exc.failures) > MAX_REPORTED_LINES:
+                more = len(exc.failures) - MAX_REPORTED_LINES
+                violations.append(FieldViolation(LYRICS_FIELD, f"and {more} more lines that cannot be read"))
+            raise InvalidArgumentError(violations=violations) from exc
         return self._assemble(read.lines, readings, list(read.warnings))
 
     def _assemble(

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from services.tokenizer import cli
+from gateway.cli import main
 from tests.tokenizer.conftest import SONG
-
-
-def main(argv: list[str]) -> int:
-    """Parse `argv` as the songsmith CLI does for the lyrics group and run the chosen handler."""
-    parser = argparse.ArgumentParser(prog="songsmith")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def test_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

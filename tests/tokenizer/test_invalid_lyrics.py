@@ -39,6 +39,13 @@ def test_every_bad_line_is_named(engine: TokenizerEngine) -> None:
     assert [description.split(":")[0] for _, description in found] == ["line 1", "line 3"]
 
 
+def test_many_bad_lines_are_summed_up(engine: TokenizerEngine) -> None:
+    found = violations(engine, "\n".join(f"{number} {number}" for number in range(1, 26)))
+    assert [description.split(":")[0] for _, description in found[:10]] == [f"line {n}" for n in range(1, 11)]
+    assert found[10] == ("lyrics", "and 15 more lines that cannot be read")
+    assert len(found) == 11
+
+
 def test_a_number_too_large_to_say(engine: TokenizerEngine) -> None:
     ((_, description),) = violations(engine, "fine\nI count 1" + "0" * 40 + " stars")
     assert description == "line 2: a number too large to read out in English"
