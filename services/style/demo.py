@@ -33,7 +33,7 @@ MUQ_MEL_STD = 18.417922652295623
 
 @dataclass(frozen=True)
 class DemoSize:
-    """Widths and depths of a demo model (the real model: MuQ 1024 x 12, XLM-R 768 x 12, heads 768 x 8)."""
+    """Widths and depths of a demo model; feed-forward widths are `ffn_mult` x the model width."""
 
     conv_dim: int
     muq_dim: int
@@ -46,10 +46,14 @@ class DemoSize:
     head_depth: int
     head_heads: int
     head_dim_head: int
+    ffn_mult: int = 2
 
 
 TINY = DemoSize(16, 64, 2, 4, 48, 2, 4, 32, 2, 2, 16)
 MEDIUM = DemoSize(64, 256, 4, 4, 256, 4, 4, 256, 2, 4, 64)
+# The published model's shapes (MuQ-large, XLM-R base, two 768 x 8 MuLan heads), except XLM-R's
+# vocabulary: the demo tokenizer has 472 tokens instead of 250,002 (embedding rows cost no compute).
+REAL_SHAPES = DemoSize(512, 1024, 12, 16, 768, 12, 12, 768, 8, 8, 64, ffn_mult=4)
 
 
 def _muq_config(size: DemoSize) -> dict[str, Any]:
@@ -67,7 +71,7 @@ def _muq_config(size: DemoSize) -> dict[str, Any]:
             "hidden_size": size.muq_dim,
             "num_hidden_layers": size.muq_depth,
             "num_attention_heads": size.muq_heads,
-            "intermediate_size": 2 * size.muq_dim,
+            "intermediate_size": size.ffn_mult * size.muq_dim,
             "conv_depthwise_kernel_size": 31,
             "position_embeddings_type": "rotary",
             "rotary_embedding_base": 10000,
@@ -83,7 +87,7 @@ def _xlmr_config(size: DemoSize) -> dict[str, Any]:
         hidden_size=size.xlmr_dim,
         num_hidden_layers=size.xlmr_depth,
         num_attention_heads=size.xlmr_heads,
-        intermediate_size=2 * size.xlmr_dim,
+        intermediate_size=size.ffn_mult * size.xlmr_dim,
         max_position_embeddings=514,
         type_vocab_size=1,
         pad_token_id=1,
