@@ -178,3 +178,13 @@ def test_cache_views_share_its_buffer_and_grow_geometrically() -> None:
     assert cache.grow_count <= 8  # 4 -> 10 -> 20 -> 40 -> 80 -> 160 -> 320 -> 640 covers 400 positions
     assert cache.capacity >= 400
     torch.testing.assert_close(cache._keys[0][:, :, 390:400], block)
+
+
+def test_a_block_ending_in_end_frames_is_cut_and_final(demo_engine: DiffusionEngine, monkeypatch) -> None:
+    ending = np.zeros((10, 64), np.float32)
+    ending[6:] = 1.0  # frames 16..19 of the song are end frames: frame 15 is dropped, 0..14 kept
+    solved = iter([np.zeros((10, 64), np.float32), ending])
+    monkeypatch.setattr(demo_engine._sampler, "_solve_block", lambda *args: torch.from_numpy(next(solved))[None])
+    blocks = _song(demo_engine, max_frames=100)
+    assert [(b.index, b.latents.shape[0], b.final) for b in blocks] == [(0, 10, False), (1, 5, True)]
+    assert blocks[1].max_blocks == 10 and blocks[1].seconds_generated == 3.0
