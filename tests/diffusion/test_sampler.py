@@ -184,7 +184,9 @@ def test_a_block_ending_in_end_frames_is_cut_and_final(demo_engine: DiffusionEng
     ending = np.zeros((10, 64), np.float32)
     ending[6:] = 1.0  # frames 16..19 of the song are end frames: frame 15 is dropped, 0..14 kept
     solved = iter([np.zeros((10, 64), np.float32), ending])
-    monkeypatch.setattr(demo_engine._sampler, "_solve_block", lambda *args: torch.from_numpy(next(solved))[None])
+    monkeypatch.setattr(
+        demo_engine._sampler, "_solve_block", lambda *args: torch.from_numpy(next(solved))[None]
+    )
     blocks = _song(demo_engine, max_frames=100)
     assert [(b.index, b.latents.shape[0], b.final) for b in blocks] == [(0, 10, False), (1, 5, True)]
     assert blocks[1].max_blocks == 10 and blocks[1].seconds_generated == 3.0
