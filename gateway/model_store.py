@@ -26,6 +26,8 @@ class HubFiles:
     files: tuple[str, ...]
 
 
+# The MuLan checkpoint holds every weight of the style encoder, including its MuQ and XLM-R towers;
+# of the sub-model repositories only the configs (and XLM-R's tokenizer) are read.
 DIFFRHYTHM2 = (
     HubFiles(
         "ASLP-lab/DiffRhythm2",
@@ -33,16 +35,8 @@ DIFFRHYTHM2 = (
         ("model.safetensors", "config.json", "decoder.bin", "decoder.json"),
     ),
     HubFiles("OpenMuQ/MuQ-MuLan-large", "muq-mulan/MuQ-MuLan-large", ("config.json", "pytorch_model.bin")),
-    HubFiles(
-        "OpenMuQ/MuQ-large-msd-iter",
-        "muq-mulan/OpenMuQ/MuQ-large-msd-iter",
-        ("config.json", "model.safetensors"),
-    ),
-    HubFiles(
-        "FacebookAI/xlm-roberta-base",
-        "muq-mulan/xlm-roberta-base",
-        ("config.json", "model.safetensors", "tokenizer.json", "sentencepiece.bpe.model"),
-    ),
+    HubFiles("OpenMuQ/MuQ-large-msd-iter", "muq-mulan/OpenMuQ/MuQ-large-msd-iter", ("config.json",)),
+    HubFiles("FacebookAI/xlm-roberta-base", "muq-mulan/xlm-roberta-base", ("config.json", "tokenizer.json")),
 )
 FAMILIES = {"diffrhythm2": DIFFRHYTHM2}
 
