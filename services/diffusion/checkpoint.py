@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from services.diffusion.dit import CONFIG_FILES, DiT, DiTConfig
+from services.diffusion.onednn import set_onednn
 
 WEIGHTS_FILE = "model.safetensors"
 KEY_PREFIX = "transformer."
@@ -59,7 +60,10 @@ def load_state_dict_strict(model: DiT, state: dict[str, torch.Tensor]) -> None:
 
 
 def load_dit(model_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> DiT:
-    """Build the DiT from `model_dir`'s config, load its weights strictly, move and cast it, eval mode."""
+    """Build the DiT from `model_dir`'s config, load its weights strictly, move and cast it, eval mode.
+
+    Float32 products on CPU go through oneDNN when it works in this torch build (see onednn.py).
+    """
     model_dir = Path(model_dir)
     config = DiTConfig.from_model_dir(model_dir)
     with torch.device("meta"):
@@ -67,4 +71,6 @@ def load_dit(model_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.fl
     model = model.to_empty(device="cpu")
     load_state_dict_strict(model, load_file(str(model_dir / WEIGHTS_FILE)))
     model.drop_repa_projectors()
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    set_onednn(model, enabled=True)
+    return model

@@ -21,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from services.diffusion.onednn import Linear
+
 COND_DIM = 512  # fixed by the architecture, not read from the config
 TIME_FREQ_DIM = 256
 ROPE_THETA = 10000.0
@@ -135,10 +137,10 @@ class SelfAttention(nn.Module):
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
         self.heads, self.head_dim = config.heads, config.head_dim
-        self.q_proj = nn.Linear(config.dim, config.dim, bias=False)
-        self.k_proj = nn.Linear(config.dim, config.dim, bias=False)
-        self.v_proj = nn.Linear(config.dim, config.dim, bias=False)
-        self.o_proj = nn.Linear(config.dim, config.dim, bias=False)
+        self.q_proj = Linear(config.dim, config.dim, bias=False)
+        self.k_proj = Linear(config.dim, config.dim, bias=False)
+        self.v_proj = Linear(config.dim, config.dim, bias=False)
+        self.o_proj = Linear(config.dim, config.dim, bias=False)
         self.q_norm = RMSNorm(config.head_dim)
         self.k_norm = RMSNorm(config.head_dim)
 
@@ -170,9 +172,9 @@ class SwiGLU(nn.Module):
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
         hidden = config.dim * config.ff_mult
-        self.gate_proj = nn.Linear(config.dim, hidden, bias=False)
-        self.up_proj = nn.Linear(config.dim, hidden, bias=False)
-        self.down_proj = nn.Linear(hidden, config.dim, bias=False)
+        self.gate_proj = Linear(config.dim, hidden, bias=False)
+        self.up_proj = Linear(config.dim, hidden, bias=False)
+        self.down_proj = Linear(hidden, config.dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the gated MLP."""
@@ -207,7 +209,7 @@ class TimestepEmbedding(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.time_mlp = nn.Sequential(
-            nn.Linear(TIME_FREQ_DIM, COND_DIM), nn.SiLU(), nn.Linear(COND_DIM, COND_DIM)
+            Linear(TIME_FREQ_DIM, COND_DIM), nn.SiLU(), Linear(COND_DIM, COND_DIM)
         )
 
     def forward(self, time: torch.Tensor) -> torch.Tensor:
@@ -236,8 +238,8 @@ class InputEmbedding(nn.Module):
 
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
-        self.proj = nn.Linear(COND_DIM, COND_DIM)
-        self.proj_2 = nn.Linear(COND_DIM, config.dim)
+        self.proj = Linear(COND_DIM, COND_DIM)
+        self.proj_2 = Linear(COND_DIM, config.dim)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
         """x, time_emb: [B, N, 512]; style: [B, 512]."""
@@ -249,7 +251,7 @@ class AdaLayerNormFinal(nn.Module):
 
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
-        self.linear = nn.Linear(COND_DIM, config.dim * 2)
+        self.linear = Linear(COND_DIM, config.dim * 2)
 
     def forward(self, x: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
         """Normalise x [B, N, dim] and modulate it per token."""
@@ -259,11 +261,11 @@ class AdaLayerNormFinal(nn.Module):
 
 def _repa_projector(dim: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Linear(dim, dim * 2),
+        Linear(dim, dim * 2),
         nn.SiLU(),
-        nn.Linear(dim * 2, dim * 2),
+        Linear(dim * 2, dim * 2),
         nn.SiLU(),
-        nn.Linear(dim * 2, out_dim),
+        Linear(dim * 2, out_dim),
     )
 
 
@@ -276,10 +278,10 @@ class DiT(nn.Module):
         self.time_embed = TimestepEmbedding()
         self.text_embed = TextEmbedding(config)
         self.input_embed = InputEmbedding(config)
-        self.latent_embed = nn.Sequential(nn.Linear(config.mel_dim, COND_DIM), nn.Linear(COND_DIM, COND_DIM))
+        self.latent_embed = nn.Sequential(Linear(config.mel_dim, COND_DIM), Linear(COND_DIM, COND_DIM))
         self.transformer_blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.depth))
         self.norm_out = AdaLayerNormFinal(config)
-        self.proj_out = nn.Linear(config.dim, config.mel_dim)
+        self.proj_out = Linear(config.dim, config.mel_dim)
         if config.repa_depth > 0:
             self.projectors = nn.ModuleList(_repa_projector(config.dim, d) for d in config.repa_dims)
 
