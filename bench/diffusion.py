@@ -210,11 +210,12 @@ def print_tables(
 
     ours = [times["ours"][i] for i in range(1, args.blocks)]
     window = max(1, min(10, len(ours) // 2))
-    first, last = statistics.mean(ours[:window]), statistics.mean(ours[-window:])
+    first, last = statistics.median(ours[:window]), statistics.median(ours[-window:])
     print(
-        f"\nours over blocks 1..{args.blocks - 1}: mean {statistics.mean(ours):.3f} s, "
-        f"median {statistics.median(ours):.3f} s, first {window} {first:.3f} s, last {window} {last:.3f} s "
-        f"(last/first {last / first:.2f})\n"
+        f"\nours over blocks 1..{args.blocks - 1}: median {statistics.median(ours):.3f} s, "
+        f"mean {statistics.mean(ours):.3f} s, max {max(ours):.3f} s; median of the first {window} "
+        f"{first:.3f} s, of the last {window} {last:.3f} s (last/first {last / first:.2f}; medians, "
+        "so that a burst of load from another process does not pass for growth)\n"
     )
     compared = [i for i in sampled if i > 0]
     means = {n: statistics.mean(times[n][i] for i in compared) for n in names}
