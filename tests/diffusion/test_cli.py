@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.cli import main as songsmith_main
 from services.diffusion import cli
 from services.diffusion.engine import DiffusionEngine
 
@@ -16,10 +17,15 @@ TOKENS = [500, 511, 503, 511, 40, 41, 42, 511]
 
 
 def _main(argv: list[str]) -> int:
+    return songsmith_main(argv)
+
+
+def test_register_adds_the_latents_group_to_any_parser(capsys) -> None:
     parser = argparse.ArgumentParser(prog="songsmith")
     cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["latents", "generate", "--help"])
+    assert "--max-frames" in capsys.readouterr().out
 
 
 @pytest.fixture
