@@ -143,6 +143,51 @@ def iter_tensor_chunks(
         yield tensor_pb2.TensorChunk(header=header if index == 0 else None, index=index, data=piece.tobytes())
 
 
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def _read_varint(view: memoryview, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if position >= len(view) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = view[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, position
+        shift += 7
+
+
+def iter_serialized_chunks(
+    x: np.ndarray | torch.Tensor, chunk_bytes: int = MAX_CHUNK_BYTES
+) -> Iterator[bytes]:
+    """The same stream as `iter_tensor_chunks`, already serialized as `TensorChunk` wire bytes.
+
+    For bulk streams (use it with a stub whose serializer is None): each chunk's payload is copied
+    once, straight into its message, instead of through a Python bytes object and a proto message.
+    """
+    if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
+        raise ValueError(f"chunk_bytes must be in 1..{MAX_CHUNK_BYTES}")
+    array, code = _as_numpy(x)
+    payload = _payload(array)
+    header = tensor_pb2.TensorHeader(
+        dtype=code, shape=array.shape, total_bytes=len(payload), crc32=zlib.crc32(payload)
+    ).SerializeToString()
+    for index, start in enumerate(range(0, max(len(payload), 1), chunk_bytes)):
+        piece = payload[start : start + chunk_bytes]
+        prefix = b"\x0a" + _varint(len(header)) + header if index == 0 else b"\x10" + _varint(index)
+        yield b"".join((prefix, b"\x1a", _varint(len(piece)), piece))
+
+
 class TensorAssembler:
     """Reassembles one chunked tensor, refusing anything truncated, oversized or inconsistent."""
 
@@ -158,30 +203,59 @@ class TensorAssembler:
 
     def add(self, chunk: tensor_pb2.TensorChunk) -> None:
         """Take the next chunk in order."""
-        if chunk.index != self._next_index:
-            raise InvalidArgumentError(
-                self._field, f"chunk {chunk.index} arrived, expected {self._next_index}"
-            )
-        if chunk.index == 0:
-            self._start(chunk)
-        elif chunk.HasField("header"):
-            raise InvalidArgumentError(self._field, f"chunk {chunk.index} repeats the header")
-        if len(chunk.data) > MAX_CHUNK_BYTES:
-            raise InvalidArgumentError(self._field, f"chunk {chunk.index} carries more than 1 MiB")
-        end = self._filled + len(chunk.data)
+        self._take(chunk.index, chunk.header if chunk.HasField("header") else None, chunk.data)
+
+    def add_serialized(self, raw: bytes) -> None:
+        """Take the next chunk as `TensorChunk` wire bytes, without copying its payload twice."""
+        view = memoryview(raw)
+        header: tensor_pb2.TensorHeader | None = None
+        index, data, position = 0, view[0:0], 0
+        try:
+            while position < len(view):
+                key, position = _read_varint(view, position)
+                field, wire = key >> 3, key & 7
+                if wire == 0:
+                    value, position = _read_varint(view, position)
+                    index = value if field == 2 else index
+                elif wire == 2:
+                    length, position = _read_varint(view, position)
+                    if position + length > len(view):
+                        raise ValueError("truncated field")
+                    piece, position = view[position : position + length], position + length
+                    if field == 1:
+                        header = tensor_pb2.TensorHeader.FromString(piece)
+                    elif field == 3:
+                        data = piece
+                elif wire in (1, 5):
+                    position += 8 if wire == 1 else 4
+                else:
+                    raise ValueError(f"unsupported wire type {wire}")
+        except Exception as exc:
+            raise InvalidArgumentError(self._field, f"malformed chunk: {exc}") from exc
+        self._take(index, header, data)
+
+    def _take(self, index: int, header: tensor_pb2.TensorHeader | None, data: bytes | memoryview) -> None:
+        if index != self._next_index:
+            raise InvalidArgumentError(self._field, f"chunk {index} arrived, expected {self._next_index}")
+        if index == 0:
+            self._start(header)
+        elif header is not None:
+            raise InvalidArgumentError(self._field, f"chunk {index} repeats the header")
+        if len(data) > MAX_CHUNK_BYTES:
+            raise InvalidArgumentError(self._field, f"chunk {index} carries more than 1 MiB")
+        end = self._filled + len(data)
         if end > len(self._buffer):
             raise InvalidArgumentError(
                 self._field, f"chunks carry more than the declared {len(self._buffer)} bytes"
             )
-        self._buffer[self._filled : end] = chunk.data
-        self._crc = zlib.crc32(chunk.data, self._crc)
+        self._buffer[self._filled : end] = data
+        self._crc = zlib.crc32(data, self._crc)
         self._filled = end
         self._next_index += 1
 
-    def _start(self, chunk: tensor_pb2.TensorChunk) -> None:
-        if not chunk.HasField("header"):
+    def _start(self, header: tensor_pb2.TensorHeader | None) -> None:
+        if header is None:
             raise InvalidArgumentError(self._field, "first chunk has no header")
-        header = chunk.header
         dtype = _checked_dtype(header.dtype, self._field)
         expected = _checked_nbytes(header.shape, dtype, self._field)
         if header.total_bytes != expected:

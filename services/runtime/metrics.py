@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from services.runtime.handlers import is_infrastructure, wrap_handler
@@ -36,9 +37,13 @@ def start_metrics_server(host: str, port: int) -> None:
         start_http_server(port, addr=host)
 
 
+def _size(message: Message | bytes) -> int:
+    return len(message) if isinstance(message, bytes) else message.ByteSize()
+
+
 def _counted(messages: Iterable[Any], counter: Counter) -> Iterator[Any]:
     for message in messages:
-        counter.inc(message.ByteSize())
+        counter.inc(_size(message))
         yield message
 
 
@@ -68,8 +73,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         received, sent = RECEIVED_BYTES.labels(self._stage), SENT_BYTES.labels(self._stage)
 
         def count_request(request: Any) -> Any:
-            if hasattr(request, "ByteSize"):
-                received.inc(request.ByteSize())
+            if isinstance(request, (Message, bytes)):
+                received.inc(_size(request))
                 return request
             return _counted(request, received)
 
@@ -94,7 +99,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
             started, outcome = time.perf_counter(), grpc.StatusCode.INTERNAL
             try:
                 response = behavior(count_request(request), context)
-                sent.inc(response.ByteSize())
+                sent.inc(_size(response))
                 outcome = grpc.StatusCode.OK
                 return response
             finally:

@@ -1,4 +1,4 @@
-"""A small service that exercises the runtime: tensor echo, a cancellable sleep, typed failures.
+"""A small service that exercises the runtime: tensor echoes, a cancellable sleep, typed failures.
 
 Tests serve it in-process through `StageServer` or as its own process (`python -m
 tests.runtime.harness --port N`); the transport benchmark uses its tensor echo.
@@ -15,7 +15,7 @@ from google.protobuf import wrappers_pb2
 
 from services.runtime import errors
 from services.runtime.calls import call_token
-from services.runtime.codec import TensorAssembler, iter_tensor_chunks
+from services.runtime.codec import TensorAssembler, iter_serialized_chunks, iter_tensor_chunks
 from services.runtime.config import ServerConfig, load_config
 from services.runtime.server import ModelSlot, StageSpec, serve
 from songsmith.v1 import tensor_pb2
@@ -54,6 +54,13 @@ def _echo(requests: Iterator[tensor_pb2.TensorChunk], context: grpc.ServicerCont
     yield from iter_tensor_chunks(assembler.result())
 
 
+def _echo_serialized(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+    assembler = TensorAssembler(ECHO_MAX_BYTES, field="chunks")
+    for raw in requests:
+        assembler.add_serialized(raw)
+    yield from iter_serialized_chunks(assembler.result())
+
+
 def register(server: grpc.Server, slot: ModelSlot) -> None:
     """Add the harness service to `server`."""
 
@@ -78,6 +85,7 @@ def register(server: grpc.Server, slot: ModelSlot) -> None:
             request_deserializer=tensor_pb2.TensorChunk.FromString,
             response_serializer=tensor_pb2.TensorChunk.SerializeToString,
         ),
+        "EchoSerialized": grpc.stream_stream_rpc_method_handler(_echo_serialized),
         "Sleep": grpc.unary_unary_rpc_method_handler(
             sleep,
             request_deserializer=wrappers_pb2.DoubleValue.FromString,
@@ -106,6 +114,7 @@ class HarnessClient:
             request_serializer=tensor_pb2.TensorChunk.SerializeToString,
             response_deserializer=tensor_pb2.TensorChunk.FromString,
         )
+        self.echo_serialized = channel.stream_stream(f"/{SERVICE}/EchoSerialized")
         self.sleep = channel.unary_unary(
             f"/{SERVICE}/Sleep",
             request_serializer=wrappers_pb2.DoubleValue.SerializeToString,

@@ -14,6 +14,7 @@ from services.runtime.codec import (
     MAX_CHUNK_BYTES,
     TensorAssembler,
     assemble_tensor,
+    iter_serialized_chunks,
     iter_tensor_chunks,
     proto_to_numpy,
     proto_to_torch,
@@ -24,7 +25,13 @@ from songsmith.v1 import tensor_pb2
 
 NUMPY_DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.int32, np.int16, np.bool_]
 TORCH_DTYPES = [
-    torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int16, torch.bool
+    torch.float32,
+    torch.float16,
+    torch.bfloat16,
+    torch.int64,
+    torch.int32,
+    torch.int16,
+    torch.bool,
 ]
 
 
@@ -166,3 +173,26 @@ def test_malformed_tensor_names_its_field(message: tensor_pb2.Tensor, reason: st
     with pytest.raises(InvalidArgumentError, match=reason) as caught:
         proto_to_numpy(message, field="style")
     assert caught.value.violations[0].field == "style"
+
+
+@pytest.mark.parametrize("nbytes", [0, 5, MAX_CHUNK_BYTES, 2 * MAX_CHUNK_BYTES + 3])
+def test_serialized_chunks_are_the_same_messages(nbytes: int) -> None:
+    array = np.random.default_rng(nbytes).integers(0, 2, nbytes, dtype=np.uint8).view(np.bool_)
+    raw = list(iter_serialized_chunks(array))
+    assert [tensor_pb2.TensorChunk.FromString(r) for r in raw] == list(iter_tensor_chunks(array))
+    assembler = TensorAssembler(nbytes, field="chunks")
+    for piece in raw:
+        assembler.add_serialized(piece)
+    assert _same_bits(assembler.result(), array)
+    typed = TensorAssembler(nbytes)
+    for message in iter_tensor_chunks(array):
+        typed.add_serialized(message.SerializeToString())
+    assert _same_bits(typed.result(), array)
+
+
+def test_malformed_wire_bytes_are_refused() -> None:
+    first = next(iter_serialized_chunks(np.ones(4, np.float32)))
+    with pytest.raises(InvalidArgumentError, match="malformed chunk"):
+        TensorAssembler(1 << 20, field="chunks").add_serialized(first[:-3] + b"\x1a\xff")
+    with pytest.raises(InvalidArgumentError, match="malformed chunk"):
+        TensorAssembler(1 << 20).add_serialized(b"\x0f\x00")

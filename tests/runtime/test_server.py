@@ -15,7 +15,13 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
-from services.runtime.codec import MAX_CHUNK_BYTES, assemble_tensor, iter_tensor_chunks
+from services.runtime.codec import (
+    MAX_CHUNK_BYTES,
+    TensorAssembler,
+    assemble_tensor,
+    iter_serialized_chunks,
+    iter_tensor_chunks,
+)
 from services.runtime.config import ServerConfig
 from services.runtime.errors import FailedPreconditionError, FieldViolation
 from services.runtime.interceptor import field_violations, retry_delay
@@ -209,3 +215,9 @@ def test_tensor_streams_round_trip_over_grpc(harness, nbytes: int) -> None:
     echoed = assemble_tensor(client.echo(iter_tensor_chunks(array), timeout=120), nbytes + 1)
     assert echoed.dtype == array.dtype and echoed.shape == array.shape
     assert echoed.tobytes() == array.tobytes()
+    if nbytes <= 2 * MAX_CHUNK_BYTES:
+        assembler = TensorAssembler(nbytes + 1)
+        for raw in client.echo_serialized(iter_serialized_chunks(array), timeout=120):
+            assert len(raw) <= MAX_CHUNK_BYTES + 64
+            assembler.add_serialized(raw)
+        assert assembler.result().tobytes() == array.tobytes()
