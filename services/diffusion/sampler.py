@@ -167,14 +167,14 @@ class BlockSampler:
         """Euler from noise (t = 0) to data (t = 1) with guided velocities; returns [1, 10, 64] float32."""
         rows, size = positions.shape
         state = noise
+        deltas = (grid[1:] - grid[:-1]).to(self.device)
         for step in range(grid.shape[0] - 1):
             self._check(token)
-            start, delta = grid[step], grid[step + 1] - grid[step]
             embedded = self.model.latent_embed(state.to(self.dtype)).expand(rows, -1, -1)
-            time = torch.full((rows, size), float(start), device=self.device)
+            time = torch.full((rows, size), float(grid[step]), device=self.device)
             pred = self.model(embedded, time, positions, styles, cache).float()
             velocity = pred[:1]
             if rows == 2:
                 velocity = velocity + (velocity - pred[1:]) * cfg_strength
-            state = state + delta.to(self.device) * velocity
+            state = state + deltas[step] * velocity
         return state
