@@ -1,0 +1,68 @@
+"""`songsmith up`: five healthy processes, their addresses printed, all stopped cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from tests.helpers import free_port_block, health_status
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_up_starts_everything_and_ctrl_c_stops_it(demo_models: Path, tmp_path: Path) -> None:
+    base = free_port_block(5)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "up",
+            "--model-root",
+            str(demo_models),
+            "--port",
+            str(base),
+            "--metrics-port",
+            "0",
+            "--var-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("ready:"):
+                break
+        assert lines and lines[-1].startswith("ready:"), (
+            lines,
+            process.stderr.read() if process.poll() else "",
+        )
+        names = [line.split()[0] for line in lines[:-1]]
+        assert names == ["gateway", "tokenizer", "style", "diffusion", "vocoder"]
+        for port in range(base, base + 5):
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+        for port in range(base, base + 5):
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                assert health_status(channel) == health_pb2.HealthCheckResponse.UNKNOWN
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
