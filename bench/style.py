@@ -91,8 +91,12 @@ def measure(
     cold_rate, cached_rate = n_prompts / cold_seconds, n_prompts / cached_seconds
     rows.append((f"{name}: text, cold (prompts/s)", f"{cold_rate:,.1f}", "—", "1.00"))
     rows.append(
-        (f"{name}: text, cached (prompts/s)", f"{cached_rate:,.0f}", f"cold {cold_rate:,.1f}",
-         f"{cached_rate / cold_rate:,.0f}x")
+        (
+            f"{name}: text, cached (prompts/s)",
+            f"{cached_rate:,.0f}",
+            f"cold {cold_rate:,.1f}",
+            f"{cached_rate / cold_rate:,.0f}x",
+        )
     )
 
     wav = recording(seconds, 24000, 1, "WAV", "FLOAT")
@@ -100,16 +104,24 @@ def measure(
     crop = best_of(repeats, lambda: engine.embed_audio(wav, crop="random", seed=1))
     clips = engine.embed_audio(wav).clips
     rows.append(
-        (f"{name}: audio whole {seconds:.0f} s, {clips} clips (RTF)", f"{whole / seconds:.4f}",
-         f"crop RTF {crop / seconds:.4f}", f"{whole / crop:.2f}x time")
+        (
+            f"{name}: audio whole {seconds:.0f} s, {clips} clips (RTF)",
+            f"{whole / seconds:.4f}",
+            f"crop RTF {crop / seconds:.4f}",
+            f"{whole / crop:.2f}x time",
+        )
     )
     rows.append((f"{name}: audio per 10 s clip (s)", f"{whole / clips:.3f}", "—", "—"))
     flac = recording(seconds, 44100, 2, "FLAC", "PCM_16")
     decode = best_of(repeats, lambda: decode_audio(flac, 24000, 3600.0))
     whole_flac = best_of(repeats, lambda: engine.embed_audio(flac))
     rows.append(
-        (f"{name}: decode+resample 44.1 kHz stereo FLAC (s)", f"{decode:.3f}",
-         f"whole call {whole_flac:.3f} s", f"{decode / whole_flac:.1%} of it")
+        (
+            f"{name}: decode+resample 44.1 kHz stereo FLAC (s)",
+            f"{decode:.3f}",
+            f"whole call {whole_flac:.3f} s",
+            f"{decode / whole_flac:.1%} of it",
+        )
     )
     return rows
 
@@ -129,8 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     rows = measure("fixture", FIXTURE_CHECKPOINT, args.prompts, args.seconds, repeats=3)
     with tempfile.TemporaryDirectory() as folder:
-        rows += measure("medium", write_demo_model(Path(folder) / "medium", MEDIUM), args.prompts,
-                        args.seconds, repeats=3)
+        rows += measure(
+            "medium", write_demo_model(Path(folder) / "medium", MEDIUM), args.prompts, args.seconds, repeats=3
+        )
         if args.real_shapes:
             checkpoint = write_demo_model(Path(folder) / "real", REAL_SHAPES)
             rows += measure("real shapes", checkpoint, 8, 20.0, repeats=1)
