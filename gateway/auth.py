@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from services.runtime.errors import PermissionDeniedError, UnauthenticatedError
-from services.runtime.handlers import is_infrastructure, wrap_handler
+from services.runtime.handlers import ApplicationInterceptor, guarded
 
 
 def read_tokens(path: str | Path) -> list[str]:
@@ -29,7 +30,7 @@ def check_bearer(metadata: dict[str, str], tokens: list[str]) -> None:
         raise PermissionDeniedError("the bearer token is not accepted")
 
 
-class BearerAuthInterceptor(grpc.ServerInterceptor):
+class BearerAuthInterceptor(ApplicationInterceptor):
     """Refuses application calls without an accepted token; health and reflection stay open."""
 
     def __init__(self, tokens: list[str]) -> None:
@@ -38,23 +39,11 @@ class BearerAuthInterceptor(grpc.ServerInterceptor):
             raise ValueError("at least one token is required")
         self._tokens = tokens
 
-    def intercept_service(self, continuation, handler_call_details):
-        """Wrap application handlers with the token check."""
-        handler = continuation(handler_call_details)
-        if is_infrastructure(handler_call_details.method):
-            return handler
-        return wrap_handler(handler, handler_call_details.method, self._wrap)
+    @contextmanager
+    def _checked(self, context: grpc.ServicerContext) -> Iterator[None]:
+        check_bearer(dict(context.invocation_metadata()), self._tokens)
+        yield
 
-    def _wrap(self, behavior: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
-        def checked(request, context):
-            check_bearer(dict(context.invocation_metadata()), self._tokens)
-            return behavior(request, context)
-
-        if streaming:
-
-            def stream_checked(request, context):
-                check_bearer(dict(context.invocation_metadata()), self._tokens)
-                yield from behavior(request, context)
-
-            return stream_checked
-        return checked
+    def wrap(self, behavior: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
+        """Check the token before the call runs."""
+        return guarded(behavior, streaming, self._checked)

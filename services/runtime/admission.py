@@ -12,12 +12,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import grpc
-
 from services.runtime.calls import call_token
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import ResourceExhaustedError
-from services.runtime.handlers import is_infrastructure, wrap_handler
+from services.runtime.handlers import ApplicationInterceptor, guarded
 from services.runtime.metrics import QUEUE_DEPTH
 
 _POLL_S = 0.05
@@ -67,31 +65,13 @@ class AdmissionController:
                 self._changed.notify()
 
 
-class AdmissionInterceptor(grpc.ServerInterceptor):
-    """Runs every non-infrastructure call inside an admission slot."""
+class AdmissionInterceptor(ApplicationInterceptor):
+    """Runs every application call inside an admission slot."""
 
     def __init__(self, controller: AdmissionController) -> None:
         """Admit calls through `controller`."""
         self._controller = controller
 
-    def intercept_service(self, continuation, handler_call_details):
-        """Wrap application handlers; health and reflection pass straight through."""
-        handler = continuation(handler_call_details)
-        if is_infrastructure(handler_call_details.method):
-            return handler
-        return wrap_handler(handler, handler_call_details.method, self._wrap)
-
-    def _wrap(self, behavior: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
-        if streaming:
-
-            def stream_behavior(request, context):
-                with self._controller.slot(call_token(context)):
-                    yield from behavior(request, context)
-
-            return stream_behavior
-
-        def unary_behavior(request, context):
-            with self._controller.slot(call_token(context)):
-                return behavior(request, context)
-
-        return unary_behavior
+    def wrap(self, behavior: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
+        """Hold a slot for the whole call."""
+        return guarded(behavior, streaming, lambda context: self._controller.slot(call_token(context)))

@@ -7,6 +7,7 @@ count metrics); this module applies such a wrapper to all four handler kinds.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import grpc
@@ -38,3 +39,39 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, method: str, wrap: Behav
 def is_infrastructure(method: str) -> bool:
     """True for health and reflection calls, which bypass admission control and metrics."""
     return method.startswith(("/grpc.health.", "/grpc.reflection."))
+
+
+def guarded(
+    behavior: Callable[..., Any],
+    streaming: bool,
+    guard: Callable[[grpc.ServicerContext], AbstractContextManager[Any]],
+) -> Callable[..., Any]:
+    """`behavior` run inside `guard(context)`, held until the last response of a stream is sent."""
+    if streaming:
+
+        def stream_behavior(request, context):
+            with guard(context):
+                yield from behavior(request, context)
+
+        return stream_behavior
+
+    def unary_behavior(request, context):
+        with guard(context):
+            return behavior(request, context)
+
+    return unary_behavior
+
+
+class ApplicationInterceptor(grpc.ServerInterceptor):
+    """Wraps application calls with `wrap`; health and reflection calls pass straight through."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        """Apply `wrap` to the handler of every application method."""
+        handler = continuation(handler_call_details)
+        if is_infrastructure(handler_call_details.method):
+            return handler
+        return wrap_handler(handler, handler_call_details.method, self.wrap)
+
+    def wrap(self, behavior: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
+        """The behaviour that runs instead of `behavior`."""
+        raise NotImplementedError

@@ -14,7 +14,7 @@ import grpc
 from google.protobuf.message import Message
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from services.runtime.handlers import is_infrastructure, wrap_handler
+from services.runtime.handlers import ApplicationInterceptor
 
 REQUESTS = Counter(
     "songsmith_requests_total", "Calls finished, by gRPC status code.", ["stage", "method", "code"]
@@ -47,19 +47,12 @@ def _counted(messages: Iterable[Any], counter: Counter) -> Iterator[Any]:
         yield message
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts, times and sizes every application call of one stage."""
+class MetricsInterceptor(ApplicationInterceptor):
+    """Counts, times and sizes every application call of one stage (health and reflection aside)."""
 
     def __init__(self, stage: str) -> None:
         """Label every series with `stage`."""
         self._stage = stage
-
-    def intercept_service(self, continuation, handler_call_details):
-        """Wrap application handlers; health and reflection are not counted."""
-        handler = continuation(handler_call_details)
-        if is_infrastructure(handler_call_details.method):
-            return handler
-        return wrap_handler(handler, handler_call_details.method, self._wrap)
 
     def _finish(
         self, method: str, context: grpc.ServicerContext, started: float, outcome: grpc.StatusCode
@@ -69,7 +62,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         DURATION.labels(self._stage, method).observe(time.perf_counter() - started)
         IN_FLIGHT.labels(self._stage).dec()
 
-    def _wrap(self, behavior: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
+    def wrap(self, behavior: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
+        """Count, time and size the call."""
         received, sent = RECEIVED_BYTES.labels(self._stage), SENT_BYTES.labels(self._stage)
 
         def count_request(request: Any) -> Any:
