@@ -66,6 +66,52 @@ class RetryPolicy:
     max_backoff_s: float = 5.0
 
 
+class _SongWriter:
+    """Mono PCM in, audio events out: fake stereo, loudness normalization, the container."""
+
+    def __init__(self, spec: SongSpec, sample_rate: int, emit: EventSink) -> None:
+        self.channels = 2 if spec.stereo else 1
+        self.samples = 0
+        self.encode_seconds = 0.0
+        self._spec = spec
+        self._sample_rate = sample_rate
+        self._emit = emit
+        self._encoder = StreamingEncoder(spec.audio_format, sample_rate, self.channels)
+        self._stereo = FakeStereo(sample_rate) if spec.stereo else None
+        self._held: list[np.ndarray] = []
+
+    def add(self, mono: np.ndarray) -> None:
+        """Encode and send the next samples (held back to the end when normalizing loudness)."""
+        self.samples += len(mono)
+        if self._spec.normalize_loudness:
+            self._held.append(mono)
+        else:
+            self._encode(mono)
+
+    def finish(self) -> bytes:
+        """Send the rest of the file; return the whole file."""
+        if self._spec.normalize_loudness:
+            mono = np.concatenate(self._held) if self._held else np.zeros(0, np.float32)
+            self._encode(normalize_loudness(mono, self._sample_rate, self._spec.target_lufs))
+        started = time.perf_counter()
+        self._send(self._encoder.close())
+        self.encode_seconds += time.perf_counter() - started
+        return self._encoder.data
+
+    def _encode(self, mono: np.ndarray) -> None:
+        started = time.perf_counter()
+        self._send(self._encoder.write(self._stereo(mono) if self._stereo else mono))
+        self.encode_seconds += time.perf_counter() - started
+
+    def _send(self, pieces: list[tuple[int, bytes]]) -> None:
+        for start, data in pieces:
+            for cut in range(0, len(data), MAX_CHUNK_BYTES):
+                chunk = song_pb2.AudioChunk(
+                    offset=start + cut, data=data[cut : cut + MAX_CHUNK_BYTES], format=self._spec.audio_format
+                )
+                self._emit(song_pb2.SongEvent(audio=chunk))
+
+
 class Pipeline:
     """Runs songs over a `Stages` implementation (in-process or gRPC)."""
 
@@ -82,56 +128,30 @@ class Pipeline:
         request = LatentRequest(
             spec.job_id, tokens, style, spec.seed, spec.steps, spec.cfg_strength, spec.max_frames
         )
-        channels = 2 if spec.stereo else 1
-        encoder = StreamingEncoder(spec.audio_format, self.stages.sample_rate, channels)
-        stereo = FakeStereo(self.stages.sample_rate) if spec.stereo else None
-        offset = 0
-        whole: list[np.ndarray] = []
-        encode_s = 0.0
-
-        def send(pieces: list[tuple[int, bytes]]) -> None:
-            for start, data in pieces:
-                for cut in range(0, len(data), MAX_CHUNK_BYTES):
-                    chunk = song_pb2.AudioChunk(
-                        offset=start + cut, data=data[cut : cut + MAX_CHUNK_BYTES], format=spec.audio_format
-                    )
-                    emit(song_pb2.SongEvent(audio=chunk))
-
-        samples = 0
+        writer = _SongWriter(spec, self.stages.sample_rate, emit)
         latents = self._latent_stream(request, token, emit, timings)
         decode_started = time.perf_counter()
         for piece in self.stages.decode(latents, spec.job_id, token):
-            if piece.offset != offset:
-                raise RuntimeError(f"vocoder skipped samples: got offset {piece.offset}, expected {offset}")
-            offset += len(piece.samples)
-            samples += len(piece.samples)
-            if spec.normalize_loudness:
-                whole.append(piece.samples)
-                continue
-            encode_started = time.perf_counter()
-            frames = stereo(piece.samples) if stereo else piece.samples
-            send(encoder.write(frames))
-            encode_s += time.perf_counter() - encode_started
+            if piece.offset != writer.samples:
+                raise RuntimeError(
+                    f"vocoder skipped samples: offset {piece.offset}, expected {writer.samples}"
+                )
+            writer.add(piece.samples)
         timings["vocoder"] = time.perf_counter() - decode_started
-        encode_started = time.perf_counter()
-        if spec.normalize_loudness:
-            mono = np.concatenate(whole) if whole else np.zeros(0, np.float32)
-            mono = normalize_loudness(mono, self.stages.sample_rate, spec.target_lufs)
-            send(encoder.write(stereo(mono) if stereo else mono))
-        send(encoder.close())
-        timings["encode"] = encode_s + time.perf_counter() - encode_started
+        data = writer.finish()
+        timings["encode"] = writer.encode_seconds
         timings["total"] = time.perf_counter() - started
         summary = song_pb2.SongSummary(
-            duration_seconds=samples / self.stages.sample_rate,
+            duration_seconds=writer.samples / self.stages.sample_rate,
             sample_rate=self.stages.sample_rate,
-            channels=channels,
+            channels=writer.channels,
             format=spec.audio_format,
-            size_bytes=len(encoder.data),
+            size_bytes=len(data),
             seed=spec.seed,
             model=self.stages.model_name,
             stage_seconds=timings,
         )
-        return SongResult(summary, encoder.data)
+        return SongResult(summary, data)
 
     def _conditioning(
         self, spec: SongSpec, token: CancellationToken, emit: EventSink, timings: dict[str, float]
