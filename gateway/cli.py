@@ -206,7 +206,7 @@ class _Progress:
         if event.HasField("progress") and event.progress.stage == "diffusion":
             self._bar.total = event.progress.max_blocks
             self._bar.n = event.progress.blocks_done
-            self._bar.set_postfix_str(f"{event.progress.seconds_generated:.0f} s of audio")
+            self._bar.set_postfix_str(f"{event.progress.seconds_generated:.0f} s of audio", refresh=False)
             self._bar.refresh()
 
     def close(self) -> None:
