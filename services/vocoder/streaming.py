@@ -102,7 +102,8 @@ class StreamingDecoder:
 
     def iter_push(self, latents: np.ndarray) -> Iterator[PcmPiece]:
         """Like `push`, but yields each piece as soon as its window is decoded (the whole block is
-        validated before anything is decoded), so a large block never holds all its audio at once."""
+        validated before anything is decoded), so a large block never holds all its audio at once.
+        The frames are taken in as the iterator is consumed: consume it fully before the next call."""
         if self._finished:
             raise RuntimeError("push after finish")
         frames = validate_latents(latents, self._channels)
