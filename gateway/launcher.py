@@ -58,6 +58,13 @@ def _arguments(service: Service, services: list[Service], paths: ModelPaths, var
     return common
 
 
+def stage_threads() -> int:
+    """Torch threads per stage process: half the cores, since diffusion and the vocoder run at the
+    same time on one machine (a full pool each oversubscribes the cores, and OpenMP threads then
+    spin against each other). An OMP_NUM_THREADS already set wins."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 def _serving(address: str) -> bool:
     with grpc.insecure_channel(address) as channel:
         try:
