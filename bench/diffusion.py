@@ -17,12 +17,18 @@ block (two cheap passes), which builds the same context length without solving t
 The reference sampler itself takes about 1.1 s per block at this configuration on this kind of
 machine (figure given for comparison only); the target is at most 0.6 of it.
 
-    .venv/bin/python bench/diffusion.py [--blocks 60] [--threads 2] [--steps 16]
+The machine this runs on is shared: with OpenMP's default active waiting, two threads that lose
+their core to another process spin instead of sleeping and a block can take ten times longer. The
+bench therefore sets OMP_WAIT_POLICY=PASSIVE unless the environment already sets it (the in-run
+ratios hold either way; the absolute times do not).
+
+    .venv/bin/python bench/diffusion.py [--blocks 60] [--threads 2] [--steps 16] [--every 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -31,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch loads OpenMP
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -199,7 +206,8 @@ def print_tables(
     print(
         f"\n## Diffusion sampler: dim {BENCH_CONFIG.dim}, depth {BENCH_CONFIG.depth}, "
         f"heads {BENCH_CONFIG.heads}, ff_mult {BENCH_CONFIG.ff_mult}, {LYRIC_TOKENS} lyric tokens, "
-        f"{args.steps} steps, cfg {args.cfg:g}, CPU {args.threads} threads, {args.blocks} blocks\n"
+        f"{args.steps} steps, cfg {args.cfg:g}, CPU {args.threads} threads "
+        f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), {args.blocks} blocks\n"
     )
     print("Seconds per block (block 0 includes encoding the lyric prefix).\n")
     print("| block | context tokens | " + " | ".join(names) + " |")
