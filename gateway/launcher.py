@@ -58,11 +58,13 @@ def _arguments(service: Service, services: list[Service], paths: ModelPaths, var
     return common
 
 
-def stage_threads() -> int:
-    """Torch threads per stage process: half the cores, since diffusion and the vocoder run at the
-    same time on one machine (a full pool each oversubscribes the cores, and OpenMP threads then
-    spin against each other). An OMP_NUM_THREADS already set wins."""
-    return max(1, (os.cpu_count() or 2) // 2)
+# Diffusion and the vocoder compute at the same time on one machine: each process gets half the
+# cores, and idle OpenMP threads sleep instead of spinning (spinning threads of one process starve
+# the other's). Values already in the environment win.
+_THREADING = {
+    "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // 2)),
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
 
 
 def _serving(address: str) -> bool:
@@ -101,7 +103,7 @@ class LocalStack:
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "SONGSMITH_DRAIN_DELAY_S": "0"},
+                env={**_THREADING, **os.environ, "SONGSMITH_DRAIN_DELAY_S": "0"},
             )
 
     def wait_healthy(self, timeout: float) -> list[str]:
