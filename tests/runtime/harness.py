@@ -61,6 +61,12 @@ def _echo_serialized(requests: Iterator[bytes], context: grpc.ServicerContext) -
     yield from iter_serialized_chunks(assembler.result())
 
 
+def _echo_bytes(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+    """Raw gRPC with no codec at all: receive every message, then send them back."""
+    received = list(requests)
+    yield from received
+
+
 def register(server: grpc.Server, slot: ModelSlot) -> None:
     """Add the harness service to `server`."""
 
@@ -86,6 +92,7 @@ def register(server: grpc.Server, slot: ModelSlot) -> None:
             response_serializer=tensor_pb2.TensorChunk.SerializeToString,
         ),
         "EchoSerialized": grpc.stream_stream_rpc_method_handler(_echo_serialized),
+        "EchoBytes": grpc.stream_stream_rpc_method_handler(_echo_bytes),
         "Sleep": grpc.unary_unary_rpc_method_handler(
             sleep,
             request_deserializer=wrappers_pb2.DoubleValue.FromString,
@@ -115,6 +122,7 @@ class HarnessClient:
             response_deserializer=tensor_pb2.TensorChunk.FromString,
         )
         self.echo_serialized = channel.stream_stream(f"/{SERVICE}/EchoSerialized")
+        self.echo_bytes = channel.stream_stream(f"/{SERVICE}/EchoBytes")
         self.sleep = channel.unary_unary(
             f"/{SERVICE}/Sleep",
             request_serializer=wrappers_pb2.DoubleValue.SerializeToString,
