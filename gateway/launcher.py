@@ -58,13 +58,14 @@ def _arguments(service: Service, services: list[Service], paths: ModelPaths, var
     return common
 
 
-# Diffusion and the vocoder compute at the same time on one machine: each process gets half the
-# cores, and idle OpenMP threads sleep instead of spinning (spinning threads of one process starve
-# the other's). Values already in the environment win.
-_THREADING = {
-    "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // 2)),
-    "OMP_WAIT_POLICY": "PASSIVE",
-}
+def stage_threads() -> int:
+    """Torch threads per stage process: half the cores, as diffusion and the vocoder compute at once."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+# Idle OpenMP threads sleep instead of spinning (spinning threads of one process starve the
+# other's). Values already in the environment win.
+STAGE_THREADING = {"OMP_NUM_THREADS": str(stage_threads()), "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def _serving(address: str) -> bool:
@@ -103,7 +104,7 @@ class LocalStack:
                 command,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**_THREADING, **os.environ, "SONGSMITH_DRAIN_DELAY_S": "0"},
+                env={**STAGE_THREADING, **os.environ, "SONGSMITH_DRAIN_DELAY_S": "0"},
             )
 
     def wait_healthy(self, timeout: float) -> list[str]:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -12,12 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import SongClient
-from gateway.launcher import STAGES, LocalStack, plan
+from gateway.launcher import STAGE_THREADING, STAGES, LocalStack, plan
 from gateway.local_stages import ModelPaths
-from gateway.pipeline import Pipeline
 from gateway.server import GatewayConfig, build_spec
-from gateway.validation import song_spec
-from services.runtime.cancellation import CancellationToken
 from services.runtime.interceptor import field_violations
 from songsmith.v1 import song_pb2
 from tests.gateway.songs import assemble, request
@@ -58,20 +59,52 @@ def _metric(stack: LocalStack, stage: str, name: str) -> float:
     )
 
 
-def _in_process(pipeline: Pipeline, message: song_pb2.SongRequest) -> bytes:
-    result = pipeline.run(
-        song_spec(message, message.job_id, message.seed), CancellationToken(), lambda event: None
-    )
-    return result.data
+EQUAL_SONG = request("equal-1", seconds=6)
+RESUMED_SONG = request("resume-1", seconds=20)
 
 
-def test_grpc_song_equals_the_in_process_song(client: SongClient, local_pipeline: Pipeline) -> None:
-    message = request("equal-1", seconds=6)
-    audio, events = assemble(client.generate(message, timeout=300))
+@pytest.fixture(scope="module")
+def in_process_songs(demo_models: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
+    """The test songs made in-process by `songsmith batch`, in a process set up like the stage
+    processes (the last bits of float sums depend on the threads sharing a product)."""
+    folder = tmp_path_factory.mktemp("in-process")
+    lines = [
+        {
+            "song_name": m.job_id,
+            "style_prompt": m.style_prompt,
+            "lyrics": m.lyrics,
+            "seed": m.seed,
+            "steps": m.steps,
+            "max_secs": m.max_seconds,
+        }
+        for m in (EQUAL_SONG, RESUMED_SONG)
+    ]
+    (folder / "songs.jsonl").write_text("\n".join(json.dumps(line) for line in lines), encoding="utf-8")
+    command = [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "batch",
+        str(folder / "songs.jsonl"),
+        "-o",
+        str(folder),
+        "--format",
+        "wav",
+        "--local",
+        "--model-root",
+        str(demo_models),
+        "-q",
+    ]
+    subprocess.run(command, check=True, env={**os.environ, **STAGE_THREADING}, timeout=600)
+    return {m.job_id: (folder / f"{m.job_id}.wav").read_bytes() for m in (EQUAL_SONG, RESUMED_SONG)}
+
+
+def test_grpc_song_equals_the_in_process_song(client: SongClient, in_process_songs: dict[str, bytes]) -> None:
+    audio, events = assemble(client.generate(EQUAL_SONG, timeout=300))
     kinds = [event.WhichOneof("event") for event in events]
     assert kinds[0] == "accepted" and kinds[-1] == "done" and "progress" in kinds
     assert kinds.index("audio") < len(kinds) - 2, "audio arrived only at the end"
-    assert audio == _in_process(local_pipeline, message)
+    assert audio == in_process_songs["equal-1"]
 
 
 def test_bad_requests_never_reach_a_stage(stack: LocalStack, client: SongClient) -> None:
@@ -107,9 +140,8 @@ def test_cancel_stops_every_stage(stack: LocalStack, client: SongClient) -> None
 
 
 def test_killed_diffusion_is_resumed_and_the_song_is_identical(
-    stack: LocalStack, client: SongClient, local_pipeline: Pipeline
+    stack: LocalStack, client: SongClient, in_process_songs: dict[str, bytes]
 ) -> None:
-    message = request("resume-1", seconds=20)
     killed = threading.Event()
 
     def kill_after_first_block(events):
@@ -121,10 +153,10 @@ def test_killed_diffusion_is_resumed_and_the_song_is_identical(
                 stack.launch("diffusion")
             yield event
 
-    audio, events = assemble(kill_after_first_block(client.generate(message, timeout=300)))
+    audio, events = assemble(kill_after_first_block(client.generate(RESUMED_SONG, timeout=300)))
     assert killed.is_set()
     assert events[-1].HasField("done")
-    assert audio == _in_process(local_pipeline, message)
+    assert audio == in_process_songs["resume-1"]
     assert not stack.wait_healthy(120)
 
 
