@@ -124,10 +124,10 @@ def proto_to_torch(message: tensor_pb2.Tensor, field: str = "tensor") -> torch.T
     return numpy_to_torch(proto_to_numpy(message, field))
 
 
-def iter_tensor_chunks(
-    x: np.ndarray | torch.Tensor, chunk_bytes: int = MAX_CHUNK_BYTES
-) -> Iterator[tensor_pb2.TensorChunk]:
-    """Stream `x` as `TensorChunk` messages of at most `chunk_bytes` (1 MiB) of data each."""
+def _stream_start(
+    x: np.ndarray | torch.Tensor, chunk_bytes: int
+) -> tuple[memoryview, tensor_pb2.TensorHeader]:
+    """The payload of a tensor to stream and the header announcing it."""
     if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be in 1..{MAX_CHUNK_BYTES}")
     array, code = _as_numpy(x)
@@ -135,6 +135,14 @@ def iter_tensor_chunks(
     header = tensor_pb2.TensorHeader(
         dtype=code, shape=array.shape, total_bytes=len(payload), crc32=zlib.crc32(payload)
     )
+    return payload, header
+
+
+def iter_tensor_chunks(
+    x: np.ndarray | torch.Tensor, chunk_bytes: int = MAX_CHUNK_BYTES
+) -> Iterator[tensor_pb2.TensorChunk]:
+    """Stream `x` as `TensorChunk` messages of at most `chunk_bytes` (1 MiB) of data each."""
+    payload, header = _stream_start(x, chunk_bytes)
     if not payload:
         yield tensor_pb2.TensorChunk(header=header, index=0, data=b"")
         return
@@ -175,13 +183,8 @@ def iter_serialized_chunks(
     For bulk streams (use it with a stub whose serializer is None): each chunk's payload is copied
     once, straight into its message, instead of through a Python bytes object and a proto message.
     """
-    if not 0 < chunk_bytes <= MAX_CHUNK_BYTES:
-        raise ValueError(f"chunk_bytes must be in 1..{MAX_CHUNK_BYTES}")
-    array, code = _as_numpy(x)
-    payload = _payload(array)
-    header = tensor_pb2.TensorHeader(
-        dtype=code, shape=array.shape, total_bytes=len(payload), crc32=zlib.crc32(payload)
-    ).SerializeToString()
+    payload, announced = _stream_start(x, chunk_bytes)
+    header = announced.SerializeToString()
     for index, start in enumerate(range(0, max(len(payload), 1), chunk_bytes)):
         piece = payload[start : start + chunk_bytes]
         prefix = b"\x0a" + _varint(len(header)) + header if index == 0 else b"\x10" + _varint(index)

@@ -24,6 +24,8 @@ from phonemizer.backend import EspeakBackend
 from phonemizer.backend.espeak.wrapper import EspeakWrapper
 from phonemizer.separator import Separator
 
+from services.tokenizer.punctuation import ascii_punctuation, tighten_punctuation
+
 ESPEAK_VOICE = "en-us"
 KEPT_PUNCTUATION = ",.?!;:'…"
 _SEPARATOR = Separator(word="|_|", syllable="-", phone="|")
@@ -64,23 +66,7 @@ _ORDINAL_RE = re.compile(r"[0-9]+(st|nd|rd|th)")
 _NUMBER_RE = re.compile(r"[0-9]+")
 _ASCII_DIGIT_RE = re.compile(r"[0-9]")
 
-_FULL_WIDTH_PUNCTUATION = (
-    ("，", ","),
-    ("。", "."),
-    ("！", "!"),
-    ("？", "?"),
-    ("；", ";"),
-    ("：", ":"),
-    ("、", ","),
-    ("‘", "'"),
-    ("’", "'"),
-    ("⋯", "…"),
-    ("···", "…"),
-    ("・・・", "…"),
-    ("...", "…"),
-)
 _NOT_SPOKEN_RE = re.compile(r"[^\w\s_,\.\?!;:\'…]")
-_SPACE_AROUND_PUNCTUATION_RE = re.compile(r"\s*([,\.\?!;:\'…])\s*")
 _SPACES_RE = re.compile(r"\s+")
 _PUNCTUATION_RE = re.compile(r"([,\.\?!;:\'…])")
 _REPEATED_BARS_RE = re.compile(r"\|+")
@@ -210,10 +196,9 @@ def normalize_english(text: str) -> str:
     """The text espeak is given for an English run: expanded, reduced to words and kept punctuation."""
     text = _ABBREVIATION_RE.sub(lambda m: _ABBREVIATIONS[m.group(1).lower()], text)
     text = spell_out_numbers(text).strip()
-    for source, target in _FULL_WIDTH_PUNCTUATION:
-        text = text.replace(source, target)
+    text = ascii_punctuation(text)
     text = _NOT_SPOKEN_RE.sub("", text)
-    text = _SPACE_AROUND_PUNCTUATION_RE.sub(r"\1", text)
+    text = tighten_punctuation(text)
     return _SPACES_RE.sub(" ", text)
 
 

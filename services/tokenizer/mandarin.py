@@ -21,6 +21,7 @@ import cn2an
 
 from services.tokenizer.assets import FrontEndData
 from services.tokenizer.polyphone import MAX_TEXT_CHARS, PolyphoneModel
+from services.tokenizer.punctuation import ascii_punctuation, tighten_punctuation
 
 with warnings.catch_warnings():
     # jieba 0.42 imports the deprecated pkg_resources; nothing we can act on.
@@ -31,26 +32,10 @@ with warnings.catch_warnings():
 # dropped and reported as not sung, so its warning is noise.
 warnings.filterwarnings("ignore", message="超出数据范围", category=UserWarning)
 
-_FULL_WIDTH_PUNCTUATION = (
-    ("，", ","),
-    ("。", "."),
-    ("！", "!"),
-    ("？", "?"),
-    ("；", ";"),
-    ("：", ":"),
-    ("、", ","),
-    ("‘", "'"),
-    ("’", "'"),
-    ("⋯", "…"),
-    ("···", "…"),
-    ("・・・", "…"),
-    ("...", "…"),
-)
 _WHITESPACE_RE = re.compile(r"\s")
 _WHITESPACES_RE = re.compile(r"\s+")
 _DIGIT_RE = re.compile(r"\d")
 _NOT_READ_RE = re.compile(r"[^\u4e00-\u9fff\s_,\.\?!;:\'…]")
-_SPACE_AROUND_PUNCTUATION_RE = re.compile(r"\s*([,\.\?!;:\'…])\s*")
 _CJK_RE = re.compile("[\u4e00-\u9fff]")
 _BARE_BOPOMOFO_RE = re.compile(r"([\u3105-\u3129])$")
 
@@ -169,12 +154,11 @@ def normalize_mandarin(run: str) -> tuple[str, str]:
     text = _WHITESPACE_RE.sub("_", run)
     if _DIGIT_RE.search(text):
         text = cn2an.transform(text, "an2cn")
-    for source, target in _FULL_WIDTH_PUNCTUATION:
-        text = text.replace(source, target)
+    text = ascii_punctuation(text)
     text = _WHITESPACES_RE.sub("", text)
     dropped = "".join(char for char in _NOT_READ_RE.findall(text) if unicodedata.category(char)[0] in "LN")
     text = _NOT_READ_RE.sub("", text)
-    return _SPACE_AROUND_PUNCTUATION_RE.sub(r"\1", text), dropped
+    return tighten_punctuation(text), dropped
 
 
 def merge_yi(words: list[str]) -> list[str]:
