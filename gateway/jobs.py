@@ -238,7 +238,15 @@ class JobManager:
         return [record.to_proto() for record in self.store.list(limit or 50, state)]
 
     def cancel(self, job_id: str, reason: str = "cancelled by CancelJob") -> song_pb2.Job:
-        """Stop a queued or running job at its next step; a finished job is returned unchanged."""
+        """Stop a queued or running job and wait until it has stopped; a finished job is returned
+        unchanged."""
+        live = self.request_cancel(job_id, reason)
+        while live is not None and not live.finished:
+            time.sleep(0.02)
+        return self.get(job_id)
+
+    def request_cancel(self, job_id: str, reason: str) -> _LiveJob | None:
+        """Ask a job to stop at its next step, without waiting (safe from gRPC callbacks)."""
         self._record(job_id)
         with self._lock:
             live = self._live.get(job_id)
@@ -250,9 +258,7 @@ class JobManager:
                 live.finish(error)
                 with self._lock:
                     self._live.pop(job_id, None)
-            while not live.finished:
-                time.sleep(0.02)
-        return self.get(job_id)
+        return live
 
     def watch(self, job_id: str, watcher: CancellationToken) -> Iterator[song_pb2.SongEvent]:
         """The job's events: live ones for a job running here, else the stored outcome replayed."""

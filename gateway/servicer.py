@@ -28,7 +28,9 @@ class SongServicer(song_pb2_grpc.SongServiceServicer):
         token = call_token(context)
         job, created = jobs.submit(request, deadline=token.deadline)
         if created:
-            token.on_cancel(lambda: jobs.cancel(job.job_id, "the Generate call was cancelled or ended"))
+            token.on_cancel(
+                lambda: jobs.request_cancel(job.job_id, "the Generate call was cancelled or ended")
+            )
         yield from jobs.watch(job.job_id, token)
 
     def SubmitJob(self, request: song_pb2.SongRequest, context: grpc.ServicerContext) -> song_pb2.Job:  # noqa: N802

@@ -15,6 +15,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.cli import main
 from gateway.client import SongClient
 from gateway.launcher import STAGE_THREADING, STAGES, LocalStack, plan
 from gateway.local_stages import ModelPaths
@@ -180,7 +181,7 @@ def test_submitted_jobs_are_idempotent_and_watchable(client: SongClient) -> None
 def test_gateway_requires_a_known_bearer_token(stack: LocalStack, tmp_path: Path) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text("# team tokens\nsecret-1\n")
-    targets = {s.name: s.address for s in stack.services}
+    targets = {s.name: f"dns:///{s.address}" for s in stack.services}
     config = GatewayConfig(
         port=0,
         drain_delay_s=0,
@@ -207,3 +208,22 @@ def test_gateway_requires_a_known_bearer_token(stack: LocalStack, tmp_path: Path
         audio, events = assemble(trusted.generate(request("auth-1"), timeout=300))
         assert events[-1].HasField("done") and audio
         trusted.close()
+
+
+def test_jobs_commands_against_the_gateway(
+    stack: LocalStack, client: SongClient, tmp_path: Path, capsys
+) -> None:
+    address = stack.services[0].address
+    client.stub.SubmitJob(request("cli-1"), timeout=30)
+    assert main(["jobs", "watch", "cli-1", "--server", address, "-o", str(tmp_path / "cli-1.wav"), "-q"]) == 0
+    watched = (tmp_path / "cli-1.wav").read_bytes()
+    replayed, _ = assemble(client.stub.WatchJob(song_pb2.WatchJobRequest(job_id="cli-1"), timeout=60))
+    assert watched == replayed
+    assert main(["jobs", "list", "--server", address]) == 0
+    assert any(line.startswith("cli-1  succeeded") for line in capsys.readouterr().out.splitlines())
+    assert main(["jobs", "get", "cli-1", "--server", address]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "JOB_STATE_SUCCEEDED"
+    assert main(["jobs", "cancel", "cli-1", "--server", address]) == 0
+    assert "succeeded" in capsys.readouterr().out
+    assert main(["jobs", "get", "no-such-job", "--server", address]) == 1
+    assert "no job no-such-job" in capsys.readouterr().err
