@@ -89,19 +89,8 @@ def _error_text(error: ServiceError) -> str:
 
 def _error_from_text(text: str) -> ServiceError:
     code_name, _, message = text.partition(": ")
-    by_code = {
-        cls.code.name: cls
-        for cls in (
-            errors.CancelledError,
-            errors.DeadlineExceededError,
-            errors.FailedPreconditionError,
-            errors.UnavailableError,
-            errors.ResourceExhaustedError,
-        )
-    }
-    if code_name == grpc.StatusCode.INVALID_ARGUMENT.name:
-        return errors.InvalidArgumentError("request", message)
-    return by_code.get(code_name, errors.InternalError)(message)
+    code = grpc.StatusCode.__members__.get(code_name, grpc.StatusCode.INTERNAL)
+    return errors.error_for_code(code, message)
 
 
 class JobManager:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from gateway.audio import FakeStereo, StreamingEncoder, normalize_loudness
-from gateway.stages import FRAMES_PER_SECOND, LatentBlock, LatentRequest, Stages
+from gateway.stages import BLOCK_FRAMES, FRAMES_PER_SECOND, LatentBlock, LatentRequest, Stages
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES
 from services.runtime.errors import CancelledError, UnavailableError
@@ -198,7 +198,7 @@ class Pipeline:
             began = time.perf_counter()
             try:
                 for block in self._blocks_with_resume(request, producer_token):
-                    seconds = (block.index * 10 + len(block.latents)) / FRAMES_PER_SECOND
+                    seconds = (block.index * BLOCK_FRAMES + len(block.latents)) / FRAMES_PER_SECOND
                     emit(
                         song_pb2.SongEvent(
                             progress=song_pb2.Progress(

@@ -14,8 +14,6 @@ import numpy as np
 
 from services.runtime.cancellation import CancellationToken
 
-STYLE_DIM = 512
-LATENT_CHANNELS = 64
 FRAMES_PER_SECOND = 5
 BLOCK_FRAMES = 10
 

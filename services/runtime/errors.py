@@ -112,3 +112,28 @@ class InternalError(ServiceError):
     """A bug or an unexpected failure inside the service."""
 
     code = grpc.StatusCode.INTERNAL
+
+
+_SIMPLE_ERRORS: dict[grpc.StatusCode, type[ServiceError]] = {
+    cls.code: cls
+    for cls in (
+        ResourceExhaustedError,
+        FailedPreconditionError,
+        UnavailableError,
+        CancelledError,
+        DeadlineExceededError,
+        NotFoundError,
+        AlreadyExistsError,
+        UnauthenticatedError,
+        PermissionDeniedError,
+        InternalError,
+    )
+}
+
+
+def error_for_code(code: grpc.StatusCode, message: str) -> ServiceError:
+    """The typed error for a status code and its message, when nothing more is known about it
+    (INVALID_ARGUMENT then names the field "request"; unknown codes become INTERNAL)."""
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidArgumentError("request", message)
+    return _SIMPLE_ERRORS.get(code, InternalError)(message)

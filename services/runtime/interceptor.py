@@ -16,13 +16,13 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.runtime import errors
 from services.runtime.errors import (
     FieldViolation,
     InternalError,
     InvalidArgumentError,
     ResourceExhaustedError,
     ServiceError,
+    error_for_code,
 )
 from services.runtime.handlers import wrap_handler
 
@@ -82,21 +82,6 @@ def retry_delay(error: grpc.RpcError) -> float | None:
     return None
 
 
-_ERRORS_BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {
-    cls.code: cls
-    for cls in (
-        errors.CancelledError,
-        errors.DeadlineExceededError,
-        errors.FailedPreconditionError,
-        errors.UnavailableError,
-        errors.NotFoundError,
-        errors.AlreadyExistsError,
-        errors.UnauthenticatedError,
-        errors.PermissionDeniedError,
-    )
-}
-
-
 def error_from_call(error: grpc.RpcError, stage: str) -> ServiceError:
     """The typed error a failed call to `stage` stands for, keeping field violations and retry
     delays, so a caller can pass a stage's status on with its details intact."""
@@ -107,8 +92,7 @@ def error_from_call(error: grpc.RpcError, stage: str) -> ServiceError:
         return InvalidArgumentError(violations=violations or [FieldViolation("request", details)])
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ResourceExhaustedError(message, retry_after_s=retry_delay(error) or 1.0)
-    error_type = _ERRORS_BY_CODE.get(code, InternalError)
-    return error_type(message)
+    return error_for_code(code, message)
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
