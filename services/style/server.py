@@ -28,7 +28,7 @@ class StyleConfig(ServerConfig):
         "sub-models it names are looked up beside it, then in the huggingface_hub cache",
     )
     device: str = option("cpu", "torch device to run on (cpu, cuda, cuda:1, ...)")
-    torch_threads: int = option(0, "torch CPU threads; 0 keeps torch's default (one per visible core)")
+    threads: int = option(0, "torch CPU threads; 0 keeps torch's default (one per visible core)")
     hub_cache_dir: str = option("", "huggingface_hub cache searched for sub-models; empty: HF_HUB_CACHE")
     text_cache_size: int = option(1024, "prompt embeddings kept in the LRU cache; 0 disables it")
     max_prompt_chars: int = option(1000, "longest prompt accepted, in characters")
@@ -45,8 +45,8 @@ def build_spec(config: StyleConfig) -> StageSpec:
     )
 
     def load() -> StyleEngine:
-        if config.torch_threads > 0:
-            torch.set_num_threads(config.torch_threads)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
         return StyleEngine.load(
             config.model_dir,
             config.device,
