@@ -144,7 +144,7 @@ class RemoteStages:
                         job_id=job_id, block_index=index, latents=tensor_to_proto(latents)
                     )
                     index += 1
-            except BaseException as exc:
+            except Exception as exc:
                 failure.append(exc)
                 raise
 

@@ -127,17 +127,16 @@ def test_cancel_stops_every_stage(stack: LocalStack, client: SongClient) -> None
             break
     call.cancel()
     deadline = time.monotonic() + 20
-    in_flight = {}
     while time.monotonic() < deadline:
+        job = client.stub.GetJob(song_pb2.GetJobRequest(job_id="cancel-1"), timeout=10)
         in_flight = {
             stage: _metric(stack, stage, "songsmith_requests_in_flight") for stage in (*STAGES, "gateway")
         }
-        if not any(in_flight.values()):
+        if job.state == song_pb2.JOB_STATE_CANCELLED and not any(in_flight.values()):
             break
         time.sleep(0.2)
     assert not any(in_flight.values()), in_flight
-    job = client.stub.GetJob(song_pb2.GetJobRequest(job_id="cancel-1"), timeout=10)
-    assert job.state == song_pb2.JOB_STATE_CANCELLED
+    assert job.state == song_pb2.JOB_STATE_CANCELLED, job
 
 
 def test_killed_diffusion_is_resumed_and_the_song_is_identical(
