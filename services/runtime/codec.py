@@ -3,17 +3,21 @@
 A tensor of at most 1 MiB goes as one `Tensor` message; a larger one as a stream of `TensorChunk`
 messages of at most 1 MiB each, reassembled with size and CRC-32 checks. numpy arrays and torch
 tensors are both accepted; bfloat16 maps to `ml_dtypes.bfloat16` on the numpy side.
+
+The CRC-32 is zlib's (the same polynomial and value), computed with ISA-L, which runs several times
+faster than `zlib.crc32` on large tensors. A reassembled tensor lands in a numpy buffer, which numpy
+backs with huge pages when it is large, so receiving a big tensor does not pay a page fault per 4 KiB.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Iterable, Iterator
 
 import ml_dtypes
 import numpy as np
 import torch
+from isal import isal_zlib
 
 from services.runtime.errors import InvalidArgumentError, ResourceExhaustedError
 from songsmith.v1 import tensor_pb2
@@ -106,8 +110,11 @@ def proto_to_numpy(message: tensor_pb2.Tensor, field: str = "tensor") -> np.ndar
         raise InvalidArgumentError(
             field, f"shape {list(message.shape)} needs {expected} bytes, got {len(message.data)}"
         )
-    array = _view(message.data, dtype, tuple(message.shape))
-    if dtype == np.bool_ and array.size and array.view(np.uint8).max() > 1:
+    return _checked_bools(_view(message.data, dtype, tuple(message.shape)), field)
+
+
+def _checked_bools(array: np.ndarray, field: str) -> np.ndarray:
+    if array.dtype == np.bool_ and array.size and array.view(np.uint8).max() > 1:
         raise InvalidArgumentError(field, "boolean tensor holds a byte other than 0 or 1")
     return array
 
@@ -133,7 +140,7 @@ def _stream_start(
     array, code = _as_numpy(x)
     payload = _payload(array)
     header = tensor_pb2.TensorHeader(
-        dtype=code, shape=array.shape, total_bytes=len(payload), crc32=zlib.crc32(payload)
+        dtype=code, shape=array.shape, total_bytes=len(payload), crc32=isal_zlib.crc32(payload)
     )
     return payload, header
 
@@ -199,7 +206,7 @@ class TensorAssembler:
         self._max_bytes = max_bytes
         self._field = field
         self._header: tensor_pb2.TensorHeader | None = None
-        self._buffer = bytearray()
+        self._buffer = np.empty(0, dtype=np.uint8)
         self._filled = 0
         self._next_index = 0
         self._crc = 0
@@ -251,8 +258,8 @@ class TensorAssembler:
             raise InvalidArgumentError(
                 self._field, f"chunks carry more than the declared {len(self._buffer)} bytes"
             )
-        self._buffer[self._filled : end] = data
-        self._crc = zlib.crc32(data, self._crc)
+        self._buffer[self._filled : end] = np.frombuffer(data, dtype=np.uint8)
+        self._crc = isal_zlib.crc32(data, self._crc)
         self._filled = end
         self._next_index += 1
 
@@ -270,7 +277,7 @@ class TensorAssembler:
                 f"{self._field}: tensor of {expected} bytes exceeds the limit of {self._max_bytes} bytes"
             )
         self._header = header
-        self._buffer = bytearray(expected)
+        self._buffer = np.empty(expected, dtype=np.uint8)
 
     @property
     def complete(self) -> bool:
@@ -288,7 +295,7 @@ class TensorAssembler:
         if self._crc != self._header.crc32:
             raise InvalidArgumentError(self._field, "checksum mismatch: the data was corrupted in transit")
         dtype = _NUMPY_DTYPES[self._header.dtype]
-        return _view(self._buffer, dtype, tuple(self._header.shape))
+        return _checked_bools(self._buffer.view(dtype).reshape(tuple(self._header.shape)), self._field)
 
 
 def assemble_tensor(

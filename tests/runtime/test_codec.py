@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -106,7 +108,11 @@ def test_chunk_boundaries(nbytes: int, chunks: int) -> None:
 
 
 def _chunks(nbytes: int = 3 * MAX_CHUNK_BYTES) -> list[tensor_pb2.TensorChunk]:
-    return list(iter_tensor_chunks(np.ones(nbytes // 4, np.float32)))
+    return _chunks_of(np.ones(nbytes // 4, np.float32))
+
+
+def _chunks_of(array: np.ndarray) -> list[tensor_pb2.TensorChunk]:
+    return list(iter_tensor_chunks(array))
 
 
 def test_truncated_stream_is_refused() -> None:
@@ -138,6 +144,27 @@ def test_corrupted_data_fails_the_checksum() -> None:
     pieces[1].data = b"\xff" + pieces[1].data[1:]
     with pytest.raises(InvalidArgumentError, match="checksum"):
         assemble_tensor(pieces, 1 << 30)
+
+
+def test_checksum_is_zlib_crc32() -> None:
+    """The header's checksum is the standard CRC-32 (what `zlib.crc32` gives), not another variant."""
+    array = np.random.default_rng(3).standard_normal(3 * MAX_CHUNK_BYTES // 4).astype(np.float32)
+    header = _chunks_of(array)[0].header
+    assert header.crc32 == zlib.crc32(array.tobytes())
+
+
+def test_reassembled_tensor_is_writable_and_owns_its_bytes() -> None:
+    array = np.arange(3 * MAX_CHUNK_BYTES // 4, dtype=np.float32)
+    result = assemble_tensor(_chunks_of(array), 1 << 30)
+    result[0] = -1
+    assert array[0] == 0 and result[1] == 1
+
+
+def test_chunked_boolean_tensor_with_another_byte_is_refused() -> None:
+    array = np.zeros(2 * MAX_CHUNK_BYTES, np.uint8)
+    array[-1] = 2
+    with pytest.raises(InvalidArgumentError, match="boolean"):
+        assemble_tensor(iter_tensor_chunks(array.view(np.bool_)), 1 << 30)
 
 
 def test_header_must_be_first_and_consistent() -> None:
