@@ -88,7 +88,12 @@ class _Group:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Run one component until SIGTERM; its own flags follow the component name."""
+    """Run one component until SIGTERM; its own flags follow the component name.
+
+    OpenMP threads sleep between parallel regions unless `OMP_WAIT_POLICY` says otherwise: spinning
+    threads of stages that share a machine starve each other. It must be set before torch loads.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module = "gateway.server" if args.component == "gateway" else f"services.{args.component}.server"
     importlib.import_module(module).main(args.flags)
     return 0

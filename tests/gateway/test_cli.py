@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,39 @@ def test_every_component_can_be_served(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["serve", "nonsense"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("preset", "seen"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_serve_makes_openmp_threads_sleep_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, preset: str | None, seen: str
+) -> None:
+    """The policy must be in the environment before the stage module (and torch) is imported."""
+    observed: dict[str, object] = {}
+
+    class Stage:
+        @staticmethod
+        def main(flags: list[str]) -> None:
+            observed["policy"] = os.environ.get("OMP_WAIT_POLICY")
+            observed["flags"] = flags
+
+    def import_stage(name: str) -> object:
+        if not name.endswith(".server"):
+            return real_import(name)
+        observed["policy_at_import"] = os.environ.get("OMP_WAIT_POLICY")
+        observed["module"] = name
+        return Stage
+
+    real_import = importlib.import_module
+
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    monkeypatch.setattr("gateway.cli.importlib.import_module", import_stage)
+    assert main(["serve", "vocoder", "--port", "0"]) == 0
+    assert observed == {
+        "policy_at_import": seen,
+        "module": "services.vocoder.server",
+        "policy": seen,
+        "flags": ["--port", "0"],
+    }
