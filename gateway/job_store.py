@@ -1,4 +1,5 @@
-"""Jobs on disk: one SQLite table of job records, so nothing is lost when the gateway restarts."""
+"""Jobs on disk: SQLite tables of job records and of each running job's finished latent blocks, so
+nothing is lost when the gateway restarts: a job that was running resumes from its last block."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from gateway.stages import LatentBlock
 from songsmith.v1 import song_pb2
 
 _SCHEMA = """
@@ -27,6 +31,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     result BLOB
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_at);
+CREATE TABLE IF NOT EXISTS blocks (
+    job_id TEXT NOT NULL,
+    block_index INTEGER NOT NULL,
+    final INTEGER NOT NULL,
+    max_blocks INTEGER NOT NULL,
+    frames INTEGER NOT NULL,
+    latents BLOB NOT NULL,
+    PRIMARY KEY (job_id, block_index)
+);
 """
 UNFINISHED = (song_pb2.JOB_STATE_QUEUED, song_pb2.JOB_STATE_RUNNING)
 
@@ -129,6 +142,37 @@ class JobStore:
         with self._lock:
             rows = self._db.execute(query + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
         return [self._record(row) for row in rows]
+
+    def add_block(self, job_id: str, block: LatentBlock) -> None:
+        """Keep a finished latent block of a running job, so a restart resumes after it."""
+        latents = np.ascontiguousarray(block.latents, dtype="<f4")
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO blocks (job_id, block_index, final, max_blocks, frames, latents)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (job_id, block.index, int(block.final), block.max_blocks, len(latents), latents.tobytes()),
+            )
+
+    def blocks(self, job_id: str) -> list[LatentBlock]:
+        """The job's kept blocks from block 0 on, as far as they run without a gap."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT block_index, final, max_blocks, frames, latents FROM blocks WHERE job_id = ?"
+                " ORDER BY block_index",
+                (job_id,),
+            ).fetchall()
+        kept: list[LatentBlock] = []
+        for index, final, max_blocks, frames, data in rows:
+            if index != len(kept):
+                break
+            latents = np.frombuffer(data, dtype="<f4").reshape(frames, -1).astype(np.float32)
+            kept.append(LatentBlock(index, latents, bool(final), max_blocks))
+        return kept
+
+    def drop_blocks(self, job_id: str) -> None:
+        """Forget a job's blocks once it has ended (its audio, if any, is in the results folder)."""
+        with self._lock:
+            self._db.execute("DELETE FROM blocks WHERE job_id = ?", (job_id,))
 
     def unfinished(self) -> list[JobRecord]:
         """Jobs left queued or running, oldest first (to resume after a restart)."""

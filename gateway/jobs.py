@@ -185,7 +185,12 @@ class JobManager:
                             seconds_generated=progress.seconds_generated,
                         )
 
-                result = self.pipeline.run(spec, live.token, emit)
+                kept = self.store.blocks(record.job_id)
+                if kept:
+                    log.info("resuming after block %d of a previous run", len(kept) - 1)
+                result = self.pipeline.run(
+                    spec, live.token, emit, kept, lambda block: self.store.add_block(record.job_id, block)
+                )
                 path = self.result_path(record)
                 partial = path.with_suffix(path.suffix + ".partial")
                 partial.write_bytes(result.data)
@@ -208,6 +213,8 @@ class JobManager:
                 )
                 self.store.update(record.job_id, state=state, error=_error_text(error))
                 log.info("job ended: %s", _error_text(error))
+            if error is None or not self._stopping:
+                self.store.drop_blocks(record.job_id)
             live.finish(error)
             with self._lock:
                 self._live.pop(record.job_id, None)
@@ -272,12 +279,14 @@ class JobManager:
         yield song_pb2.SongEvent(done=record.result)
 
     def resume_unfinished(self) -> int:
-        """Queue again every job a previous gateway left unfinished; the same seed gives the same song."""
+        """Queue again every job a previous gateway left unfinished. Each resumes after the blocks
+        it had finished (kept in the store); the same seed gives the same song."""
         records = self.store.unfinished()
         with self._lock:
             for record in records:
-                log.info("resuming job %s left unfinished by a restart", record.job_id)
-                self.store.update(record.job_id, state=song_pb2.JOB_STATE_QUEUED, blocks_done=0)
+                done = len(self.store.blocks(record.job_id))
+                log.info("resuming job %s left unfinished by a restart, after %d blocks", record.job_id, done)
+                self.store.update(record.job_id, state=song_pb2.JOB_STATE_QUEUED, blocks_done=done)
                 self._start(record, None)
         return len(records)
 

@@ -3,7 +3,8 @@ diffusion streaming blocks into the vocoder streaming PCM into the audio encoder
 
 If the diffusion stage becomes unavailable mid-song (a replica died or restarted), sampling resumes
 from the last completed block by sending the blocks so far as the prefix; the sampler is
-deterministic, so the finished song is identical to an uninterrupted one.
+deterministic, so the finished song is identical to an uninterrupted one. A caller that kept the
+blocks of an earlier, interrupted run (the job store does) passes them in the same way.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -28,6 +29,7 @@ from songsmith.v1 import song_pb2
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[song_pb2.SongEvent], None]
+BlockSink = Callable[[LatentBlock], None]
 _END = object()
 
 
@@ -120,8 +122,19 @@ class Pipeline:
         self.stages = stages
         self.retry = retry or RetryPolicy()
 
-    def run(self, spec: SongSpec, token: CancellationToken, emit: EventSink) -> SongResult:
-        """Generate one song, sending progress and audio events to `emit` as they happen."""
+    def run(
+        self,
+        spec: SongSpec,
+        token: CancellationToken,
+        emit: EventSink,
+        kept: Sequence[LatentBlock] = (),
+        keep: BlockSink | None = None,
+    ) -> SongResult:
+        """Generate one song, sending progress and audio events to `emit` as they happen.
+
+        `kept` are blocks 0..k-1 of an earlier, interrupted run of the same song: sampling resumes
+        after them and the song comes out the same. `keep` receives each newly sampled block.
+        """
         started = time.perf_counter()
         timings: dict[str, float] = {}
         tokens, style = self._conditioning(spec, token, emit, timings)
@@ -129,7 +142,7 @@ class Pipeline:
             spec.job_id, tokens, style, spec.seed, spec.steps, spec.cfg_strength, spec.max_frames
         )
         writer = _SongWriter(spec, self.stages.sample_rate, emit)
-        latents = self._latent_stream(request, token, emit, timings)
+        latents = self._latent_stream(request, token, emit, timings, kept, keep)
         decode_started = time.perf_counter()
         for piece in self.stages.decode(latents, spec.job_id, token):
             if piece.offset != writer.samples:
@@ -187,7 +200,13 @@ class Pipeline:
         return tokens.result(), style.result()
 
     def _latent_stream(
-        self, request: LatentRequest, token: CancellationToken, emit: EventSink, timings: dict[str, float]
+        self,
+        request: LatentRequest,
+        token: CancellationToken,
+        emit: EventSink,
+        timings: dict[str, float],
+        kept: Sequence[LatentBlock],
+        keep: BlockSink | None,
     ) -> Iterator[np.ndarray]:
         """Latent blocks from a producer thread, so sampling runs ahead of decoding."""
         handoff: queue.Queue = queue.Queue(maxsize=4)
@@ -197,7 +216,7 @@ class Pipeline:
         def produce() -> None:
             began = time.perf_counter()
             try:
-                for block in self._blocks_with_resume(request, producer_token):
+                for block in self._song_blocks(request, kept, keep, producer_token):
                     seconds = (block.index * BLOCK_FRAMES + len(block.latents)) / FRAMES_PER_SECOND
                     emit(
                         song_pb2.SongEvent(
@@ -241,6 +260,23 @@ class Pipeline:
                 return
             except queue.Full:
                 continue
+
+    def _song_blocks(
+        self,
+        request: LatentRequest,
+        kept: Sequence[LatentBlock],
+        keep: BlockSink | None,
+        token: CancellationToken,
+    ) -> Iterator[LatentBlock]:
+        """The kept blocks, then newly sampled ones (each handed to `keep`) unless the song ended."""
+        yield from kept
+        if kept and kept[-1].final:
+            return
+        resumed = replace(request, prefix=tuple(block.latents for block in kept))
+        for block in self._blocks_with_resume(resumed, token):
+            if keep is not None:
+                keep(block)
+            yield block
 
     def _blocks_with_resume(self, request: LatentRequest, token: CancellationToken) -> Iterator[LatentBlock]:
         """The song's blocks; an UNAVAILABLE diffusion stage is retried from the last finished block."""

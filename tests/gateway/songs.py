@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
+from gateway.stages import LatentBlock, LatentRequest
+from services.runtime.cancellation import CancellationToken
+from services.runtime.errors import UnavailableError
 from songsmith.v1 import song_pb2
 
 LYRICS = "[verse]\nMorning light on the harbor wall\n晨光照亮回家的路\n[chorus]\nHold on to the light"
@@ -37,3 +40,28 @@ def assemble(events: Iterable[song_pb2.SongEvent]) -> tuple[bytes, list[song_pb2
                 file.extend(bytes(offset - len(file)))
             file[offset : offset + len(data)] = data
     return bytes(file), seen
+
+
+class FlakyDiffusion:
+    """Real stages whose diffusion stream breaks (UNAVAILABLE) after some blocks, a set number of times;
+    `prefixes` records how many kept blocks each diffusion stream started after."""
+
+    def __init__(self, stages, break_after: int, times: int) -> None:
+        self._stages = stages
+        self._break_after = break_after
+        self._left = times
+        self.prefixes: list[int] = []
+        self.model_name, self.sample_rate = stages.model_name, stages.sample_rate
+
+    def __getattr__(self, name: str):
+        return getattr(self._stages, name)
+
+    def generate_latents(
+        self, latent_request: LatentRequest, token: CancellationToken
+    ) -> Iterator[LatentBlock]:
+        self.prefixes.append(len(latent_request.prefix))
+        for sent, block in enumerate(self._stages.generate_latents(latent_request, token)):
+            if self._left and sent == self._break_after:
+                self._left -= 1
+                raise UnavailableError("diffusion: connection reset")
+            yield block

@@ -3,42 +3,17 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import pyloudnorm
 import pytest
 import soundfile
 
 from gateway.pipeline import Pipeline, RetryPolicy
-from gateway.stages import LatentBlock, LatentRequest
+from gateway.stages import LatentBlock
 from gateway.validation import song_spec
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import CancelledError, InvalidArgumentError, UnavailableError
-from tests.gateway.songs import request
-
-
-class FlakyDiffusion:
-    """Real stages whose diffusion stream breaks (UNAVAILABLE) after some blocks, a set number of times."""
-
-    def __init__(self, stages, break_after: int, times: int) -> None:
-        self._stages = stages
-        self._break_after = break_after
-        self._left = times
-        self.prefixes: list[int] = []
-        self.model_name, self.sample_rate = stages.model_name, stages.sample_rate
-
-    def __getattr__(self, name: str):
-        return getattr(self._stages, name)
-
-    def generate_latents(
-        self, latent_request: LatentRequest, token: CancellationToken
-    ) -> Iterator[LatentBlock]:
-        self.prefixes.append(len(latent_request.prefix))
-        for sent, block in enumerate(self._stages.generate_latents(latent_request, token)):
-            if self._left and sent == self._break_after:
-                self._left -= 1
-                raise UnavailableError("diffusion: connection reset")
-            yield block
+from tests.gateway.songs import FlakyDiffusion, request
 
 
 def _run(pipeline: Pipeline, **fields: object) -> tuple[bytes, list]:
@@ -59,6 +34,34 @@ def test_a_lost_diffusion_stream_resumes_from_the_last_block(local_pipeline: Pip
         e.progress.blocks_done for e in events if e.HasField("progress") and e.progress.stage == "diffusion"
     ]
     assert blocks == [1, 2, 3, 4]
+
+
+def _run_keeping(
+    pipeline: Pipeline, kept: list[LatentBlock], seconds: float
+) -> tuple[bytes, list[LatentBlock]]:
+    message = request("pipeline", max_seconds=seconds)
+    sampled: list[LatentBlock] = []
+    spec = song_spec(message, "pipeline", message.seed)
+    result = pipeline.run(spec, CancellationToken(), lambda event: None, kept, sampled.append)
+    return result.data, sampled
+
+
+def test_kept_blocks_of_an_interrupted_run_are_not_sampled_again(local_pipeline: Pipeline) -> None:
+    expected, every_block = _run_keeping(local_pipeline, [], seconds=8)
+    assert [b.index for b in every_block] == [0, 1, 2, 3] and every_block[-1].final
+    spy = FlakyDiffusion(local_pipeline.stages, break_after=0, times=0)
+    resumed, sampled = _run_keeping(Pipeline(spy), every_block[:2], seconds=8)
+    assert resumed == expected
+    assert spy.prefixes == [2]
+    assert [b.index for b in sampled] == [2, 3]
+
+
+def test_a_song_whose_last_block_was_kept_needs_no_diffusion(local_pipeline: Pipeline) -> None:
+    expected, every_block = _run_keeping(local_pipeline, [], seconds=4)
+    spy = FlakyDiffusion(local_pipeline.stages, break_after=0, times=0)
+    finished, sampled = _run_keeping(Pipeline(spy), every_block, seconds=4)
+    assert finished == expected
+    assert spy.prefixes == [] and sampled == []
 
 
 def test_retries_give_up_after_the_attempts(local_pipeline: Pipeline) -> None:
