@@ -29,7 +29,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 # Writes the untrained demo model when no model is installed, starts the five services on 127.0.0.1,
-# makes out/demo.mp3 from examples/morning-light.txt through the gateway, and stops them again.
+# makes out/demo.mp3 from gateway/examples/morning-light.txt through the gateway, and stops them again.
 demo: $(STAMP)
 	$(BIN)/songsmith demo --output out/demo.mp3
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gateway.client import SongClient
+from gateway.demo import EXAMPLE_LYRICS
 from gateway.launcher import LocalStack, plan
 from gateway.local_stages import LocalStages, ModelPaths
 from gateway.model_store import write_demo
@@ -26,7 +27,7 @@ from services.runtime.cancellation import CancellationToken
 from songsmith.v1 import song_pb2
 from tests.helpers import free_port_block
 
-LYRICS = (Path(__file__).resolve().parents[1] / "examples" / "morning-light.txt").read_text(encoding="utf-8")
+LYRICS = EXAMPLE_LYRICS.read_text(encoding="utf-8")
 
 
 def _timed(events: Iterable[song_pb2.SongEvent]) -> tuple[float, float]:

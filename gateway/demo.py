@@ -1,8 +1,8 @@
 """`songsmith demo` (what `make demo` runs): the whole system end to end on the demo model.
 
 Writes the tiny random-weight demo model when no model is installed, starts the four stages and the
-gateway as local processes, makes a song from the example lyrics through the gateway, stops the
-stack and says where the song is.
+gateway as local processes, makes a song from the example lyrics that ship inside the package
+(`gateway/examples/morning-light.txt`) through the gateway, stops the stack and says where the song is.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from gateway import model_store
 from gateway.launcher import LocalStack, plan
 from gateway.local_stages import ModelPaths
 
-EXAMPLE_LYRICS = Path(__file__).resolve().parents[1] / "examples" / "morning-light.txt"
+EXAMPLE_LYRICS = Path(__file__).resolve().parent / "examples" / "morning-light.txt"
 EXAMPLE_STYLE = "warm indie folk, acoustic guitar, female vocal"
 
 

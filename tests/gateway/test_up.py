@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
+import soundfile
 from grpc_health.v1 import health_pb2
 
 from tests.helpers import free_port_block, health_status
@@ -66,3 +68,21 @@ def test_up_starts_everything_and_ctrl_c_stops_it(demo_models: Path, tmp_path: P
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_demo_writes_a_song_from_any_folder(tmp_path: Path) -> None:
+    """What `make demo` runs, from a folder outside the repository: it writes the demo model, makes
+    the song through the local stack and says the model is untrained."""
+    base = free_port_block(5)
+    output = tmp_path / "out" / "demo.mp3"
+    command = [sys.executable, "-m", "gateway.cli", "demo", "-o", str(output), "--max-secs", "6"]
+    folders = ["--model-root", str(tmp_path / "models"), "--var-dir", str(tmp_path / "var")]
+    options = [*folders, "--port", str(base)]
+    finished = subprocess.run(
+        [*command, *options], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    audio, rate = soundfile.read(output)
+    assert rate == 48000 and audio.shape[0] == pytest.approx(6 * rate, rel=0.05)
+    assert f"your song is at {output.resolve()}" in finished.stdout
+    assert "untrained demo model" in finished.stdout
