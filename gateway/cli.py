@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from tqdm import tqdm
 
-from gateway.audio import format_for_path
+from gateway.audio import CONTAINERS, format_for_path
 from gateway.client import AudioFile, SongClient, consume
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import InvalidArgumentError, ServiceError
@@ -37,6 +37,9 @@ STAGE_CLIS = (
 )
 DEFAULT_SERVER_ENV = "SONGSMITH_SERVER"
 TOKEN_ENV = "SONGSMITH_TOKEN"
+# A batch line's lyrics or style ending like this names a file; a missing one is an error, not text.
+LYRICS_SUFFIXES = (".txt", ".lrc")
+AUDIO_SUFFIXES = tuple(f".{container.extension}" for container in CONTAINERS.values())
 
 
 class CommandError(Exception):
@@ -321,6 +324,12 @@ def _batch_song(number: int, line: str, base: Path, out_dir: Path, extension: st
     lyrics = _read_text(lyrics_path) if lyrics_path.is_file() else entry["lyrics"]
     style_path = base / entry["style_prompt"]
     is_audio = style_path.is_file()
+    for key, path, suffixes in (
+        ("lyrics", lyrics_path, LYRICS_SUFFIXES),
+        ("style_prompt", style_path, AUDIO_SUFFIXES),
+    ):
+        if not path.is_file() and "\n" not in entry[key] and entry[key].lower().endswith(suffixes):
+            raise ValueError(f"{key} names a file that does not exist: {path}")
     output = out_dir / f"{name}.{extension}"
     try:
         return Song(

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from gateway.cli import main
+from gateway.cli import _batch_song, main
+from gateway.demo import EXAMPLE_LYRICS
 from tests.gateway.songs import LYRICS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generate_in_process_writes_the_song(demo_models: Path, tmp_path: Path, capsys) -> None:
@@ -90,6 +93,8 @@ def test_batch_reports_a_broken_line_and_makes_the_rest(demo_models: Path, tmp_p
             "max_secs": 2,
         },
         {"song_name": "three", "lyrics": "no style"},
+        {"song_name": "four", "style_prompt": "folk", "lyrics": "missing.txt"},
+        {"song_name": "five", "style_prompt": "reference.wav", "lyrics": "[verse]\nwords"},
     ]
     jsonl = tmp_path / "songs.jsonl"
     jsonl.write_text("\n".join(json.dumps(x) if isinstance(x, dict) else x for x in lines), encoding="utf-8")
@@ -101,6 +106,18 @@ def test_batch_reports_a_broken_line_and_makes_the_rest(demo_models: Path, tmp_p
     assert sorted(p.name for p in out.iterdir()) == ["one.wav", "two.wav"]
     err = capsys.readouterr().err
     assert f"{jsonl}:2: not JSON" in err and f"{jsonl}:4: missing style_prompt" in err
+    assert f"{jsonl}:5: lyrics names a file that does not exist: {tmp_path / 'missing.txt'}" in err
+    assert f"{jsonl}:6: style_prompt names a file that does not exist: {tmp_path / 'reference.wav'}" in err
+
+
+def test_the_example_batch_reads_its_lyrics_files() -> None:
+    """examples/batch.jsonl names a lyrics file beside it; that file must exist, or the song would be
+    refused (a missing file is not sung as text)."""
+    batch = ROOT / "examples" / "batch.jsonl"
+    lines = batch.read_text(encoding="utf-8").splitlines()
+    songs = [_batch_song(n, line, batch.parent, Path("out"), "mp3") for n, line in enumerate(lines, 1)]
+    assert songs[0].request.lyrics == EXAMPLE_LYRICS.read_text(encoding="utf-8")
+    assert all("[verse]" in song.request.lyrics for song in songs)
 
 
 def test_models_demo_and_pull_without_network(tmp_path: Path, capsys) -> None:
