@@ -31,7 +31,7 @@ def test_cancel_wakes_a_waiter_and_runs_callbacks_once() -> None:
     started = time.monotonic()
     with pytest.raises(CancelledError):
         token.wait(5)
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.0
 
 
 def test_child_follows_its_parent_but_not_the_other_way() -> None:

@@ -144,14 +144,17 @@ def test_overload_is_refused_at_once_with_retry_info() -> None:
     with running_stage(spec(lambda: engine), config) as server:
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         client = HarnessClient(channel)
-        running = client.sleep.future(wrappers_pb2.DoubleValue(value=1.0), timeout=10)
+        running = client.sleep.future(wrappers_pb2.DoubleValue(value=3.0), timeout=10)
         engine.sleeps_started.wait(5)
         queued = client.sleep.future(wrappers_pb2.DoubleValue(value=0.0), timeout=10)
-        time.sleep(0.2)
+        waiting = time.monotonic() + 5
+        while REGISTRY.get_sample_value("songsmith_queue_depth", {"stage": "harness"}) != 1:
+            assert time.monotonic() < waiting, "the second call never queued"
+            time.sleep(0.01)
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as caught:
             client.sleep(wrappers_pb2.DoubleValue(value=0.0), timeout=10)
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 1.5, "refused only after the running call ended"
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert retry_delay(caught.value) == pytest.approx(3.0)
         assert running.result().value == "slept"
@@ -168,7 +171,7 @@ def test_cancellation_stops_the_handler(harness) -> None:
     while engine.sleeps_interrupted == 0 and time.monotonic() - started < 5:
         time.sleep(0.01)
     assert engine.sleeps_interrupted == 1
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0, "the 30 s handler was not stopped promptly"
 
 
 def test_deadline_reaches_the_handler(harness) -> None:
