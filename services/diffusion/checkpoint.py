@@ -56,7 +56,7 @@ def load_state_dict_strict(model: DiT, state: dict[str, torch.Tensor]) -> None:
             )
     if problems:
         raise CheckpointError("checkpoint does not match the DiT config: " + "; ".join(problems))
-    model.load_state_dict({name[len(KEY_PREFIX):]: tensor for name, tensor in state.items()}, strict=True)
+    model.load_state_dict({name[len(KEY_PREFIX) :]: tensor for name, tensor in state.items()}, strict=True)
 
 
 def load_dit(model_dir: Path, device: str = "cpu", dtype: torch.dtype = torch.float32) -> DiT:

@@ -31,7 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model-dir", required=True, type=Path, help="folder with model.safetensors + config.json"
     )
     generate.add_argument(
-        "--tokens", required=True, type=Path,
+        "--tokens",
+        required=True,
+        type=Path,
         help="JSON list of token ids, or the output of `songsmith lyrics tokenize --json`",
     )
     generate.add_argument("--style", required=True, type=Path, help="float32 [512] style vector (.npy)")
@@ -69,7 +71,7 @@ def read_tokens(path: Path) -> np.ndarray:
     if isinstance(raw, dict):
         raw = raw.get("tokens")
     if not isinstance(raw, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in raw):
-        raise InputError(f"{path} must hold a list of integer token ids or an object with a \"tokens\" list")
+        raise InputError(f'{path} must hold a list of integer token ids or an object with a "tokens" list')
     return np.array(raw, dtype=np.int64)
 
 

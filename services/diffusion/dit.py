@@ -208,9 +208,7 @@ class TimestepEmbedding(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.time_mlp = nn.Sequential(
-            Linear(TIME_FREQ_DIM, COND_DIM), nn.SiLU(), Linear(COND_DIM, COND_DIM)
-        )
+        self.time_mlp = nn.Sequential(Linear(TIME_FREQ_DIM, COND_DIM), nn.SiLU(), Linear(COND_DIM, COND_DIM))
 
     def forward(self, time: torch.Tensor) -> torch.Tensor:
         """Map times [B, N] to [B, N, 512]."""

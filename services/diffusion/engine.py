@@ -112,8 +112,14 @@ class DiffusionEngine:
         tokens, style, prefix = self._validate(tokens, style, seed, steps, cfg_strength, max_frames, prefix)
         max_blocks = block_count(max_frames, self.block_size)
         blocks = self._sampler.sample(
-            tokens, style, seed=seed, steps=steps, cfg_strength=cfg_strength, max_frames=max_frames,
-            prefix=prefix, token=token,
+            tokens,
+            style,
+            seed=seed,
+            steps=steps,
+            cfg_strength=cfg_strength,
+            max_frames=max_frames,
+            prefix=prefix,
+            token=token,
         )
         return (self._result(block, max_blocks) for block in blocks)
 
@@ -168,8 +174,11 @@ class DiffusionEngine:
         self, prefix: Sequence[np.ndarray], max_blocks: int, bad: Callable[[str, str], None]
     ) -> None:
         if len(prefix) >= max_blocks:
-            bad("prefix", f"holds {len(prefix)} blocks; a song of max_frames has at most {max_blocks}, "
-                "and at least one must be left to sample")
+            bad(
+                "prefix",
+                f"holds {len(prefix)} blocks; a song of max_frames has at most {max_blocks}, "
+                "and at least one must be left to sample",
+            )
             return
         shape = (self.block_size, self.config.mel_dim)
         for index, block in enumerate(prefix):

@@ -34,6 +34,7 @@ def end_of_song(latents: np.ndarray) -> int | None:
     end frame, scanning back from the end; this reproduces the reference, which also drops that
     frame. Returns the number of frames to keep.
     """
+
     def is_end(frame: np.ndarray) -> bool:
         return float(np.mean((frame.astype(np.float32) - 1.0) ** 2)) <= END_FRAME_MSE
 
@@ -99,8 +100,13 @@ class BlockSampler:
             ids[1] = 0
             styles[1] = 0
         cache = BlockKVCache(
-            self.config.depth, rows, self.config.heads, self.config.head_dim,
-            capacity=ids.shape[1] + blocks * size, device=self.device, dtype=self.dtype,
+            self.config.depth,
+            rows,
+            self.config.heads,
+            self.config.head_dim,
+            capacity=ids.shape[1] + blocks * size,
+            device=self.device,
+            dtype=self.dtype,
         )
         self._check(token)
         self._encode_text(ids, styles, cache)

@@ -194,4 +194,3 @@ class StyleEngine:
                 wave = torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32)).to(self.device)
                 rows.append(self.model.audio_latents(wave.unsqueeze(0))[0].float().cpu())
         return torch.stack(rows).numpy()
-

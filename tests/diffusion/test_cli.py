@@ -43,8 +43,25 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
 
 def _argv(model_dir: Path, tokens: Path, style: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "latents", "generate", "--model-dir", str(model_dir), "--tokens", str(tokens), "--style", str(style),
-        "--seed", "11", "--steps", "4", "--cfg", "2.0", "--max-frames", "25", "-o", str(out), *extra,
+        "latents",
+        "generate",
+        "--model-dir",
+        str(model_dir),
+        "--tokens",
+        str(tokens),
+        "--style",
+        str(style),
+        "--seed",
+        "11",
+        "--steps",
+        "4",
+        "--cfg",
+        "2.0",
+        "--max-frames",
+        "25",
+        "-o",
+        str(out),
+        *extra,
     ]
 
 

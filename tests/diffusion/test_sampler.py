@@ -33,8 +33,12 @@ def _song(engine: DiffusionEngine, **kwargs) -> list:
 def test_sampled_latents_match_reference(reference_engine: DiffusionEngine, case: dict) -> None:
     blocks = list(
         reference_engine.generate(
-            np.array(case["tokens"]), case["style_vector"], seed=case["seed"], steps=case["steps"],
-            cfg_strength=case["cfg_strength"], max_frames=case["max_frames"],
+            np.array(case["tokens"]),
+            case["style_vector"],
+            seed=case["seed"],
+            steps=case["steps"],
+            cfg_strength=case["cfg_strength"],
+            max_frames=case["max_frames"],
         )
     )
     assert [b.index for b in blocks] == [0, 1, 2]

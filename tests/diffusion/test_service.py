@@ -81,8 +81,12 @@ def test_streamed_blocks_match_engine_and_reference(served, reference_engine: Di
     assert [b.seconds_generated for b in streamed] == [2.0, 4.0, 6.0]
     local = list(
         reference_engine.generate(
-            np.array(case["tokens"]), case["style_vector"], seed=case["seed"], steps=case["steps"],
-            cfg_strength=case["cfg_strength"], max_frames=case["max_frames"],
+            np.array(case["tokens"]),
+            case["style_vector"],
+            seed=case["seed"],
+            steps=case["steps"],
+            cfg_strength=case["cfg_strength"],
+            max_frames=case["max_frames"],
         )
     )
     for message, block in zip(streamed, local, strict=True):
@@ -97,7 +101,11 @@ def test_defaults_apply_when_steps_and_guidance_are_absent(served, reference_eng
     request.ClearField("cfg_strength")
     (block,) = stub.GenerateLatents(request, timeout=60)
     (local,) = reference_engine.generate(
-        np.array(case["tokens"]), case["style_vector"], seed=case["seed"], steps=16, cfg_strength=2.0,
+        np.array(case["tokens"]),
+        case["style_vector"],
+        seed=case["seed"],
+        steps=16,
+        cfg_strength=2.0,
         max_frames=10,
     )
     assert np.array_equal(proto_to_numpy(block.latents), local.latents)

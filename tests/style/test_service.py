@@ -162,10 +162,12 @@ def test_audio_byte_cap_stops_reading_early(stub: style_pb2_grpc.StyleEncoderStu
 
 
 def test_stream_protocol_errors(stub: style_pb2_grpc.StyleEncoderStub) -> None:
-    oversized = iter([
-        style_pb2.EmbedAudioRequest(options=style_pb2.AudioEmbedOptions()),
-        style_pb2.EmbedAudioRequest(data=bytes(MAX_CHUNK_BYTES + 1)),
-    ])
+    oversized = iter(
+        [
+            style_pb2.EmbedAudioRequest(options=style_pb2.AudioEmbedOptions()),
+            style_pb2.EmbedAudioRequest(data=bytes(MAX_CHUNK_BYTES + 1)),
+        ]
+    )
     assert invalid_field(lambda: stub.EmbedAudio(oversized, timeout=10)) == "data"
     data_first = iter([style_pb2.EmbedAudioRequest(data=b"RIFF")])
     assert invalid_field(lambda: stub.EmbedAudio(data_first, timeout=10)) == "options"
