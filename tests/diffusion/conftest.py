@@ -41,6 +41,21 @@ def reference_engine(reference_model_dir: Path) -> DiffusionEngine:
 
 
 @pytest.fixture(scope="session")
+def reference_blocks(reference_engine: DiffusionEngine, case: dict) -> list:
+    """The recorded case sampled by our engine in process, block by block."""
+    return list(
+        reference_engine.generate(
+            np.array(case["tokens"]),
+            case["style_vector"],
+            seed=case["seed"],
+            steps=case["steps"],
+            cfg_strength=case["cfg_strength"],
+            max_frames=case["max_frames"],
+        )
+    )
+
+
+@pytest.fixture(scope="session")
 def demo_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model directory written by the demo writer."""
     return write_demo_checkpoint(tmp_path_factory.mktemp("demo-dit"))

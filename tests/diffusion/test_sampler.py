@@ -30,22 +30,12 @@ def _song(engine: DiffusionEngine, **kwargs) -> list:
     return list(engine.generate(TOKENS, _style(), **request))
 
 
-def test_sampled_latents_match_reference(reference_engine: DiffusionEngine, case: dict) -> None:
-    blocks = list(
-        reference_engine.generate(
-            np.array(case["tokens"]),
-            case["style_vector"],
-            seed=case["seed"],
-            steps=case["steps"],
-            cfg_strength=case["cfg_strength"],
-            max_frames=case["max_frames"],
-        )
-    )
-    assert [b.index for b in blocks] == [0, 1, 2]
-    assert [b.final for b in blocks] == [False, False, True]
-    assert {b.max_blocks for b in blocks} == {3}
-    assert [b.seconds_generated for b in blocks] == [2.0, 4.0, 6.0]
-    latents = np.concatenate([b.latents for b in blocks])
+def test_sampled_latents_match_reference(reference_blocks: list, case: dict) -> None:
+    assert [b.index for b in reference_blocks] == [0, 1, 2]
+    assert [b.final for b in reference_blocks] == [False, False, True]
+    assert {b.max_blocks for b in reference_blocks} == {3}
+    assert [b.seconds_generated for b in reference_blocks] == [2.0, 4.0, 6.0]
+    latents = np.concatenate([b.latents for b in reference_blocks])
     assert latents.dtype == np.float32 and latents.shape == case["latents"].shape
     assert np.abs(latents - case["latents"]).max() <= 1e-3
 
