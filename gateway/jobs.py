@@ -204,17 +204,17 @@ class JobManager:
                 log.exception("job failed")
                 error = errors.InternalError(f"internal error: {type(exc).__name__}: {exc}")
             if error is not None and self._stopping:
-                log.info("job interrupted by shutdown; the next gateway resumes it")
-            elif error is not None:
-                state = (
-                    song_pb2.JOB_STATE_CANCELLED
-                    if isinstance(error, errors.CancelledError)
-                    else song_pb2.JOB_STATE_FAILED
-                )
-                self.store.update(record.job_id, state=state, error=_error_text(error))
-                log.info("job ended: %s", _error_text(error))
-            if error is None or not self._stopping:
+                log.info("job interrupted by shutdown; the next gateway resumes it after its kept blocks")
+            else:
                 self.store.drop_blocks(record.job_id)
+                if error is not None:
+                    state = (
+                        song_pb2.JOB_STATE_CANCELLED
+                        if isinstance(error, errors.CancelledError)
+                        else song_pb2.JOB_STATE_FAILED
+                    )
+                    self.store.update(record.job_id, state=state, error=_error_text(error))
+                    log.info("job ended: %s", _error_text(error))
             live.finish(error)
             with self._lock:
                 self._live.pop(record.job_id, None)
@@ -280,13 +280,13 @@ class JobManager:
 
     def resume_unfinished(self) -> int:
         """Queue again every job a previous gateway left unfinished. Each resumes after the blocks
-        it had finished (kept in the store); the same seed gives the same song."""
+        it had finished (kept in the store, and counted in its `blocks_done`); the same seed gives
+        the same song."""
         records = self.store.unfinished()
         with self._lock:
             for record in records:
-                done = len(self.store.blocks(record.job_id))
-                log.info("resuming job %s left unfinished by a restart, after %d blocks", record.job_id, done)
-                self.store.update(record.job_id, state=song_pb2.JOB_STATE_QUEUED, blocks_done=done)
+                log.info("resuming job %s left unfinished by a restart", record.job_id)
+                self.store.update(record.job_id, state=song_pb2.JOB_STATE_QUEUED)
                 self._start(record, None)
         return len(records)
 
