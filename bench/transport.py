@@ -11,8 +11,8 @@ the memory copy from 16 MiB up, with no message on the wire above 4 MiB.
 
 Two caveats the table makes visible. A copy into a buffer that already exists (the last column)
 runs at memory bandwidth, several times faster than a fresh one, which pays a page fault per 4 KiB.
-And at 16 MiB the fresh copy runs in the last-level cache, because the allocator hands back the
-buffer freed by the previous repeat, so that ratio compares the transport with cache bandwidth.
+And at 16 MiB the allocator hands back the buffer freed by the previous repeat, so the fresh copy
+pays no page faults and runs as fast as a copy into an existing buffer.
 The echo is timed alone; checking it against the original happens after the clock stops.
 """
 
