@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import zlib
 
-import ml_dtypes
 import numpy as np
 import pytest
 import torch
@@ -24,8 +23,8 @@ from services.runtime.codec import (
 )
 from services.runtime.errors import InvalidArgumentError, ResourceExhaustedError
 from songsmith.v1 import tensor_pb2
+from tests.runtime.tensors import NUMPY_DTYPES, arrays, same_bits
 
-NUMPY_DTYPES = [np.float32, np.float16, ml_dtypes.bfloat16, np.int64, np.int32, np.int16, np.bool_]
 TORCH_DTYPES = [
     torch.float32,
     torch.float16,
@@ -37,25 +36,13 @@ TORCH_DTYPES = [
 ]
 
 
-def _arrays(dtype) -> st.SearchStrategy[np.ndarray]:
-    shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=7)
-    if dtype is ml_dtypes.bfloat16:
-        raw = hnp.arrays(np.uint16, shapes)
-        return raw.map(lambda a: a.view(ml_dtypes.bfloat16))
-    return hnp.arrays(dtype, shapes)
-
-
-def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-
-
 @pytest.mark.parametrize("dtype", NUMPY_DTYPES, ids=lambda d: np.dtype(d).name)
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_numpy_round_trip_is_bit_exact(dtype, data) -> None:
-    array = data.draw(_arrays(dtype))
-    assert _same_bits(proto_to_numpy(tensor_to_proto(array)), array)
-    assert _same_bits(assemble_tensor(iter_tensor_chunks(array, chunk_bytes=7), 1 << 20), array)
+    array = data.draw(arrays(dtype))
+    assert same_bits(proto_to_numpy(tensor_to_proto(array)), array)
+    assert same_bits(assemble_tensor(iter_tensor_chunks(array, chunk_bytes=7), 1 << 20), array)
 
 
 def _torch_bits(tensor: torch.Tensor) -> bytes:
@@ -104,7 +91,7 @@ def test_chunk_boundaries(nbytes: int, chunks: int) -> None:
     assert len(pieces) == chunks
     assert all(len(p.data) <= MAX_CHUNK_BYTES for p in pieces)
     assert [p.HasField("header") for p in pieces] == [True] + [False] * (chunks - 1)
-    assert _same_bits(assemble_tensor(pieces, nbytes), array)
+    assert same_bits(assemble_tensor(pieces, nbytes), array)
 
 
 def _chunks(nbytes: int = 3 * MAX_CHUNK_BYTES) -> list[tensor_pb2.TensorChunk]:
@@ -210,11 +197,11 @@ def test_serialized_chunks_are_the_same_messages(nbytes: int) -> None:
     assembler = TensorAssembler(nbytes, field="chunks")
     for piece in raw:
         assembler.add_serialized(piece)
-    assert _same_bits(assembler.result(), array)
+    assert same_bits(assembler.result(), array)
     typed = TensorAssembler(nbytes)
     for message in iter_tensor_chunks(array):
         typed.add_serialized(message.SerializeToString())
-    assert _same_bits(typed.result(), array)
+    assert same_bits(typed.result(), array)
 
 
 def test_malformed_wire_bytes_are_refused() -> None:

@@ -13,6 +13,8 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from services.runtime.codec import (
@@ -28,6 +30,7 @@ from services.runtime.interceptor import field_violations, retry_delay
 from services.runtime.server import StageServer
 from tests.helpers import health_status, running_stage, wait_for_health
 from tests.runtime.harness import SERVICE, HarnessClient, HarnessEngine, spec
+from tests.runtime.tensors import NUMPY_DTYPES, arrays, same_bits
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -40,6 +43,15 @@ def harness():
     with running_stage(spec(lambda: engine)) as server:
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         yield HarnessClient(channel), engine, server
+        channel.close()
+
+
+@pytest.fixture(scope="module")
+def echo_client():
+    """One harness server shared by the many echoes of a property test."""
+    with running_stage(spec(HarnessEngine)) as server:
+        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        yield HarnessClient(channel)
         channel.close()
 
 
@@ -209,6 +221,23 @@ def test_metrics_count_calls_by_code(harness) -> None:
     assert count("INVALID_ARGUMENT") == before + 1
     assert REGISTRY.get_sample_value("songsmith_requests_in_flight", {"stage": "harness"}) == 0
     assert REGISTRY.get_sample_value("songsmith_received_bytes_total", {"stage": "harness"}) > 0
+
+
+@pytest.mark.parametrize("dtype", NUMPY_DTYPES, ids=lambda d: np.dtype(d).name)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), copies=st.sampled_from([1, 3, 700]))
+def test_random_tensors_echo_bit_exact_over_grpc(
+    echo_client: HarnessClient, dtype, data, copies: int
+) -> None:
+    """Random shapes and values of every dtype, stacked `copies` times so some cross the 1 MiB chunk size."""
+    drawn = data.draw(arrays(dtype))
+    array = np.ascontiguousarray(np.broadcast_to(drawn, (copies, *drawn.shape)))
+    echoed = assemble_tensor(echo_client.echo(iter_tensor_chunks(array), timeout=60), 64 << 20)
+    assert same_bits(echoed, array)
+    assembler = TensorAssembler(64 << 20)
+    for raw in echo_client.echo_serialized(iter_serialized_chunks(array), timeout=60):
+        assembler.add_serialized(raw)
+    assert same_bits(assembler.result(), array)
 
 
 @pytest.mark.parametrize("nbytes", [0, MAX_CHUNK_BYTES, MAX_CHUNK_BYTES + 1, 256 * MAX_CHUNK_BYTES])
