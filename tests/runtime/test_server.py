@@ -223,6 +223,24 @@ def test_metrics_count_calls_by_code(harness) -> None:
     assert REGISTRY.get_sample_value("songsmith_received_bytes_total", {"stage": "harness"}) > 0
 
 
+def test_metrics_count_bytes_both_ways_and_time_each_call(harness) -> None:
+    client, _, _ = harness
+    labels = {"stage": "harness"}
+    timed = {"stage": "harness", "method": f"/{SERVICE}/Echo"}
+
+    def sample(name: str, extra: dict[str, str] = labels) -> float:
+        return REGISTRY.get_sample_value(name, extra) or 0.0
+
+    received, sent = sample("songsmith_received_bytes_total"), sample("songsmith_sent_bytes_total")
+    calls = sample("songsmith_request_duration_seconds_count", timed)
+    array = np.zeros(3 * MAX_CHUNK_BYTES // 4, dtype=np.float32)
+    assemble_tensor(client.echo(iter_tensor_chunks(array), timeout=30), array.nbytes)
+    assert sample("songsmith_received_bytes_total") - received >= array.nbytes
+    assert sample("songsmith_sent_bytes_total") - sent >= array.nbytes
+    assert sample("songsmith_request_duration_seconds_count", timed) == calls + 1
+    assert sample("songsmith_request_duration_seconds_sum", timed) > 0
+
+
 @pytest.mark.parametrize("dtype", NUMPY_DTYPES, ids=lambda d: np.dtype(d).name)
 @settings(max_examples=25, deadline=None)
 @given(data=st.data(), copies=st.sampled_from([1, 3, 700]))
