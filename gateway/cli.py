@@ -24,6 +24,7 @@ from tqdm import tqdm
 from gateway.audio import CONTAINERS, format_for_path
 from gateway.client import AudioFile, SongClient, consume
 from services.runtime.cancellation import CancellationToken
+from services.runtime.cli import USAGE_ERROR, report_error
 from services.runtime.errors import InvalidArgumentError, ServiceError
 from services.runtime.interceptor import error_from_call
 from songsmith.v1 import song_pb2
@@ -48,13 +49,6 @@ class CommandError(Exception):
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def describe(error: ServiceError) -> str:
-    """One line for a typed error; field violations are listed."""
-    if isinstance(error, InvalidArgumentError):
-        return "; ".join(f"{v.field}: {v.description}" for v in error.violations)
-    return error.message
 
 
 class _CommandGroups:
@@ -366,8 +360,7 @@ def run_batch(args: argparse.Namespace) -> int:
             made += 1
         except (ValueError, CommandError, ServiceError) as exc:
             failed += 1
-            reason = describe(exc) if isinstance(exc, ServiceError) else str(exc)
-            print(f"songsmith: {source}:{number}: {reason}", file=sys.stderr)
+            print(f"songsmith: {source}:{number}: {exc}", file=sys.stderr)
     print(f"{made} made, {failed} failed")
     return 1 if failed else 0
 
@@ -571,11 +564,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except CommandError as exc:
-        print(f"songsmith: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report_error(str(exc), exc.exit_code)
     except ServiceError as exc:
-        print(f"songsmith: error: {describe(exc)}", file=sys.stderr)
-        return 2 if isinstance(exc, InvalidArgumentError) else 1
+        return report_error(exc.message, USAGE_ERROR if isinstance(exc, InvalidArgumentError) else 1)
     except KeyboardInterrupt:
         print("songsmith: interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from services.diffusion.checkpoint import CheckpointError
 from services.diffusion.engine import DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, DiffusionEngine
+from services.runtime.cli import report_error
 from services.runtime.errors import ServiceError
 
 DEFAULT_MAX_FRAMES = 1050  # 210 s, the reference's default length cap
@@ -55,11 +56,6 @@ class InputError(Exception):
     """A CLI input file is unreadable or malformed."""
 
 
-def _fail(message: str) -> int:
-    print(f"songsmith: error: {message}", file=sys.stderr)
-    return 2
-
-
 def read_tokens(path: Path) -> np.ndarray:
     """Token ids from a JSON list, or from an object with a "tokens" list (the tokenizer's --json)."""
     try:
@@ -99,17 +95,17 @@ def run_generate(args: argparse.Namespace) -> int:
                 latents.append(block.latents)
                 progress.update(1)
     except InputError as exc:
-        return _fail(str(exc))
+        return report_error(str(exc))
     except ServiceError as exc:
-        return _fail(exc.message)
+        return report_error(exc.message)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
-        return _fail(str(exc))
+        return report_error(str(exc))
     song = np.concatenate(latents).astype(np.float32)
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with args.output.open("wb") as handle:
             np.save(handle, song)
     except OSError as exc:
-        return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
+        return report_error(f"cannot write {args.output}: {exc.strerror or exc}")
     print(f"wrote {args.output}: float32 [{song.shape[0]}, {song.shape[1]}] ({song.shape[0] / 5:.1f} s)")
     return 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from services.runtime.cli import report_error
 from services.runtime.errors import ServiceError
 from services.style.engine import CROP_WHOLE, StyleEngine, StyleLimits
 
@@ -34,18 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     embed.set_defaults(func=run_embed)
 
 
-def _fail(message: str) -> int:
-    print(f"songsmith: error: {message}", file=sys.stderr)
-    return 2
-
-
 def run_embed(args: argparse.Namespace) -> int:
     """Load the model, embed the prompt or recording, write the vector; 2 with one line on error."""
     if args.audio is not None:
         try:
             data = args.audio.read_bytes()
         except OSError as exc:
-            return _fail(f"cannot read {args.audio}: {exc.strerror or exc}")
+            return report_error(f"cannot read {args.audio}: {exc.strerror or exc}")
     try:
         engine = StyleEngine.load(args.model_dir, args.device, limits=CLI_LIMITS, text_cache_size=0)
         if args.audio is None:
@@ -56,12 +51,12 @@ def run_embed(args: argparse.Namespace) -> int:
             vector = result.vector
             detail = f"{result.clips} clip(s), {result.seconds:.1f} s of audio"
     except ServiceError as exc:
-        return _fail(exc.message)
+        return report_error(exc.message)
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with args.output.open("wb") as handle:
             np.save(handle, vector.astype(np.float32))
     except OSError as exc:
-        return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
+        return report_error(f"cannot write {args.output}: {exc.strerror or exc}")
     print(f"wrote {args.output}: float32 [{vector.shape[0]}] from {detail}")
     return 0

@@ -12,6 +12,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
+from services.runtime.cli import report_error
 from services.runtime.errors import InvalidArgumentError, ServiceError
 from services.tokenizer.engine import TokenizedLyrics, TokenizerEngine
 
@@ -38,11 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tokenize.set_defaults(func=run_tokenize)
 
 
-def _fail(message: str) -> int:
-    print(f"songsmith: error: {message}", file=sys.stderr)
-    return 2
-
-
 def _read_lyrics(name: str) -> str:
     raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
     return raw.decode("utf-8")
@@ -53,15 +49,15 @@ def run_tokenize(args: argparse.Namespace) -> int:
     try:
         lyrics = _read_lyrics(args.file)
     except OSError as exc:
-        return _fail(f"cannot read {args.file}: {exc.strerror or exc}")
+        return report_error(f"cannot read {args.file}: {exc.strerror or exc}")
     except UnicodeDecodeError as exc:
-        return _fail(f"{args.file} is not UTF-8 text (byte {exc.start})")
+        return report_error(f"{args.file} is not UTF-8 text (byte {exc.start})")
     try:
         result = TokenizerEngine.load(data_dir=args.data_dir).tokenize(lyrics)
     except InvalidArgumentError as exc:
-        return _fail("; ".join(violation.description for violation in exc.violations))
+        return report_error("; ".join(violation.description for violation in exc.violations))
     except ServiceError as exc:
-        return _fail(exc.message)
+        return report_error(exc.message)
     print(json.dumps(as_json(result), ensure_ascii=False) if args.json else as_table(result))
     return 0
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from services.runtime.errors import InvalidArgumentError, ServiceError
+from services.runtime.cli import report_error
+from services.runtime.errors import ServiceError
 from services.vocoder.engine import DEFAULT_MAX_FRAMES, VocoderEngine
 
 OUTPUT_SUFFIXES = (".npy", ".wav")
@@ -39,38 +40,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     decode.set_defaults(func=run_decode)
 
 
-def _fail(message: str) -> int:
-    print(f"songsmith: error: {message}", file=sys.stderr)
-    return 2
-
-
-def _describe(error: ServiceError) -> str:
-    if isinstance(error, InvalidArgumentError):
-        return "; ".join(f"{v.field}: {v.description}" for v in error.violations)
-    return error.message
-
-
 def run_decode(args: argparse.Namespace) -> int:
     """Handler of `songsmith latents decode`; returns the exit code."""
     suffix = args.output.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
-        return _fail(f"output {args.output} must end in .npy or .wav")
+        return report_error(f"output {args.output} must end in .npy or .wav")
     try:
         latents = np.load(args.latents, allow_pickle=False)
     except (OSError, ValueError) as exc:
-        return _fail(f"cannot read latents from {args.latents}: {exc}")
+        return report_error(f"cannot read latents from {args.latents}: {exc}")
     try:
         engine = VocoderEngine.load(args.model_dir, device=args.device, max_frames=args.max_frames)
         audio = engine.decode(latents)
     except ServiceError as exc:
-        return _fail(f"{args.latents}: {_describe(exc)}")
+        return report_error(f"{args.latents}: {exc.message}")
     try:
         if suffix == ".npy":
             np.save(args.output, audio)
         else:
             soundfile.write(args.output, audio, engine.sample_rate, subtype="FLOAT")
     except OSError as exc:
-        return _fail(f"cannot write {args.output}: {exc}")
+        return report_error(f"cannot write {args.output}: {exc}")
     seconds = len(audio) / engine.sample_rate
     print(f"wrote {args.output} ({seconds:.1f} s, {engine.sample_rate} Hz mono)", file=sys.stderr)
     return 0
