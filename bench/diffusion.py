@@ -43,12 +43,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.nn.utils.rnn import pad_sequence  # noqa: E402
 
-from services.diffusion.checkpoint import load_state_dict_strict  # noqa: E402
-from services.diffusion.demo import random_state_dict  # noqa: E402
-from services.diffusion.dit import DiT, DiTConfig  # noqa: E402
-from services.diffusion.kv_cache import BlockKVCache  # noqa: E402
+from services.diffusion.diffrhythm2.checkpoint import load_state_dict_strict  # noqa: E402
+from services.diffusion.diffrhythm2.demo import random_state_dict  # noqa: E402
+from services.diffusion.diffrhythm2.dit import DiT, DiTConfig  # noqa: E402
+from services.diffusion.diffrhythm2.kv_cache import BlockKVCache  # noqa: E402
+from services.diffusion.diffrhythm2.sampler import BlockSampler  # noqa: E402
 from services.diffusion.onednn import set_onednn  # noqa: E402
-from services.diffusion.sampler import BlockSampler  # noqa: E402
 
 BENCH_CONFIG = DiTConfig(dim=1024, depth=4, heads=8, ff_mult=4, mel_dim=64, repa_depth=1, repa_dims=(64,))
 LYRIC_TOKENS = 300

@@ -3,7 +3,7 @@
 Two model sizes, both random weights on CPU:
 
 - `fixture`: the parity fixture tests/fixtures/muq-mulan-tiny (MuQ 64 x 2, XLM-R 48 x 2, heads 32 x 2);
-- `medium`: `services.style.demo.MEDIUM` (MuQ 256 x 4 with 64 conv channels, XLM-R 256 x 4, heads
+- `medium`: `services.style.muq_mulan.demo.MEDIUM` (MuQ 256 x 4 with 64 conv channels, XLM-R 256 x 4, heads
   256 x 2), written to a temporary folder by the demo writer.
 
 Same-run baselines: cached prompts against cold prompts (the LRU cache's gain), the whole-recording
@@ -35,8 +35,8 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from services.style.audio_io import decode_audio  # noqa: E402
-from services.style.demo import MEDIUM, REAL_SHAPES, write_demo_model  # noqa: E402
-from services.style.engine import StyleEngine, StyleLimits  # noqa: E402
+from services.style.muq_mulan.demo import MEDIUM, REAL_SHAPES, write_demo_model  # noqa: E402
+from services.style.muq_mulan.engine import StyleEngine, StyleLimits  # noqa: E402
 
 FIXTURE_CHECKPOINT = ROOT / "tests" / "fixtures" / "muq-mulan-tiny" / "MuQ-MuLan-tiny"
 GENRES = ["pop", "rock", "jazz", "lofi", "metal", "folk", "techno", "soul", "ambient", "funk", "blues"]

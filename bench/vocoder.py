@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from services.vocoder.bigvgan import BigVGANGenerator, DecoderConfig  # noqa: E402
-from services.vocoder.demo import DEMO_CONFIG  # noqa: E402
-from services.vocoder.engine import VocoderEngine  # noqa: E402
-from services.vocoder.windows import WINDOW_FRAMES, reference_pastes  # noqa: E402
+from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator, DecoderConfig  # noqa: E402
+from services.vocoder.diffrhythm2.demo import DEMO_CONFIG  # noqa: E402
+from services.vocoder.diffrhythm2.engine import VocoderEngine  # noqa: E402
+from services.vocoder.diffrhythm2.windows import WINDOW_FRAMES, reference_pastes  # noqa: E402
 
 BLOCK_FRAMES = 10
 FPS = 5

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from gateway.stages import LatentBlock, LatentRequest, PcmPiece
-from services.diffusion.engine import DiffusionEngine
+from services.diffusion.diffrhythm2.engine import DiffusionEngine
 from services.runtime.cancellation import CancellationToken
-from services.style.engine import StyleEngine
-from services.tokenizer.engine import TokenizerEngine
-from services.vocoder.engine import VocoderEngine
+from services.style.muq_mulan.engine import StyleEngine
+from services.tokenizer.diffrhythm2.engine import TokenizerEngine
+from services.vocoder.diffrhythm2.engine import VocoderEngine
 
 MODEL_NAME = "diffrhythm2"
 

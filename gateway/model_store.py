@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.diffusion.demo import write_demo_checkpoint
-from services.style.demo import write_demo_model
-from services.vocoder.demo import write_demo_decoder
+from services.diffusion.diffrhythm2.demo import write_demo_checkpoint
+from services.style.muq_mulan.demo import write_demo_model
+from services.vocoder.diffrhythm2.demo import write_demo_decoder
 
 
 @dataclass(frozen=True)

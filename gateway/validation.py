@@ -16,8 +16,8 @@ from gateway.audio import CONTAINERS, DEFAULT_TARGET_LUFS
 from gateway.pipeline import SongSpec
 from gateway.stages import FRAMES_PER_SECOND
 from services.runtime.errors import FieldViolation, InvalidArgumentError
-from services.tokenizer.segmentation import split_segments, unreadable_reason
-from services.tokenizer.structure import LineKind, LyricsLimits, read_lyrics
+from services.tokenizer.diffrhythm2.structure import LineKind, LyricsLimits, read_lyrics
+from services.tokenizer.g2p.segmentation import split_segments, unreadable_reason
 from songsmith.v1 import song_pb2
 
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from services.diffusion.checkpoint import CheckpointError
-from services.diffusion.engine import DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, DiffusionEngine
+from services.diffusion.diffrhythm2.checkpoint import CheckpointError
+from services.diffusion.diffrhythm2.engine import DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, DiffusionEngine
 from services.runtime.cli import report_error
 from services.runtime.errors import ServiceError
 

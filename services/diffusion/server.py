@@ -8,8 +8,8 @@ import grpc
 import numpy as np
 import torch
 
-from services.diffusion.dit import COND_DIM
-from services.diffusion.engine import DEFAULT_MAX_FRAMES_CAP, DiffusionEngine
+from services.diffusion.diffrhythm2.dit import COND_DIM
+from services.diffusion.diffrhythm2.engine import DEFAULT_MAX_FRAMES_CAP, DiffusionEngine
 from services.diffusion.servicer import DiffusionServicer
 from services.runtime.config import ServerConfig, load_config, option
 from services.runtime.server import ModelSlot, StageSpec, serve

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 
-from services.diffusion.engine import DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, DiffusionEngine
+from services.diffusion.diffrhythm2.engine import DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, DiffusionEngine
 from services.runtime.calls import call_token
 from services.runtime.codec import proto_to_numpy, tensor_to_proto
 from services.runtime.errors import InvalidArgumentError

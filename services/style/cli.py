@@ -9,7 +9,7 @@ import numpy as np
 
 from services.runtime.cli import report_error
 from services.runtime.errors import ServiceError
-from services.style.engine import CROP_WHOLE, StyleEngine, StyleLimits
+from services.style.muq_mulan.engine import CROP_WHOLE, StyleEngine, StyleLimits
 
 # The CLI embeds local files its user chose, so the service's size caps do not apply.
 CLI_LIMITS = StyleLimits(max_prompt_chars=1_000_000, max_audio_seconds=float("inf"), max_audio_bytes=1 << 62)

@@ -11,7 +11,7 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES, tensor_to_proto
 from services.runtime.errors import InvalidArgumentError
 from services.runtime.server import ModelSlot
-from services.style.engine import CROP_RANDOM, CROP_WHOLE, CropMode, StyleEngine
+from services.style.muq_mulan.engine import CROP_RANDOM, CROP_WHOLE, CropMode, StyleEngine
 from songsmith.v1 import style_pb2, style_pb2_grpc
 
 _CROP_MODES: dict[int, CropMode] = {

@@ -11,7 +11,7 @@ import soundfile
 
 from services.runtime.cli import report_error
 from services.runtime.errors import ServiceError
-from services.vocoder.engine import DEFAULT_MAX_FRAMES, VocoderEngine
+from services.vocoder.diffrhythm2.engine import DEFAULT_MAX_FRAMES, VocoderEngine
 
 OUTPUT_SUFFIXES = (".npy", ".wav")
 

@@ -10,9 +10,9 @@ import torch
 
 from services.runtime.config import ServerConfig, load_config, option
 from services.runtime.server import ModelSlot, StageSpec, serve
-from services.vocoder.engine import DEFAULT_MAX_FRAMES, VocoderEngine
+from services.vocoder.diffrhythm2.engine import DEFAULT_MAX_FRAMES, VocoderEngine
+from services.vocoder.diffrhythm2.windows import WINDOW_FRAMES
 from services.vocoder.servicer import VocoderServicer
-from services.vocoder.windows import WINDOW_FRAMES
 from songsmith.v1 import vocoder_pb2_grpc
 
 SERVICE_NAME = "songsmith.v1.Vocoder"

@@ -13,8 +13,8 @@ from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy, tensor_to_pr
 from services.runtime.errors import InvalidArgumentError
 from services.runtime.logs import job_scope
 from services.runtime.server import ModelSlot
-from services.vocoder.engine import VocoderEngine
-from services.vocoder.streaming import PcmPiece, StreamingDecoder
+from services.vocoder.diffrhythm2.engine import VocoderEngine
+from services.vocoder.diffrhythm2.streaming import PcmPiece, StreamingDecoder
 from songsmith.v1 import vocoder_pb2, vocoder_pb2_grpc
 
 MAX_CHUNK_SAMPLES = MAX_CHUNK_BYTES // np.dtype(np.float32).itemsize

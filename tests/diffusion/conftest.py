@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.diffusion.demo import write_demo_checkpoint
-from services.diffusion.engine import DiffusionEngine
+from services.diffusion.diffrhythm2.demo import write_demo_checkpoint
+from services.diffusion.diffrhythm2.engine import DiffusionEngine
 
 FIXTURE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "diffrhythm2-tiny"
 MODEL_FILES = ("model.safetensors", "config.json")

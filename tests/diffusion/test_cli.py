@@ -11,7 +11,7 @@ import pytest
 
 from gateway.cli import main as songsmith_main
 from services.diffusion import cli
-from services.diffusion.engine import DiffusionEngine
+from services.diffusion.diffrhythm2.engine import DiffusionEngine
 
 TOKENS = [500, 511, 503, 511, 40, 41, 42, 511]
 

@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from services.diffusion.checkpoint import CheckpointError, load_dit
-from services.diffusion.demo import DEMO_CONFIG, write_demo_checkpoint
-from services.diffusion.dit import DiTConfig
-from services.diffusion.engine import DiffusionEngine
+from services.diffusion.diffrhythm2.checkpoint import CheckpointError, load_dit
+from services.diffusion.diffrhythm2.demo import DEMO_CONFIG, write_demo_checkpoint
+from services.diffusion.diffrhythm2.dit import DiTConfig
+from services.diffusion.diffrhythm2.engine import DiffusionEngine
 from services.runtime.errors import FailedPreconditionError
 from tests.diffusion.conftest import FIXTURE_DIR
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from services.diffusion.checkpoint import load_dit
-from services.diffusion.engine import DiffusionEngine
-from services.diffusion.kv_cache import BlockKVCache
-from services.diffusion.sampler import BlockSampler, end_of_song
+from services.diffusion.diffrhythm2.checkpoint import load_dit
+from services.diffusion.diffrhythm2.engine import DiffusionEngine
+from services.diffusion.diffrhythm2.kv_cache import BlockKVCache
+from services.diffusion.diffrhythm2.sampler import BlockSampler, end_of_song
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import CancelledError, DeadlineExceededError
 from tests.diffusion.conftest import FIXTURE_DIR

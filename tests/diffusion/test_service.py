@@ -10,7 +10,7 @@ import grpc
 import numpy as np
 import pytest
 
-from services.diffusion.engine import DiffusionEngine
+from services.diffusion.diffrhythm2.engine import DiffusionEngine
 from services.diffusion.server import DiffusionConfig, build_spec
 from services.runtime.codec import proto_to_numpy, tensor_to_proto
 from services.runtime.interceptor import field_violations

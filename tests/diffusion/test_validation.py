@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.diffusion.engine import DiffusionEngine
+from services.diffusion.diffrhythm2.engine import DiffusionEngine
 from services.runtime.errors import InvalidArgumentError
 
 TOKENS = np.array([500, 511, 40, 41, 511], dtype=np.int64)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.style.engine import StyleEngine
+from services.style.muq_mulan.engine import StyleEngine
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "muq-mulan-tiny"
 CHECKPOINT = FIXTURE / "MuQ-MuLan-tiny"

@@ -8,7 +8,7 @@ import soundfile as sf
 
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import CancelledError, InvalidArgumentError
-from services.style.engine import StyleEngine, StyleLimits
+from services.style.muq_mulan.engine import StyleEngine, StyleLimits
 from tests.style.conftest import FIXTURE, expected
 
 SYNTH = FIXTURE / "audio" / "clip_c_synth.wav"

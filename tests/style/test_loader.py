@@ -14,9 +14,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from services.runtime.errors import FailedPreconditionError
-from services.style.demo import AUDIO_NAME, TEXT_NAME, TINY, DemoSize, write_demo_model
-from services.style.engine import StyleEngine
-from services.style.loader import ModelLoadError, load_mulan
+from services.style.muq_mulan.demo import AUDIO_NAME, TEXT_NAME, TINY, DemoSize, write_demo_model
+from services.style.muq_mulan.engine import StyleEngine
+from services.style.muq_mulan.loader import ModelLoadError, load_mulan
 from tests.style.conftest import CHECKPOINT, FIXTURE, copy_fixture_layout, expected
 
 

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from services.style.clips import whole_recording_clips
-from services.style.engine import StyleEngine
+from services.style.muq_mulan.clips import whole_recording_clips
+from services.style.muq_mulan.engine import StyleEngine
 from tests.style.conftest import FIXTURE, copy_fixture_layout, expected
 
 VECTOR_ATOL = 1e-5

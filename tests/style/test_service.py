@@ -16,7 +16,7 @@ from grpc_status import rpc_status
 
 from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy
 from services.runtime.config import MIB, load_config
-from services.style.engine import StyleEngine
+from services.style.muq_mulan.engine import StyleEngine
 from services.style.server import SERVICE_NAME, StyleConfig, build_spec
 from songsmith.v1 import style_pb2, style_pb2_grpc
 from tests.helpers import health_status, running_stage

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from services.runtime.errors import FailedPreconditionError
-from services.tokenizer.assets import VOCAB_FILE, installed_data_dir, resolve_data_dir
-from services.tokenizer.engine import TokenizerEngine
+from services.tokenizer.diffrhythm2.engine import TokenizerEngine
+from services.tokenizer.g2p.assets import VOCAB_FILE, installed_data_dir, resolve_data_dir
 from tests.tokenizer.conftest import ENGLISH
 
 VOCAB_SHA256 = "0f5c44e05f79df8ae4fd77d7772950436a8bacc83d134fdf0ae3c72412b5676a"

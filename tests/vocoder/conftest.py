@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from services.vocoder.engine import VocoderEngine
+from services.vocoder.diffrhythm2.engine import VocoderEngine
 
 FIXTURE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "diffrhythm2-tiny"
 

@@ -8,8 +8,8 @@ import numpy as np
 import soundfile
 
 from gateway.cli import main
-from services.vocoder.demo import write_demo_decoder
-from services.vocoder.engine import VocoderEngine
+from services.vocoder.diffrhythm2.demo import write_demo_decoder
+from services.vocoder.diffrhythm2.engine import VocoderEngine
 
 
 def _decode(fixture_dir: Path, latents: Path, output: Path) -> int:

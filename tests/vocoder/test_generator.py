@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from services.runtime.errors import FailedPreconditionError
-from services.vocoder.bigvgan import BigVGANGenerator, DecoderConfig, kaiser_sinc_filter
-from services.vocoder.checkpoint import CheckpointMismatchError, fuse_weight_norm, load_generator
-from services.vocoder.engine import VocoderEngine
+from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator, DecoderConfig, kaiser_sinc_filter
+from services.vocoder.diffrhythm2.checkpoint import CheckpointMismatchError, fuse_weight_norm, load_generator
+from services.vocoder.diffrhythm2.engine import VocoderEngine
 
 
 def test_one_shot_decode_matches_reference_audio(engine: VocoderEngine, fixture_dir: Path, reference_latents):

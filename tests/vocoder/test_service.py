@@ -14,10 +14,10 @@ from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
 from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy, tensor_to_proto
-from services.vocoder.engine import VocoderEngine
+from services.vocoder.diffrhythm2.engine import VocoderEngine
+from services.vocoder.diffrhythm2.streaming import PcmPiece
 from services.vocoder.server import SERVICE_NAME, VocoderConfig, build_spec
 from services.vocoder.servicer import pcm_chunks
-from services.vocoder.streaming import PcmPiece
 from songsmith.v1 import tensor_pb2, vocoder_pb2, vocoder_pb2_grpc
 from tests.helpers import health_status, running_stage
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import CancelledError, InvalidArgumentError
-from services.vocoder.engine import VocoderEngine
-from services.vocoder.streaming import PcmPiece, StreamingDecoder
-from services.vocoder.windows import final_frame_count
+from services.vocoder.diffrhythm2.engine import VocoderEngine
+from services.vocoder.diffrhythm2.streaming import PcmPiece, StreamingDecoder
+from services.vocoder.diffrhythm2.windows import final_frame_count
 
 LENGTHS = [7, 19, 20, 21, 35, 44]
 UNEVEN_GROUPS = [3, 0, 7, 1, 11, 2, 16]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from services.vocoder.windows import Paste, final_frame_count, reference_pastes
+from services.vocoder.diffrhythm2.windows import Paste, final_frame_count, reference_pastes
 
 
 @functools.cache

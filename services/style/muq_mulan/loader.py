@@ -22,8 +22,8 @@ from tokenizers import Tokenizer
 from transformers import XLMRobertaConfig
 
 from services.runtime.errors import FailedPreconditionError
-from services.style.mulan import MuLanConfig, MuQMuLan
-from services.style.muq import MuQConfig
+from services.style.muq_mulan.mulan import MuLanConfig, MuQMuLan
+from services.style.muq_mulan.muq import MuQConfig
 
 CONFIG_FILE = "config.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import cn2an
 
-from services.tokenizer.assets import FrontEndData
-from services.tokenizer.polyphone import MAX_TEXT_CHARS, PolyphoneModel
-from services.tokenizer.punctuation import ascii_punctuation, tighten_punctuation
+from services.tokenizer.g2p.assets import FrontEndData
+from services.tokenizer.g2p.polyphone import MAX_TEXT_CHARS, PolyphoneModel
+from services.tokenizer.g2p.punctuation import ascii_punctuation, tighten_punctuation
 
 with warnings.catch_warnings():
     # jieba 0.42 imports the deprecated pkg_resources; nothing we can act on.

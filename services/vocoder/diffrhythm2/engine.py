@@ -9,10 +9,10 @@ import torch
 
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import InvalidArgumentError
-from services.vocoder.bigvgan import BigVGANGenerator
-from services.vocoder.checkpoint import load_generator
-from services.vocoder.streaming import StreamingDecoder, validate_latents
-from services.vocoder.windows import reference_pastes
+from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator
+from services.vocoder.diffrhythm2.checkpoint import load_generator
+from services.vocoder.diffrhythm2.streaming import StreamingDecoder, validate_latents
+from services.vocoder.diffrhythm2.windows import reference_pastes
 
 DEFAULT_MAX_FRAMES = 3000
 

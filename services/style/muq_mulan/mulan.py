@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from torch import nn
 from transformers import XLMRobertaConfig, XLMRobertaModel
 
-from services.style.muq import MuQ, MuQConfig
+from services.style.muq_mulan.muq import MuQ, MuQConfig
 
 ATTENTION_LOGIT_SCALE = 8.0
 

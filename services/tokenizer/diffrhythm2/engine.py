@@ -16,12 +16,7 @@ from typing import Any
 
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import FieldViolation, InvalidArgumentError
-from services.tokenizer.assets import FrontEndData
-from services.tokenizer.english import EnglishPhonemizer, NumberTooLargeError, normalize_english
-from services.tokenizer.mandarin import MandarinReader, PreparedRun, RunTooLongError
-from services.tokenizer.polyphone import PolyphoneModel
-from services.tokenizer.segmentation import split_segments, unreadable_reason
-from services.tokenizer.structure import (
+from services.tokenizer.diffrhythm2.structure import (
     LYRICS_FIELD,
     START_ID,
     STOP_ID,
@@ -31,6 +26,11 @@ from services.tokenizer.structure import (
     instrumental_tokens,
     read_lyrics,
 )
+from services.tokenizer.g2p.assets import FrontEndData
+from services.tokenizer.g2p.english import EnglishPhonemizer, NumberTooLargeError, normalize_english
+from services.tokenizer.g2p.mandarin import MandarinReader, PreparedRun, RunTooLongError
+from services.tokenizer.g2p.polyphone import PolyphoneModel
+from services.tokenizer.g2p.segmentation import split_segments, unreadable_reason
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from services.diffusion.dit import DiT
-from services.diffusion.kv_cache import BlockKVCache
+from services.diffusion.diffrhythm2.dit import DiT
+from services.diffusion.diffrhythm2.kv_cache import BlockKVCache
 from services.runtime.cancellation import CancellationToken
 
 TEXT_TIME = -1.0

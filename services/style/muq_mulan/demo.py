@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import save_file
 from transformers import XLMRobertaConfig
 
-from services.style.mulan import MuLanConfig, MuQMuLan
-from services.style.muq import MuQConfig
+from services.style.muq_mulan.mulan import MuLanConfig, MuQMuLan
+from services.style.muq_mulan.muq import MuQConfig
 
 ASSETS = Path(__file__).parent / "assets" / "xlm-roberta-tiny"
 TOKENIZER_VOCAB = 472

@@ -17,8 +17,8 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.config import MIB
 from services.runtime.errors import InvalidArgumentError
 from services.style.audio_io import DATA_FIELD, decode_audio
-from services.style.clips import random_crop, whole_recording_clips
-from services.style.loader import LoadedModel, load_mulan
+from services.style.muq_mulan.clips import random_crop, whole_recording_clips
+from services.style.muq_mulan.loader import LoadedModel, load_mulan
 from services.style.text_cache import TextEmbeddingCache
 
 PROMPT_FIELD = "prompt"

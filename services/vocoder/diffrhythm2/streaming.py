@@ -16,7 +16,7 @@ import numpy as np
 
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import InvalidArgumentError
-from services.vocoder.windows import (
+from services.vocoder.diffrhythm2.windows import (
     HOP_FRAMES,
     TRIM_FRAMES,
     WINDOW_FRAMES,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from services.runtime.errors import FailedPreconditionError
-from services.vocoder.bigvgan import BigVGANGenerator, DecoderConfig
+from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator, DecoderConfig
 
 CONFIG_FILE = "decoder.json"
 WEIGHTS_FILE = "decoder.bin"

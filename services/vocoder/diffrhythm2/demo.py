@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from services.vocoder.bigvgan import BigVGANGenerator, DecoderConfig
-from services.vocoder.checkpoint import CONFIG_FILE, WEIGHTS_FILE, published_shapes
+from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator, DecoderConfig
+from services.vocoder.diffrhythm2.checkpoint import CONFIG_FILE, WEIGHTS_FILE, published_shapes
 
 DEMO_SEED = 5
 DEMO_CONFIG = {

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from torch import nn
 
-from services.style.mel import MelFrontEnd
+from services.style.muq_mulan.mel import MelFrontEnd
 
 MEL_FEATURE = "melspec_2048"
 TIME_STRIDES = {4: (2, 2), 2: (2, 1)}

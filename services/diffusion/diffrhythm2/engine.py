@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from services.diffusion.checkpoint import load_dit, missing_model_files
-from services.diffusion.dit import COND_DIM, DiT
-from services.diffusion.sampler import BlockSampler, SampledBlock, block_count, end_of_song
+from services.diffusion.diffrhythm2.checkpoint import load_dit, missing_model_files
+from services.diffusion.diffrhythm2.dit import COND_DIM, DiT
+from services.diffusion.diffrhythm2.sampler import BlockSampler, SampledBlock, block_count, end_of_song
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
 

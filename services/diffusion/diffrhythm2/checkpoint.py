@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from services.diffusion.dit import CONFIG_FILES, DiT, DiTConfig
+from services.diffusion.diffrhythm2.dit import CONFIG_FILES, DiT, DiTConfig
 from services.diffusion.onednn import set_onednn
 
 WEIGHTS_FILE = "model.safetensors"

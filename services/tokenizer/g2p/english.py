@@ -24,7 +24,7 @@ from phonemizer.backend import EspeakBackend
 from phonemizer.backend.espeak.wrapper import EspeakWrapper
 from phonemizer.separator import Separator
 
-from services.tokenizer.punctuation import ascii_punctuation, tighten_punctuation
+from services.tokenizer.g2p.punctuation import ascii_punctuation, tighten_punctuation
 
 ESPEAK_VOICE = "en-us"
 KEPT_PUNCTUATION = ",.?!;:'…"

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from services.diffusion.checkpoint import KEY_PREFIX, WEIGHTS_FILE
-from services.diffusion.dit import DiT, DiTConfig
+from services.diffusion.diffrhythm2.checkpoint import KEY_PREFIX, WEIGHTS_FILE
+from services.diffusion.diffrhythm2.dit import DiT, DiTConfig
 
 DEMO_CONFIG = DiTConfig(
     dim=64, depth=2, heads=2, ff_mult=2, mel_dim=64, text_num_embeds=1000, repa_depth=1, repa_dims=(32,)

@@ -1,0 +1,1 @@
+"""DiffRhythm 2 in the generation stage: the DiT and the block flow matching sampler."""

@@ -1,0 +1,1 @@
+"""The grapheme-to-phoneme front end shared by the lyric families (English and Mandarin)."""
