@@ -35,8 +35,9 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from services.style.audio_io import decode_audio  # noqa: E402
+from services.style.engine import StyleLimits  # noqa: E402
 from services.style.muq_mulan.demo import MEDIUM, REAL_SHAPES, write_demo_model  # noqa: E402
-from services.style.muq_mulan.engine import StyleEngine, StyleLimits  # noqa: E402
+from services.style.muq_mulan.engine import StyleEngine  # noqa: E402
 
 FIXTURE_CHECKPOINT = ROOT / "tests" / "fixtures" / "muq-mulan-tiny" / "MuQ-MuLan-tiny"
 GENRES = ["pop", "rock", "jazz", "lofi", "metal", "folk", "techno", "soul", "ambient", "funk", "blues"]
@@ -84,10 +85,10 @@ def measure(
 
     texts = prompts(n_prompts)
     uncached = StyleEngine(engine.loaded, LIMITS, 0, "cpu")
-    cold_seconds = best_of(repeats, lambda: [uncached.embed_text(p) for p in texts])
+    cold_seconds = best_of(repeats, lambda: [uncached.embed_text(p).vector for p in texts])
     for prompt in texts:
         engine.embed_text(prompt)
-    cached_seconds = best_of(repeats, lambda: [engine.embed_text(p) for p in texts])
+    cached_seconds = best_of(repeats, lambda: [engine.embed_text(p).vector for p in texts])
     cold_rate, cached_rate = n_prompts / cold_seconds, n_prompts / cached_seconds
     rows.append((f"{name}: text, cold (prompts/s)", f"{cold_rate:,.1f}", "—", "1.00"))
     rows.append(

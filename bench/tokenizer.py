@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     started, started_cpu = time.perf_counter(), time.process_time()
-    from services.tokenizer.diffrhythm2.engine import TokenizerEngine
+    from services.tokenizer.engine import TokenizerEngine
 
     engine = TokenizerEngine.load()
     warm_up_s, warm_up_cpu_s = time.perf_counter() - started, time.process_time() - started_cpu

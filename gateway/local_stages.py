@@ -12,7 +12,7 @@ from gateway.stages import LatentBlock, LatentRequest, PcmPiece
 from services.diffusion.diffrhythm2.engine import DiffusionEngine
 from services.runtime.cancellation import CancellationToken
 from services.style.muq_mulan.engine import StyleEngine
-from services.tokenizer.diffrhythm2.engine import TokenizerEngine
+from services.tokenizer.engine import TokenizerEngine
 from services.vocoder.diffrhythm2.engine import VocoderEngine
 
 MODEL_NAME = "diffrhythm2"
@@ -57,7 +57,7 @@ class LocalStages:
 
     def embed_text(self, prompt: str, job_id: str, token: CancellationToken) -> np.ndarray:
         """The style vector of a prompt."""
-        return self.style.embed_text(prompt)
+        return self.style.embed_text(prompt).vector
 
     def embed_audio(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:
         """The style vector of a whole reference recording."""

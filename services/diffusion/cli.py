@@ -86,7 +86,7 @@ def run_generate(args: argparse.Namespace) -> int:
     try:
         tokens, style = read_tokens(args.tokens), read_style(args.style)
         engine = DiffusionEngine.load(args.model_dir, args.device, args.dtype)
-        blocks = engine.generate(
+        blocks = engine.sample(
             tokens, style, seed=args.seed, steps=args.steps, cfg_strength=args.cfg, max_frames=args.max_frames
         )
         latents = []

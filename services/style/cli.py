@@ -9,7 +9,8 @@ import numpy as np
 
 from services.runtime.cli import report_error
 from services.runtime.errors import ServiceError
-from services.style.muq_mulan.engine import CROP_WHOLE, StyleEngine, StyleLimits
+from services.style.engine import CROP_WHOLE, StyleLimits
+from services.style.muq_mulan.engine import StyleEngine
 
 # The CLI embeds local files its user chose, so the service's size caps do not apply.
 CLI_LIMITS = StyleLimits(max_prompt_chars=1_000_000, max_audio_seconds=float("inf"), max_audio_bytes=1 << 62)
@@ -44,7 +45,7 @@ def run_embed(args: argparse.Namespace) -> int:
     try:
         engine = StyleEngine.load(args.model_dir, args.device, limits=CLI_LIMITS, text_cache_size=0)
         if args.audio is None:
-            vector = engine.embed_text(args.text)
+            vector = engine.embed_text(args.text).vector
             detail = "text prompt"
         else:
             result = engine.embed_audio(data, crop=CROP_WHOLE)

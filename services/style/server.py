@@ -9,7 +9,8 @@ import torch
 
 from services.runtime.config import MIB, ServerConfig, load_config, option
 from services.runtime.server import ModelSlot, StageSpec, serve
-from services.style.muq_mulan.engine import StyleEngine, StyleLimits
+from services.style.engine import StyleLimits
+from services.style.muq_mulan.engine import StyleEngine
 from services.style.servicer import StyleServicer
 from songsmith.v1 import style_pb2_grpc
 

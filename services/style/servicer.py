@@ -11,7 +11,7 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES, tensor_to_proto
 from services.runtime.errors import InvalidArgumentError
 from services.runtime.server import ModelSlot
-from services.style.muq_mulan.engine import CROP_RANDOM, CROP_WHOLE, CropMode, StyleEngine
+from services.style.engine import CROP_RANDOM, CROP_WHOLE, CropMode, StyleEngine
 from songsmith.v1 import style_pb2, style_pb2_grpc
 
 _CROP_MODES: dict[int, CropMode] = {
@@ -63,7 +63,7 @@ class StyleServicer(style_pb2_grpc.StyleEncoderServicer):
     ) -> style_pb2.StyleEmbedding:
         """Embed one prompt (from the prompt cache when it was seen recently)."""
         engine: StyleEngine = self._slot.get()
-        result = engine.embed_text_with_cache_info(request.prompt)
+        result = engine.embed_text(request.prompt)
         return style_pb2.StyleEmbedding(embedding=tensor_to_proto(result.vector), cached=result.cached)
 
     def EmbedAudio(  # noqa: N802 - gRPC method name

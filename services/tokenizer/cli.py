@@ -14,7 +14,7 @@ from pathlib import Path
 
 from services.runtime.cli import report_error
 from services.runtime.errors import InvalidArgumentError, ServiceError
-from services.tokenizer.diffrhythm2.engine import TokenizedLyrics, TokenizerEngine
+from services.tokenizer.engine import TokenizedLyrics, TokenizerEngine
 
 TEXT_COLUMN_WIDTH = 44
 

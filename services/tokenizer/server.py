@@ -8,7 +8,7 @@ import grpc
 
 from services.runtime.config import ServerConfig, load_config, option
 from services.runtime.server import ModelSlot, StageSpec, serve
-from services.tokenizer.diffrhythm2.engine import TokenizerEngine
+from services.tokenizer.engine import TokenizerEngine
 from services.tokenizer.servicer import LyricTokenizerServicer
 from songsmith.v1 import tokenizer_pb2_grpc
 

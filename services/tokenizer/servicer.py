@@ -11,7 +11,7 @@ from services.runtime.calls import call_token
 from services.runtime.codec import tensor_to_proto
 from services.runtime.logs import job_scope
 from services.runtime.server import ModelSlot
-from services.tokenizer.diffrhythm2.engine import TokenizedLyrics, TokenizerEngine
+from services.tokenizer.engine import TokenizedLyrics, TokenizerEngine
 from songsmith.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 
 log = logging.getLogger(__name__)

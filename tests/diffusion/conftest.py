@@ -44,7 +44,7 @@ def reference_engine(reference_model_dir: Path) -> DiffusionEngine:
 def reference_blocks(reference_engine: DiffusionEngine, case: dict) -> list:
     """The recorded case sampled by our engine in process, block by block."""
     return list(
-        reference_engine.generate(
+        reference_engine.sample(
             np.array(case["tokens"]),
             case["style_vector"],
             seed=case["seed"],

@@ -27,7 +27,7 @@ def _style(seed: int = 0) -> np.ndarray:
 
 def _song(engine: DiffusionEngine, **kwargs) -> list:
     request = {"seed": 7, "steps": 4, "cfg_strength": 2.0, "max_frames": 50, **kwargs}
-    return list(engine.generate(TOKENS, _style(), **request))
+    return list(engine.sample(TOKENS, _style(), **request))
 
 
 def test_sampled_latents_match_reference(reference_blocks: list, case: dict) -> None:
@@ -43,7 +43,7 @@ def test_sampled_latents_match_reference(reference_blocks: list, case: dict) -> 
 def test_max_frames_cuts_the_last_block(reference_engine: DiffusionEngine, case: dict) -> None:
     request = {"seed": case["seed"], "steps": case["steps"], "cfg_strength": case["cfg_strength"]}
     tokens, style = np.array(case["tokens"]), case["style_vector"]
-    blocks = list(reference_engine.generate(tokens, style, max_frames=25, **request))
+    blocks = list(reference_engine.sample(tokens, style, max_frames=25, **request))
     assert [b.latents.shape[0] for b in blocks] == [10, 10, 5]
     assert blocks[-1].final and blocks[-1].max_blocks == 3
     assert np.abs(np.concatenate([b.latents for b in blocks]) - case["latents"][:25]).max() <= 1e-3
@@ -128,7 +128,7 @@ def test_cancellation_is_checked_at_every_ode_step(demo_engine: DiffusionEngine)
     token = _CancelOnCheck(at=6)  # the text check, then steps 1..4 of block 0, then step 1 of block 1
     produced = []
     with pytest.raises(CancelledError):
-        for block in demo_engine.generate(TOKENS, _style(), seed=1, steps=5, max_frames=50, token=token):
+        for block in demo_engine.sample(TOKENS, _style(), seed=1, steps=5, max_frames=50, token=token):
             produced.append(block.index)
     assert produced == [0]
     assert token.checks == 6
@@ -136,7 +136,7 @@ def test_cancellation_is_checked_at_every_ode_step(demo_engine: DiffusionEngine)
 
 def test_cancel_from_another_thread_stops_mid_block(reference_engine: DiffusionEngine) -> None:
     token = CancellationToken()
-    blocks = reference_engine.generate(TOKENS, _style(), seed=1, steps=200, max_frames=3000, token=token)
+    blocks = reference_engine.sample(TOKENS, _style(), seed=1, steps=200, max_frames=3000, token=token)
     cancelled_at: list[float] = []
 
     def cancel() -> None:
@@ -158,7 +158,7 @@ def test_cancel_from_another_thread_stops_mid_block(reference_engine: DiffusionE
 def test_deadline_stops_sampling(demo_engine: DiffusionEngine) -> None:
     token = CancellationToken.with_timeout(-1.0)
     with pytest.raises(DeadlineExceededError):
-        next(demo_engine.generate(TOKENS, _style(), seed=1, max_frames=10, token=token))
+        next(demo_engine.sample(TOKENS, _style(), seed=1, max_frames=10, token=token))
 
 
 def test_cache_views_share_its_buffer_and_grow_geometrically() -> None:

@@ -56,21 +56,21 @@ def test_bad_field_is_named(demo_engine: DiffusionEngine, name: str) -> None:
     request.update(change)
     tokens, style = request.pop("tokens"), request.pop("style")
     with pytest.raises(InvalidArgumentError) as caught:
-        demo_engine.generate(tokens, style, **request)  # fails at the call, before any block is sampled
+        demo_engine.sample(tokens, style, **request)  # fails at the call, before any block is sampled
     assert [v.field for v in caught.value.violations] == [field]
 
 
 def test_every_bad_field_is_reported_at_once(demo_engine: DiffusionEngine) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
-        demo_engine.generate(TOKENS, STYLE[:3], seed=1, steps=0, cfg_strength=99.0, max_frames=0)
+        demo_engine.sample(TOKENS, STYLE[:3], seed=1, steps=0, cfg_strength=99.0, max_frames=0)
     assert [v.field for v in caught.value.violations] == ["style", "steps", "cfg_strength", "max_frames"]
 
 
 def test_the_cap_is_configurable(demo_model_dir) -> None:
     engine = DiffusionEngine.load(demo_model_dir, max_frames_cap=40)
     with pytest.raises(InvalidArgumentError, match=r"max_frames: must be in 1\.\.40"):
-        engine.generate(TOKENS, STYLE, seed=1, max_frames=41)
-    assert len(list(engine.generate(TOKENS, STYLE, seed=1, steps=2, max_frames=40))) == 4
+        engine.sample(TOKENS, STYLE, seed=1, max_frames=41)
+    assert len(list(engine.sample(TOKENS, STYLE, seed=1, steps=2, max_frames=40))) == 4
 
 
 def test_cpu_refuses_half_precision(demo_model_dir) -> None:

@@ -8,7 +8,8 @@ import soundfile as sf
 
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import CancelledError, InvalidArgumentError
-from services.style.muq_mulan.engine import StyleEngine, StyleLimits
+from services.style.engine import StyleLimits
+from services.style.muq_mulan.engine import StyleEngine
 from tests.style.conftest import FIXTURE, expected
 
 SYNTH = FIXTURE / "audio" / "clip_c_synth.wav"
@@ -58,20 +59,20 @@ def test_random_crop_of_short_audio_is_the_whole_recording(engine: StyleEngine) 
 
 def test_prompt_cache_hits_and_evicts_least_recently_used(engine: StyleEngine) -> None:
     cached = variant(engine, cache=2)
-    first = cached.embed_text_with_cache_info("lofi hip hop")
-    hit = cached.embed_text_with_cache_info("lofi hip hop")
+    first = cached.embed_text("lofi hip hop")
+    hit = cached.embed_text("lofi hip hop")
     assert (first.cached, hit.cached) == (False, True)
     np.testing.assert_array_equal(first.vector, hit.vector)
     hit.vector[:] = 0  # callers get copies: the cache is not changed through them
-    np.testing.assert_array_equal(cached.embed_text("lofi hip hop"), first.vector)
+    np.testing.assert_array_equal(cached.embed_text("lofi hip hop").vector, first.vector)
 
     cached.embed_text("metal")
     cached.embed_text("lofi hip hop")  # now most recently used
     cached.embed_text("jazz")  # evicts "metal"
-    assert cached.embed_text_with_cache_info("lofi hip hop").cached
-    assert not cached.embed_text_with_cache_info("metal").cached
+    assert cached.embed_text("lofi hip hop").cached
+    assert not cached.embed_text("metal").cached
     assert len(cached.text_cache) == 2
-    assert variant(engine, cache=0).embed_text_with_cache_info("jazz").cached is False
+    assert variant(engine, cache=0).embed_text("jazz").cached is False
 
 
 def test_prompt_limits(engine: StyleEngine) -> None:
@@ -82,7 +83,7 @@ def test_prompt_limits(engine: StyleEngine) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         limited.embed_text("x" * 21)
     assert violation(caught.value) == ("prompt", "the prompt has 21 characters; the limit is 20")
-    assert limited.embed_text("x" * 20).shape == (512,)
+    assert limited.embed_text("x" * 20).vector.shape == (512,)
     with pytest.raises(InvalidArgumentError) as caught:
         engine.embed_text("静" * 900)
     field, description = violation(caught.value)

@@ -69,7 +69,7 @@ def test_known_unused_tensors_may_be_absent(tmp_path: Path) -> None:
     )
     rewrite_weights(checkpoint, lambda state: [state.pop(k) for k in list(state) if k.startswith(unused)])
     engine = StyleEngine.load(checkpoint, text_cache_size=0)
-    vector = engine.embed_text("Pop, Piano, Bass, Drums, Happy")
+    vector = engine.embed_text("Pop, Piano, Bass, Drums, Happy").vector
     np.testing.assert_allclose(vector, expected("text_single")[0], rtol=0, atol=1e-5)
 
 
@@ -113,7 +113,7 @@ def _use_hub_names(root: Path, checkpoint: Path, cache: Path) -> None:
 
 def test_sub_models_fall_back_to_the_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     checkpoint = write_demo_model(tmp_path / "models")
-    reference = StyleEngine.load(checkpoint, text_cache_size=0).embed_text("hub cache")
+    reference = StyleEngine.load(checkpoint, text_cache_size=0).embed_text("hub cache").vector
     cache = tmp_path / "hub"
     _use_hub_names(tmp_path / "models", checkpoint, cache)
 
@@ -128,7 +128,7 @@ def test_sub_models_fall_back_to_the_hub_cache(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.delenv("HF_HUB_CACHE")
     engine = StyleEngine.load(checkpoint, text_cache_size=0, hub_cache_dir=str(cache))
-    np.testing.assert_array_equal(engine.embed_text("hub cache"), reference)
+    np.testing.assert_array_equal(engine.embed_text("hub cache").vector, reference)
 
 
 def test_identity_text_projection_and_another_muq_layer(tmp_path: Path) -> None:
@@ -162,6 +162,6 @@ def test_demo_model_is_deterministic_and_loadable(tmp_path: Path) -> None:
     second = write_demo_model(tmp_path / "b")
     assert (first / "model.safetensors").read_bytes() == (second / "model.safetensors").read_bytes()
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["MuQ-MuLan-demo", AUDIO_NAME, TEXT_NAME]
-    vector = StyleEngine.load(first, text_cache_size=0).embed_text("demo")
+    vector = StyleEngine.load(first, text_cache_size=0).embed_text("demo").vector
     assert vector.shape == (512,) and vector.dtype == np.float32
     assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-6)

@@ -54,7 +54,7 @@ def test_xlmr_last_hidden_state(engine: StyleEngine, case: dict[str, Any]) -> No
 
 
 def test_text_single_prompt_calls(engine: StyleEngine, case: dict[str, Any]) -> None:
-    vectors = np.stack([engine.embed_text(prompt) for prompt in case["text"]["prompts"]])
+    vectors = np.stack([engine.embed_text(prompt).vector for prompt in case["text"]["prompts"]])
     assert_vectors_close(vectors, expected("text_single"))
 
 
@@ -102,7 +102,7 @@ def test_pytorch_model_bin_gives_the_same_vectors(tmp_path, case: dict[str, Any]
     checkpoint = copy_fixture_layout(tmp_path, weights=("pytorch_model.bin",))
     from_bin = StyleEngine.load(checkpoint, text_cache_size=0)
     assert from_bin.loaded.weights_file.name == "pytorch_model.bin"
-    vectors = np.stack([from_bin.embed_text(prompt) for prompt in case["text"]["prompts"]])
+    vectors = np.stack([from_bin.embed_text(prompt).vector for prompt in case["text"]["prompts"]])
     assert_vectors_close(vectors, expected("text_single"))
     audio = from_bin.embed_audio((FIXTURE / "audio" / "clip_b_noise_click.wav").read_bytes())
     assert_vectors_close(audio.vector, expected("audio_clip_b_noise_click_embedding"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.tokenizer.diffrhythm2.engine import TokenizerEngine
+from services.tokenizer.engine import TokenizerEngine
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "lyrics"
 

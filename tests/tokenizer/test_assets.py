@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.runtime.errors import FailedPreconditionError
-from services.tokenizer.diffrhythm2.engine import TokenizerEngine
+from services.tokenizer.engine import TokenizerEngine
 from services.tokenizer.g2p.assets import VOCAB_FILE, installed_data_dir, resolve_data_dir
 from tests.tokenizer.conftest import ENGLISH
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.runtime.errors import InvalidArgumentError
-from services.tokenizer.diffrhythm2.engine import TokenizerEngine
 from services.tokenizer.diffrhythm2.structure import LyricsLimits, read_lyrics
+from services.tokenizer.engine import TokenizerEngine
 
 
 def violations(engine: TokenizerEngine, lyrics: str) -> list[tuple[str, str]]:

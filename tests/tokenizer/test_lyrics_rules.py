@@ -8,8 +8,8 @@ import pytest
 
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import CancelledError
-from services.tokenizer.diffrhythm2.engine import TokenizerEngine
 from services.tokenizer.diffrhythm2.structure import STOP_ID, STRUCTURE_TAGS, split_timestamp
+from services.tokenizer.engine import TokenizerEngine
 from tests.tokenizer.conftest import ENGLISH, MANDARIN
 
 HELLO = ENGLISH[0]

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from services.tokenizer.diffrhythm2.engine import TokenizerEngine
 from services.tokenizer.diffrhythm2.structure import START_ID, STOP_ID
+from services.tokenizer.engine import TokenizerEngine
 from tests.tokenizer.conftest import ENGLISH, MANDARIN, SONG
 
 

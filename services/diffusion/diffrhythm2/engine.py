@@ -1,8 +1,9 @@
-"""The diffusion engine: validate a song request, then stream its latent blocks (no gRPC here).
+"""DiffRhythm 2's generation engine: validate a song request, then stream its latent blocks.
 
-The servicer and the gateway's in-process pipeline both call `DiffusionEngine.generate`; it checks
-every input eagerly (raising InvalidArgumentError named after the request's proto fields) before it
-returns the iterator that samples, so bad input fails at the call, not at the first block.
+`DiffusionEngine.sample` is the family's own typed call (the CLI and the benchmarks use it);
+`generate` is the stage's engine interface over it. Both check every input eagerly (raising
+InvalidArgumentError named after the request's proto fields) before they return the iterator that
+samples, so bad input fails at the call, not at the first block.
 """
 
 from __future__ import annotations
@@ -18,9 +19,19 @@ import torch
 from services.diffusion.diffrhythm2.checkpoint import load_dit, missing_model_files
 from services.diffusion.diffrhythm2.dit import COND_DIM, DiT
 from services.diffusion.diffrhythm2.sampler import BlockSampler, SampledBlock, block_count, end_of_song
+from services.diffusion.engine import GeneratedBlock, GenerationRequest, GenerationSettings
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
+from services.runtime.model_info import (
+    LYRICS,
+    STYLE_AUDIO,
+    STYLE_TEXT,
+    ModelInfo,
+    model_name,
+    weights_revision,
+)
 
+FAMILY = "diffrhythm2"
 FRAMES_PER_SECOND = 5
 DEFAULT_STEPS = 16
 DEFAULT_CFG_STRENGTH = 2.0
@@ -62,11 +73,14 @@ def _describe(array: np.ndarray) -> str:
 class DiffusionEngine:
     """A loaded DiT plus the block sampler, with request validation."""
 
-    def __init__(self, model: DiT, max_frames_cap: int = DEFAULT_MAX_FRAMES_CAP) -> None:
+    def __init__(
+        self, model: DiT, max_frames_cap: int = DEFAULT_MAX_FRAMES_CAP, info: ModelInfo | None = None
+    ) -> None:
         """Wrap a loaded model; `max_frames_cap` is the longest song a request may ask for."""
         self.model = model
         self.config = model.config
         self.max_frames_cap = max_frames_cap
+        self.info = info or ModelInfo(name=FAMILY, family=FAMILY, revision="", families=(FAMILY,))
         self._sampler = BlockSampler(model)
 
     @classmethod
@@ -76,15 +90,32 @@ class DiffusionEngine:
         device: str = "cpu",
         dtype: str = "float32",
         max_frames_cap: int = DEFAULT_MAX_FRAMES_CAP,
+        name: str = "",
     ) -> DiffusionEngine:
-        """Load `model.safetensors` and `config.json`/`model.json` from `model_dir`.
+        """Load `model.safetensors` and `config.json`/`model.json` from `model_dir`; `name` is the
+        name to serve the model under (default: the manifest's, else the folder's).
 
         Raises FailedPreconditionError naming the missing file when the model is not installed.
         """
-        missing = missing_model_files(Path(model_dir))
+        path = Path(model_dir)
+        missing = missing_model_files(path)
         if missing:
             raise FailedPreconditionError(f"no diffusion model in {model_dir}: missing {', '.join(missing)}")
-        return cls(load_dit(Path(model_dir), device, resolve_dtype(device, dtype)), max_frames_cap)
+        info = ModelInfo(
+            name=model_name(path, name),
+            family=FAMILY,
+            revision=weights_revision([path / "model.safetensors"]),
+            families=(FAMILY,),
+            frame_rate=float(FRAMES_PER_SECOND),
+            inputs=(LYRICS, STYLE_TEXT, STYLE_AUDIO),
+        )
+        return cls(load_dit(path, device, resolve_dtype(device, dtype)), max_frames_cap, info)
+
+    @classmethod
+    def from_settings(cls, model_dir: Path, settings: GenerationSettings) -> DiffusionEngine:
+        """`load` with the stage's settings (the family registry's entry point)."""
+        cap = settings.max_frames_cap or DEFAULT_MAX_FRAMES_CAP
+        return cls.load(model_dir, settings.device, settings.dtype, cap, settings.name)
 
     @property
     def block_size(self) -> int:
@@ -92,6 +123,40 @@ class DiffusionEngine:
         return self.config.block_size
 
     def generate(
+        self, request: GenerationRequest, token: CancellationToken | None = None
+    ) -> Iterator[GeneratedBlock]:
+        """The stage interface: the song's blocks after `request.prefix` (see `sample`)."""
+        cfg = DEFAULT_CFG_STRENGTH if request.cfg_strength is None else request.cfg_strength
+        tokens = np.zeros(0, np.int64) if request.tokens is None else request.tokens
+        style = np.zeros(0, np.float32) if request.style is None else request.style
+        blocks = self.sample(
+            tokens,
+            style,
+            seed=request.seed,
+            steps=request.steps or DEFAULT_STEPS,
+            cfg_strength=cfg,
+            max_frames=request.max_frames,
+            prefix=request.prefix,
+            token=token,
+        )
+        return (
+            GeneratedBlock(
+                block.index,
+                block.latents,
+                block.final,
+                block.max_blocks,
+                block.index * self.block_size + len(block.latents),
+            )
+            for block in blocks
+        )
+
+    def warm_up(self) -> None:
+        """Sample one short block so the first real request does not pay for kernel selection."""
+        silence = np.zeros(COND_DIM, np.float32)
+        for _ in self.sample(np.zeros(1, np.int64), silence, seed=0, steps=2, max_frames=1):
+            pass
+
+    def sample(
         self,
         tokens: np.ndarray,
         style: np.ndarray,

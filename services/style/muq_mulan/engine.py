@@ -1,64 +1,52 @@
-"""The style encoder engine: prompts and reference recordings in, 512-d MuQ-MuLan vectors out.
+"""MuQ-MuLan's style engine: prompts and reference recordings in, 512-d style vectors out.
 
 Plain Python and torch, no gRPC: the servicer, the CLI and the gateway's in-process pipeline all
-call it. Inputs are validated here and rejected with `InvalidArgumentError` naming the proto field.
+call it through the stage's `StyleEngine` interface. Inputs are validated here and rejected with
+`InvalidArgumentError` naming the proto field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from services.runtime.cancellation import CancellationToken
-from services.runtime.config import MIB
 from services.runtime.errors import InvalidArgumentError
+from services.runtime.model_info import (
+    STYLE_AUDIO,
+    STYLE_TEXT,
+    ModelInfo,
+    model_name,
+    weights_revision,
+)
 from services.style.audio_io import DATA_FIELD, decode_audio
+from services.style.engine import CROP_RANDOM, CROP_WHOLE, CropMode, Embedding, StyleLimits, StyleSettings
 from services.style.muq_mulan.clips import random_crop, whole_recording_clips
 from services.style.muq_mulan.loader import LoadedModel, load_mulan
 from services.style.text_cache import TextEmbeddingCache
 
+FAMILY = "muq-mulan"
+# The generation families conditioned on MuQ-MuLan vectors.
+SERVES = ("diffrhythm2",)
 PROMPT_FIELD = "prompt"
-CROP_WHOLE = "whole"
-CROP_RANDOM = "random"
-CropMode = Literal["whole", "random"]
 WARM_UP_PROMPT = "warm-up: pop, piano, happy"
-
-
-@dataclass(frozen=True)
-class StyleLimits:
-    """Input bounds; requests beyond them get INVALID_ARGUMENT."""
-
-    max_prompt_chars: int = 1000
-    max_audio_seconds: float = 600.0
-    max_audio_bytes: int = 32 * MIB
-
-
-@dataclass(frozen=True)
-class AudioEmbedding:
-    """A recording's style vector: the mean of its unit clip latents (float32 [512]), how many 10 s
-    clips were averaged, and the decoded recording's duration in seconds."""
-
-    vector: np.ndarray
-    clips: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class TextEmbedding:
-    """A prompt's unit style vector (float32 [512]) and whether it came from the prompt cache."""
-
-    vector: np.ndarray
-    cached: bool
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class StyleEngine:
     """MuQ-MuLan inference with input limits and a prompt cache; safe to call from several threads."""
 
-    def __init__(self, loaded: LoadedModel, limits: StyleLimits, text_cache_size: int, device: str) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        limits: StyleLimits,
+        text_cache_size: int,
+        device: str,
+        info: ModelInfo | None = None,
+    ) -> None:
+        self.info = info or ModelInfo(name=FAMILY, family=FAMILY, revision="", families=SERVES)
         self.loaded = loaded
         self.model = loaded.model
         self.limits = limits
@@ -77,14 +65,37 @@ class StyleEngine:
         text_cache_size: int = 1024,
         hub_cache_dir: str | None = None,
         warm_up: bool = False,
+        name: str = "",
     ) -> StyleEngine:
         """Load the MuLan checkpoint folder `model_dir` (FAILED_PRECONDITION when it is missing or
         does not match); `warm_up` runs one text and one audio pass so the first call is not slow."""
         loaded = load_mulan(model_dir, device=device, hub_cache_dir=hub_cache_dir)
-        engine = cls(loaded, limits or StyleLimits(), text_cache_size, device)
+        path = Path(model_dir)
+        weights = next(path / name for name in WEIGHT_FILES if (path / name).is_file())
+        info = ModelInfo(
+            name=model_name(path, name),
+            family=FAMILY,
+            revision=weights_revision([weights]),
+            families=SERVES,
+            inputs=(STYLE_TEXT, STYLE_AUDIO),
+        )
+        engine = cls(loaded, limits or StyleLimits(), text_cache_size, device, info)
         if warm_up:
             engine.warm_up()
         return engine
+
+    @classmethod
+    def from_settings(cls, model_dir: Path, settings: StyleSettings) -> StyleEngine:
+        """`load` (warmed up) with the stage's settings: the family registry's entry point."""
+        return cls.load(
+            model_dir,
+            settings.device,
+            limits=settings.limits,
+            text_cache_size=settings.text_cache_size,
+            hub_cache_dir=settings.hub_cache_dir,
+            warm_up=True,
+            name=settings.name,
+        )
 
     def warm_up(self) -> None:
         """Run the text and audio paths once (nothing is cached)."""
@@ -102,20 +113,16 @@ class StyleEngine:
                 f"the prompt has {len(prompt)} characters; the limit is {self.limits.max_prompt_chars}",
             )
 
-    def embed_text(self, prompt: str) -> np.ndarray:
-        """A prompt's unit style vector, float32 [512] (cached)."""
-        return self.embed_text_with_cache_info(prompt).vector
-
-    def embed_text_with_cache_info(self, prompt: str) -> TextEmbedding:
-        """Like `embed_text`, also saying whether the vector came from the prompt cache. The prompt
-        is embedded alone (no padding), as DiffRhythm 2 calls MuQ-MuLan."""
+    def embed_text(self, prompt: str) -> Embedding:
+        """A prompt's unit style vector, float32 [512], and whether it came from the prompt cache. The
+        prompt is embedded alone (no padding), as DiffRhythm 2 calls MuQ-MuLan."""
         self.validate_prompt(prompt)
         cached = self.text_cache.get(prompt)
         if cached is not None:
-            return TextEmbedding(cached, cached=True)
+            return Embedding(cached, cached=True)
         vector = self._encode_prompts([prompt])[0]
         self.text_cache.put(prompt, vector)
-        return TextEmbedding(vector, cached=False)
+        return Embedding(vector, cached=False)
 
     def embed_texts(self, prompts: list[str]) -> np.ndarray:
         """Several prompts in one padded batch, [N, 512], exactly like the reference's
@@ -153,7 +160,7 @@ class StyleEngine:
         crop: CropMode = CROP_WHOLE,
         seed: int = 0,
         token: CancellationToken | None = None,
-    ) -> AudioEmbedding:
+    ) -> Embedding:
         """Embed an encoded recording (WAV, FLAC, MP3 or OGG; any rate and channel count).
         `crop="whole"` averages every 10 s clip (deterministic); `crop="random"` embeds one 10 s
         window drawn from `seed`, as DiffRhythm 2 does. INVALID_ARGUMENT on field `data` for empty,
@@ -172,7 +179,7 @@ class StyleEngine:
         seed: int = 0,
         token: CancellationToken | None = None,
         seconds: float | None = None,
-    ) -> AudioEmbedding:
+    ) -> Embedding:
         """Embed mono float32 samples already at the model rate (24 kHz); see `embed_audio`."""
         if crop not in (CROP_WHOLE, CROP_RANDOM):
             raise InvalidArgumentError("options.crop", f"unknown crop mode {crop!r}")
@@ -182,7 +189,7 @@ class StyleEngine:
             samples = random_crop(samples, self.clip_samples, seed)
         latents = self.clip_latents(whole_recording_clips(samples, self.clip_samples), token)
         duration = samples.size / self.sample_rate if seconds is None else seconds
-        return AudioEmbedding(latents.mean(axis=0), clips=latents.shape[0], seconds=duration)
+        return Embedding(latents.mean(axis=0), clips=latents.shape[0], seconds=duration)
 
     def clip_latents(self, clips: list[np.ndarray], token: CancellationToken | None = None) -> np.ndarray:
         """The unit latent of each clip, [n_clips, 512], one clip at a time as the reference does."""

@@ -85,6 +85,11 @@ class FrontEndData:
         )
 
     @property
+    def vocab_path(self) -> Path:
+        """Path of the phoneme vocabulary (`vocab.json`)."""
+        return self.root / VOCAB_FILE
+
+    @property
     def polyphone_model(self) -> Path:
         """Path of the polyphone classifier (an ONNX BERT)."""
         return self.root / POLYPHONE_MODEL_FILE

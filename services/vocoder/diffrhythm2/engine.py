@@ -1,4 +1,5 @@
-"""The vocoder engine: the loaded decoder plus the reference one-shot decode and the streaming decode."""
+"""DiffRhythm 2's vocoder engine: the loaded BigVGAN decoder, the reference one-shot decode and the
+streaming decode, as the stage's `VocoderEngine`."""
 
 from __future__ import annotations
 
@@ -9,30 +10,67 @@ import torch
 
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import InvalidArgumentError
+from services.runtime.model_info import ModelInfo, model_name, weights_revision
 from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator
 from services.vocoder.diffrhythm2.checkpoint import load_generator
 from services.vocoder.diffrhythm2.streaming import StreamingDecoder, validate_latents
-from services.vocoder.diffrhythm2.windows import reference_pastes
+from services.vocoder.diffrhythm2.windows import WINDOW_FRAMES, reference_pastes
+from services.vocoder.engine import VocoderSettings
 
+FAMILY = "diffrhythm2"
 DEFAULT_MAX_FRAMES = 3000
 
 
 class VocoderEngine:
-    """Turns DiffRhythm 2 latents [frames, 64] (5 Hz) into mono float32 audio (48 kHz)."""
+    """Turns DiffRhythm 2 latents [frames, 64] (5 Hz) into mono float32 audio [1, samples] (48 kHz)."""
 
-    def __init__(self, generator: BigVGANGenerator, device: torch.device, max_frames: int) -> None:
+    def __init__(
+        self,
+        generator: BigVGANGenerator,
+        device: torch.device,
+        max_frames: int,
+        info: ModelInfo | None = None,
+    ) -> None:
         """Wrap an already loaded generator; use `load` to read a model directory."""
         self.generator = generator
         self.device = device
         self.max_frames = max_frames
+        self.info = info or ModelInfo(
+            name=FAMILY,
+            family=FAMILY,
+            revision="",
+            families=(FAMILY,),
+            sample_rate=self.sample_rate,
+            channels=1,
+        )
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, device: str = "cpu", max_frames: int = DEFAULT_MAX_FRAMES
+        cls, model_dir: str | Path, device: str = "cpu", max_frames: int = DEFAULT_MAX_FRAMES, name: str = ""
     ) -> VocoderEngine:
-        """Load decoder.json + decoder.bin from `model_dir`; FailedPreconditionError if absent or bad."""
+        """Load decoder.json + decoder.bin from `model_dir`; FailedPreconditionError if absent or bad.
+        `name` is the name to serve the model under (default: the manifest's, else the folder's)."""
+        path = Path(model_dir)
         target = torch.device(device)
-        return cls(load_generator(Path(model_dir)).to(target), target, max_frames)
+        generator = load_generator(path).to(target)
+        config = generator.config
+        info = ModelInfo(
+            name=model_name(path, name),
+            family=FAMILY,
+            revision=weights_revision([path / "decoder.bin"]),
+            families=(FAMILY,),
+            sample_rate=config.sampling_rate,
+            frame_rate=config.sampling_rate / config.samples_per_frame,
+            channels=1,
+        )
+        return cls(generator, target, max_frames, info)
+
+    @classmethod
+    def from_settings(cls, model_dir: Path, settings: VocoderSettings) -> VocoderEngine:
+        """`load` with the stage's settings (the family registry's entry point)."""
+        return cls.load(
+            model_dir, settings.device, settings.max_frames_cap or DEFAULT_MAX_FRAMES, settings.name
+        )
 
     @property
     def channels(self) -> int:
@@ -49,15 +87,19 @@ class VocoderEngine:
         """Samples produced per latent frame (9600 for DiffRhythm 2)."""
         return self.generator.config.samples_per_frame
 
+    def warm_up(self) -> None:
+        """Decode one silent window so the first real request does not pay for kernel selection."""
+        self.decode_window(np.zeros((WINDOW_FRAMES, self.channels), np.float32))
+
     def decode_window(self, latents: np.ndarray) -> np.ndarray:
-        """Decode one window [frames, channels] on its own into [frames * samples_per_frame] samples."""
+        """Decode one window [frames, channels] on its own into [1, frames * samples_per_frame] samples."""
         batch = torch.from_numpy(np.ascontiguousarray(latents.T))[None].to(self.device)
         with torch.inference_mode():
             audio = self.generator(batch)
-        return audio[0, 0].to("cpu", torch.float32).numpy()
+        return audio[0].to("cpu", torch.float32).numpy()
 
     def decode(self, latents: np.ndarray, token: CancellationToken | None = None) -> np.ndarray:
-        """The reference one-shot chunked decode of a whole song: [frames, channels] to [frames * 9600].
+        """The reference one-shot chunked decode of a whole song: [frames, channels] to [1, frames * 9600].
 
         20-frame windows with hop 15, 2-frame trims at shared edges, the last window aligned to the
         end; a song shorter than 20 frames is decoded as one window.
@@ -68,14 +110,14 @@ class VocoderEngine:
                 "latents", f"{len(frames)} frames is more than the cap of {self.max_frames}"
             )
         spf = self.samples_per_frame
-        audio = np.zeros(len(frames) * spf, np.float32)
+        audio = np.zeros((1, len(frames) * spf), np.float32)
         for paste in reference_pastes(len(frames)):
             if token is not None:
                 token.check()
             window = self.decode_window(frames[paste.start : paste.start + paste.frames])
             begin = (paste.start + paste.keep_from) * spf
-            audio[begin : begin + (paste.keep_to - paste.keep_from) * spf] = window[
-                paste.keep_from * spf : paste.keep_to * spf
+            audio[:, begin : begin + (paste.keep_to - paste.keep_from) * spf] = window[
+                :, paste.keep_from * spf : paste.keep_to * spf
             ]
         return audio
 

@@ -10,7 +10,6 @@ and at most two decoded windows, never the whole song.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,16 +22,9 @@ from services.vocoder.diffrhythm2.windows import (
     final_frame_count,
     regular_owner_start,
 )
+from services.vocoder.engine import PcmPiece
 
 WindowDecoder = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass(frozen=True)
-class PcmPiece:
-    """Consecutive final samples of the song: `samples` (float32, mono) start at sample `offset`."""
-
-    offset: int
-    samples: np.ndarray
 
 
 def validate_latents(latents: np.ndarray, channels: int, field: str = "latents") -> np.ndarray:
@@ -59,7 +51,7 @@ class StreamingDecoder:
         max_frames: int,
         token: CancellationToken | None = None,
     ) -> None:
-        """`decode_window` maps latents [frames, channels] to samples [frames * samples_per_frame]."""
+        """`decode_window` maps latents [frames, channels] to audio [audio channels, frames * spf]."""
         self._decode_window = decode_window
         self._channels = channels
         self._samples_per_frame = samples_per_frame
@@ -176,5 +168,5 @@ class StreamingDecoder:
     def _piece(self, window_audio: np.ndarray, window_start: int, first: int, stop: int) -> PcmPiece:
         spf = self._samples_per_frame
         begin = (first - window_start) * spf
-        samples = window_audio[begin : begin + (stop - first) * spf]
+        samples = window_audio[:, begin : begin + (stop - first) * spf]
         return PcmPiece(first * spf, samples)

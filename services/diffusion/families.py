@@ -1,0 +1,10 @@
+"""The model families the generation stage can host; the model folder's files say which one."""
+
+from __future__ import annotations
+
+from services.diffusion.diffrhythm2 import FAMILY as DIFFRHYTHM2
+from services.diffusion.engine import GenerationEngine
+from services.runtime.families import FamilyRegistry
+
+GENERATION_FAMILIES: FamilyRegistry[GenerationEngine] = FamilyRegistry("generation")
+GENERATION_FAMILIES.register(DIFFRHYTHM2)

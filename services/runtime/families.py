@@ -1,0 +1,110 @@
+"""Model families per stage: which engine a model folder needs, found from its config files.
+
+Each stage keeps one `FamilyRegistry`. A family registers a `Family` entry (its name, a cheap
+`detect` that reads only config files, a `load` that imports torch and builds the engine, and how to
+read its typed request options), so a stage's servicer and server never name a family. Extra
+families can be plugged in without editing the project: modules listed in `SONGSMITH_FAMILY_PLUGINS`
+(comma-separated) are imported before the first lookup and register themselves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from services.runtime.errors import FailedPreconditionError, InvalidArgumentError
+
+log = logging.getLogger(__name__)
+
+PLUGINS_ENV = "SONGSMITH_FAMILY_PLUGINS"
+E = TypeVar("E")
+
+
+@dataclass(frozen=True)
+class Family(Generic[E]):
+    """One model family as one stage sees it.
+
+    `detect(model_dir)` says whether a folder holds this family's files (config files only: it runs
+    in the gateway and the CLI, which do not load torch). `load(model_dir, settings)` builds the
+    engine. `describe` names the files `detect` looks for, for error messages. `options_field` is
+    the family's arm of the stage request's `family_options` oneof; `parse_options` turns that
+    message into the engine's own options (None when the request sent none).
+    """
+
+    name: str
+    detect: Callable[[Path], bool]
+    load: Callable[[Path, Any], E]
+    describe: str
+    options_field: str = ""
+    parse_options: Callable[[Any], Any] | None = None
+
+
+class FamilyRegistry(Generic[E]):
+    """The families one stage can host, in registration order (the first match wins)."""
+
+    def __init__(self, stage: str) -> None:
+        """An empty registry for `stage` (used in error messages)."""
+        self.stage = stage
+        self._families: dict[str, Family[E]] = {}
+
+    def register(self, family: Family[E]) -> None:
+        """Add a family; registering a name twice keeps the later entry."""
+        self._families[family.name] = family
+
+    def families(self) -> list[Family[E]]:
+        """Every registered family (plugins included)."""
+        load_plugins()
+        return list(self._families.values())
+
+    def get(self, name: str) -> Family[E]:
+        """The family called `name`; FailedPreconditionError for an unknown one."""
+        load_plugins()
+        family = self._families.get(name)
+        if family is None:
+            known = ", ".join(self._families) or "none"
+            raise FailedPreconditionError(f"the {self.stage} stage has no family {name!r} (known: {known})")
+        return family
+
+    def detect(self, model_dir: Path) -> Family[E]:
+        """The family whose files are in `model_dir`; FailedPreconditionError naming what was looked for."""
+        for family in self.families():
+            if family.detect(model_dir):
+                return family
+        wanted = "; ".join(f"{family.name}: {family.describe}" for family in self.families())
+        raise FailedPreconditionError(f"no {self.stage} model in {model_dir}: expected one of {wanted}")
+
+    def load(self, model_dir: str | Path, settings: Any, family: str = "") -> E:
+        """Build the engine for the model in `model_dir` (family detected unless named)."""
+        path = Path(model_dir)
+        chosen = self.get(family) if family else self.detect(path)
+        return chosen.load(path, settings)
+
+    def options(self, family: str, request: Any, oneof: str = "family_options") -> Any:
+        """The typed options a stage request carries for `family` (None when it carries none).
+
+        INVALID_ARGUMENT naming the field when the request carries another family's options.
+        """
+        arm = request.WhichOneof(oneof)
+        if arm is None:
+            return None
+        entry = self.get(family)
+        if arm != entry.options_field:
+            raise InvalidArgumentError(arm, f"options for another model family; this stage serves {family}")
+        return entry.parse_options(getattr(request, arm)) if entry.parse_options else None
+
+
+_loaded_plugins: set[str] = set()
+
+
+def load_plugins() -> None:
+    """Import the modules named in SONGSMITH_FAMILY_PLUGINS (once each); they register families."""
+    for module in filter(None, (name.strip() for name in os.environ.get(PLUGINS_ENV, "").split(","))):
+        if module not in _loaded_plugins:
+            _loaded_plugins.add(module)
+            importlib.import_module(module)
+            log.info("family plugin %s loaded", module)

@@ -1,0 +1,67 @@
+"""The vocoder stage's engine interface: a song's frames in, its PCM out, streaming.
+
+Every family's decoder (BigVGAN for DiffRhythm 2, the Oobleck VAE for DiffRhythm v1, EnCodec for
+MusicGen) implements `VocoderEngine` in its own package (`services/vocoder/<family>/`) and registers
+a `Family` in `services.vocoder.families`. PCM is always [channels, samples] float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from services.runtime.cancellation import CancellationToken
+from services.runtime.model_info import ModelInfo
+
+
+@dataclass(frozen=True)
+class VocoderSettings:
+    """How a stage loads its decoder: device, the longest song it accepts in frames (0 = the
+    family's default) and the model name to serve under ("" = manifest or folder)."""
+
+    device: str = "cpu"
+    max_frames_cap: int = 0
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class PcmPiece:
+    """Final samples of the song, [channels, n] float32, starting at sample `offset` of each channel."""
+
+    offset: int
+    samples: np.ndarray
+
+
+class StreamDecoder(Protocol):
+    """Decodes one song whose frames arrive in pieces. Concatenated, the pieces equal the engine's
+    one-shot `decode` of all the frames."""
+
+    emitted_samples: int
+
+    def push(self, frames: np.ndarray) -> list[PcmPiece]:
+        """Add the next frames ([n, channels]); return the PCM that can no longer change."""
+        ...
+
+    def finish(self) -> list[PcmPiece]:
+        """The song has no more frames: return everything not yet returned."""
+        ...
+
+
+class VocoderEngine(Protocol):
+    """A loaded decoder of one family."""
+
+    info: ModelInfo
+
+    def stream(self, token: CancellationToken | None = None) -> StreamDecoder:
+        """A decoder for one song; `token` is checked before each window."""
+        ...
+
+    def decode(self, frames: np.ndarray, token: CancellationToken | None = None) -> np.ndarray:
+        """The reference one-shot decode of a whole song: [n, channels] frames to [channels, samples]."""
+        ...
+
+    def warm_up(self) -> None:
+        """Decode one small window so the first request does not pay for kernel selection."""
+        ...

@@ -1,0 +1,10 @@
+"""The decoder families the vocoder stage can host; the model folder's files say which one."""
+
+from __future__ import annotations
+
+from services.runtime.families import FamilyRegistry
+from services.vocoder.diffrhythm2 import FAMILY as DIFFRHYTHM2
+from services.vocoder.engine import VocoderEngine
+
+VOCODER_FAMILIES: FamilyRegistry[VocoderEngine] = FamilyRegistry("vocoder")
+VOCODER_FAMILIES.register(DIFFRHYTHM2)
