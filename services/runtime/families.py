@@ -9,13 +9,16 @@ families can be plugged in without editing the project: modules listed in `SONGS
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
+
+import numpy as np
 
 from services.runtime.errors import FailedPreconditionError, InvalidArgumentError
 
@@ -26,6 +29,22 @@ E = TypeVar("E")
 
 
 @dataclass(frozen=True)
+class FamilyCli:
+    """How a family extends its stage's command (`latents generate`, `latents decode`, `style embed`).
+
+    `add_arguments` adds the family's own flags (the stage command has the common ones);
+    `options` reads them into the engine's options. `to_file` turns the engine's array into the
+    array the command writes, `from_file` the array the command reads into the engine's (for
+    example codes [codebooks, frames] on disk, [frames, codebooks] in the engine). None: unchanged.
+    """
+
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    options: Callable[[argparse.Namespace], Any] | None = None
+    to_file: Callable[[np.ndarray], np.ndarray] | None = None
+    from_file: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
 class Family(Generic[E]):
     """One model family as one stage sees it.
 
@@ -33,7 +52,8 @@ class Family(Generic[E]):
     in the gateway and the CLI, which do not load torch). `load(model_dir, settings)` builds the
     engine. `describe` names the files `detect` looks for, for error messages. `options_field` is
     the family's arm of the stage request's `family_options` oneof; `parse_options` turns that
-    message into the engine's own options (None when the request sent none).
+    message into the engine's own options (None when the request sent none). `cli` extends the
+    stage's command line.
     """
 
     name: str
@@ -42,6 +62,7 @@ class Family(Generic[E]):
     describe: str
     options_field: str = ""
     parse_options: Callable[[Any], Any] | None = None
+    cli: FamilyCli = field(default_factory=FamilyCli)
 
 
 class FamilyRegistry(Generic[E]):
