@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from gateway.client import SongClient
-from gateway.demo import EXAMPLE_LYRICS
+from gateway.commands.demo import EXAMPLE_LYRICS
 from gateway.launcher import LocalStack, plan
-from gateway.local_stages import LocalStages, ModelPaths
 from gateway.model_store import write_demo
+from gateway.models import discover
 from gateway.pipeline import Pipeline
+from gateway.router import Router
 from gateway.validation import song_spec
 from services.runtime.cancellation import CancellationToken
 from songsmith.v1 import song_pb2
@@ -61,25 +62,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         write_demo(root / "models")
-        paths = ModelPaths.under(root / "models")
-        stack = LocalStack(plan(free_port_block(5), 0), paths, root / "var")
+        routes = discover(root / "models")
+        stack = LocalStack(plan(routes, free_port_block(5), 0), root / "var")
         stack.start()
         try:
             if problems := stack.wait_healthy(300):
                 raise SystemExit(f"stack did not start: {problems}")
-            client = SongClient(stack.services[0].address)
-            pipeline = Pipeline(LocalStages(paths))
+            client = SongClient(stack.plan.gateway.address)
+            pipeline = Pipeline(Router(routes))
 
             def request(index: int) -> song_pb2.SongRequest:
-                return song_pb2.SongRequest(
+                song = song_pb2.SongRequest(
                     job_id=f"bench-{index}",
                     lyrics=LYRICS,
                     style_prompt="indie folk",
                     seed=5,
                     steps=args.steps,
-                    max_seconds=args.seconds,
                     format=song_pb2.AUDIO_FORMAT_MP3,
                 )
+                song.max_duration.FromNanoseconds(round(args.seconds * 1e9))
+                return song
 
             runs: dict[str, list[tuple[float, float]]] = {"grpc": [], "in-process": []}
             paths_to_run: dict[str, Callable[[int], tuple[float, float]]] = {

@@ -90,7 +90,7 @@ def run_case(mode: str, seconds: int, channels: int, threads: int) -> dict:
     started = time.perf_counter()
     if mode == "one-shot":
         audio = engine.decode(latents)
-        produced = len(audio)
+        produced = audio.shape[1]
         del audio
     else:
         decoder, produced = engine.stream(), 0
@@ -99,8 +99,8 @@ def run_case(mode: str, seconds: int, channels: int, threads: int) -> dict:
             for index, piece in enumerate(decoder.iter_push(latents[begin : begin + BLOCK_FRAMES])):
                 if index == 0:
                     latencies.append(time.perf_counter() - arrived)
-                produced += len(piece.samples)
-        produced += sum(len(piece.samples) for piece in decoder.finish())
+                produced += piece.samples.shape[1]
+        produced += sum(piece.samples.shape[1] for piece in decoder.finish())
     wall = time.perf_counter() - started
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

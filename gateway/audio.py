@@ -41,15 +41,6 @@ CONTAINERS: dict[int, Container] = {
 }
 
 
-def format_for_path(path: str) -> int:
-    """The AudioFormat a file name asks for by its extension (ValueError for an unknown one)."""
-    suffix = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-    for code, container in CONTAINERS.items():
-        if container.extension == suffix:
-            return code
-    raise ValueError(f"unknown audio extension {suffix!r}: use .mp3, .wav, .flac or .ogg")
-
-
 class _TrackedFile(io.RawIOBase):
     """A growable in-memory file that remembers which bytes were already handed out."""
 

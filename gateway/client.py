@@ -1,9 +1,10 @@
-"""Client side of SongService: bearer metadata, and writing streamed audio into a file."""
+"""Client side of SongService: bearer metadata, song event streams, and writing streamed audio to a file."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -30,6 +31,22 @@ class AudioFile:
         self._handle.close()
 
 
+class EventStream:
+    """The SongEvents of a Generate or WatchJob call; `cancel` ends the call."""
+
+    def __init__(self, call: Any) -> None:
+        """Wrap the streaming call."""
+        self._call = call
+
+    def __iter__(self) -> Iterator[song_pb2.SongEvent]:
+        for response in self._call:
+            yield response.event
+
+    def cancel(self) -> None:
+        """Cancel the call (a Generate call cancels the song it started)."""
+        self._call.cancel()
+
+
 def consume(
     events: Iterable[song_pb2.SongEvent],
     output: Path | None,
@@ -54,15 +71,28 @@ def consume(
 class SongClient:
     """A SongService stub with the bearer token attached to every call."""
 
-    def __init__(self, target: str, token: str = "") -> None:
-        """Connect to the gateway at `target` (e.g. `127.0.0.1:50050`)."""
-        self.channel = create_channel(target)
+    def __init__(
+        self, target: str, token: str = "", credentials: grpc.ChannelCredentials | None = None
+    ) -> None:
+        """Connect to the gateway at `target` (e.g. `127.0.0.1:50050`), over TLS with `credentials`."""
+        self.channel = create_channel(target, credentials=credentials)
         self.stub = song_pb2_grpc.SongServiceStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
 
-    def generate(self, request: song_pb2.SongRequest, timeout: float | None = None) -> grpc.Call:
-        """The Generate event stream (a call object: iterate it, or cancel it)."""
-        return self.stub.Generate(request, timeout=timeout, metadata=self.metadata)
+    def generate(self, song: song_pb2.SongRequest, timeout: float | None = None) -> EventStream:
+        """The Generate events of `song` (iterate them, or cancel the call)."""
+        request = song_pb2.GenerateRequest(song=song)
+        return EventStream(self.stub.Generate(request, timeout=timeout, metadata=self.metadata))
+
+    def watch(self, job_id: str, timeout: float | None = None) -> EventStream:
+        """A job's events, replayed then live."""
+        request = song_pb2.WatchJobRequest(job_id=job_id)
+        return EventStream(self.stub.WatchJob(request, timeout=timeout, metadata=self.metadata))
+
+    def submit(self, song: song_pb2.SongRequest, timeout: float | None = 30) -> song_pb2.Job:
+        """Start `song` in the background; the job (new, or the existing one with its id)."""
+        request = song_pb2.SubmitJobRequest(song=song)
+        return self.stub.SubmitJob(request, timeout=timeout, metadata=self.metadata).job
 
     def close(self) -> None:
         """Close the channel."""

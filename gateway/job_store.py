@@ -1,5 +1,6 @@
-"""Jobs on disk: SQLite tables of job records and of each running job's finished latent blocks, so
-nothing is lost when the gateway restarts: a job that was running resumes from its last block."""
+"""Jobs on disk: SQLite tables of job records and of each running job's finished blocks (with the
+model revision that made them), so nothing is lost when the gateway restarts: a job that was running
+resumes from its last block, on the same model weights."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from gateway.stages import LatentBlock
+from gateway.stages import Block
 from songsmith.v1 import song_pb2
 
 _SCHEMA = """
@@ -36,8 +39,11 @@ CREATE TABLE IF NOT EXISTS blocks (
     block_index INTEGER NOT NULL,
     final INTEGER NOT NULL,
     max_blocks INTEGER NOT NULL,
-    frames INTEGER NOT NULL,
-    latents BLOB NOT NULL,
+    frames_done INTEGER NOT NULL,
+    dtype TEXT NOT NULL,
+    shape TEXT NOT NULL,
+    data BLOB NOT NULL,
+    revision TEXT NOT NULL,
     PRIMARY KEY (job_id, block_index)
 );
 """
@@ -71,16 +77,21 @@ class JobRecord:
 
     def to_proto(self) -> song_pb2.Job:
         """The job as the API reports it."""
+        created, updated, generated = Timestamp(), Timestamp(), Duration()
+        created.FromNanoseconds(round(self.created_at * 1e9))
+        updated.FromNanoseconds(round(self.updated_at * 1e9))
+        generated.FromNanoseconds(round(self.seconds_generated * 1e9))
         job = song_pb2.Job(
             job_id=self.job_id,
             state=self.state,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
+            create_time=created,
+            update_time=updated,
             blocks_done=self.blocks_done,
             max_blocks=self.max_blocks,
-            seconds_generated=self.seconds_generated,
+            generated=generated,
             error=self.error,
             seed=self.seed,
+            model=self.request.model,
         )
         if self.result is not None:
             job.result.CopyFrom(self.result)
@@ -134,39 +145,65 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return None if row is None else self._record(row)
 
-    def list(self, limit: int, state: int = song_pb2.JOB_STATE_UNSPECIFIED) -> list[JobRecord]:
-        """Up to `limit` jobs, newest first, optionally only those in `state`."""
+    def list(
+        self, limit: int, state: int = song_pb2.JOB_STATE_UNSPECIFIED, offset: int = 0
+    ) -> list[JobRecord]:
+        """Up to `limit` jobs after the first `offset`, newest first, optionally only those in `state`."""
         query, args = "SELECT * FROM jobs", []
         if state != song_pb2.JOB_STATE_UNSPECIFIED:
             query, args = query + " WHERE state = ?", [state]
+        query += " ORDER BY created_at DESC, job_id LIMIT ? OFFSET ?"
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY created_at DESC LIMIT ?", (*args, limit)).fetchall()
+            rows = self._db.execute(query, (*args, limit, offset)).fetchall()
         return [self._record(row) for row in rows]
 
-    def add_block(self, job_id: str, block: LatentBlock) -> None:
-        """Keep a finished latent block of a running job, so a restart resumes after it."""
-        latents = np.ascontiguousarray(block.latents, dtype="<f4")
+    def add_block(self, job_id: str, block: Block) -> None:
+        """Keep a finished block of a running job (and the revision that made it), so a restart
+        resumes after it."""
+        frames = np.ascontiguousarray(block.frames)
+        little_endian = frames.astype(frames.dtype.newbyteorder("<"), copy=False)
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO blocks (job_id, block_index, final, max_blocks, frames, latents)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (job_id, block.index, int(block.final), block.max_blocks, len(latents), latents.tobytes()),
+                "INSERT OR REPLACE INTO blocks"
+                " (job_id, block_index, final, max_blocks, frames_done, dtype, shape, data, revision)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    block.index,
+                    int(block.final),
+                    block.max_blocks,
+                    block.frames_done,
+                    little_endian.dtype.str,
+                    ",".join(str(size) for size in frames.shape),
+                    little_endian.tobytes(),
+                    block.revision,
+                ),
             )
 
-    def blocks(self, job_id: str) -> list[LatentBlock]:
+    def blocks(self, job_id: str) -> list[Block]:
         """The job's kept blocks from block 0 on, as far as they run without a gap."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT block_index, final, max_blocks, frames, latents FROM blocks WHERE job_id = ?"
-                " ORDER BY block_index",
+                "SELECT block_index, final, max_blocks, frames_done, dtype, shape, data, revision"
+                " FROM blocks WHERE job_id = ? ORDER BY block_index",
                 (job_id,),
             ).fetchall()
-        kept: list[LatentBlock] = []
-        for index, final, max_blocks, frames, data in rows:
+        kept: list[Block] = []
+        for index, final, max_blocks, frames_done, dtype, shape, data, revision in rows:
             if index != len(kept):
                 break
-            latents = np.frombuffer(data, dtype="<f4").reshape(frames, -1).astype(np.float32)
-            kept.append(LatentBlock(index, latents, bool(final), max_blocks))
+            dims = tuple(int(size) for size in shape.split(",") if size)
+            frames = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(dims)
+            kept.append(
+                Block(
+                    index,
+                    frames.astype(frames.dtype.newbyteorder("=")),
+                    bool(final),
+                    max_blocks,
+                    frames_done,
+                    revision,
+                )
+            )
         return kept
 
     def drop_blocks(self, job_id: str) -> None:

@@ -16,8 +16,14 @@ import grpc
 
 from gateway.audio import CONTAINERS
 from gateway.job_store import JobRecord, JobStore, fingerprint
-from gateway.pipeline import Pipeline
-from gateway.validation import RequestLimits, draw_seed, song_spec, validate_request
+from gateway.pipeline import RESUME_RESTARTED, Pipeline
+from gateway.validation import (
+    RequestLimits,
+    audio_format,
+    draw_seed,
+    song_spec,
+    validate_song,
+)
 from services.runtime import errors
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES
@@ -26,6 +32,10 @@ from services.runtime.logs import job_scope
 from songsmith.v1 import song_pb2
 
 log = logging.getLogger(__name__)
+
+# How long a submission waits for a model's generation stage to say what it hosts.
+MODEL_INFO_TIMEOUT_S = 5.0
+DEFAULT_PAGE_SIZE = 50
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,15 @@ class _LiveJob:
                 return
 
 
+def _page_offset(token: str) -> int:
+    """The position a ListJobs page token stands for; INVALID_ARGUMENT for one this gateway never gave."""
+    if not token:
+        return 0
+    if not token.isdigit():
+        raise errors.InvalidArgumentError("page_token", "not a token from a previous ListJobs page")
+    return int(token)
+
+
 def _error_text(error: ServiceError) -> str:
     return f"{error.code.name}: {error.message}"
 
@@ -119,17 +138,21 @@ class JobManager:
 
     def result_path(self, record: JobRecord) -> Path:
         """Where a job's audio file is kept."""
-        return self.results_dir / f"{record.job_id}.{CONTAINERS[record.request.format].extension}"
+        return self.results_dir / f"{record.job_id}.{CONTAINERS[audio_format(record.request)].extension}"
 
     def submit(
         self, request: song_pb2.SongRequest, deadline: float | None = None
     ) -> tuple[song_pb2.Job, bool]:
         """Start a job for `request` unless its id exists; return the job and whether it is new.
 
-        Raises INVALID_ARGUMENT for a bad request, ALREADY_EXISTS when the id belongs to a different
+        Raises INVALID_ARGUMENT for a bad request or inputs the model cannot use, NOT_FOUND for a
+        model the gateway does not route to, ALREADY_EXISTS when the id belongs to a different
         request, RESOURCE_EXHAUSTED when the queue is full.
         """
-        validate_request(request, self.limits)
+        router = self.pipeline.router
+        timeout = CancellationToken.with_timeout(MODEL_INFO_TIMEOUT_S)
+        validate_song(request, self.limits, lambda: router.get(request.model).info(timeout))
+        model = router.get(request.model)
         job_id = request.job_id or uuid.uuid4().hex
         digest = fingerprint(request)
         now = time.time()
@@ -147,6 +170,7 @@ class JobManager:
             stored = song_pb2.SongRequest()
             stored.CopyFrom(request)
             stored.job_id = job_id
+            stored.model = model.name
             record = self.store.insert_if_absent(
                 JobRecord(job_id, digest, stored, seed, song_pb2.JOB_STATE_QUEUED, now, now)
             )
@@ -157,7 +181,8 @@ class JobManager:
         limit = time.monotonic() + self.settings.job_timeout_s
         token = CancellationToken(limit if deadline is None else min(deadline, limit))
         live = _LiveJob(record.job_id, token)
-        live.emit(song_pb2.SongEvent(accepted=song_pb2.Accepted(job_id=record.job_id, seed=record.seed)))
+        accepted = song_pb2.Accepted(job_id=record.job_id, seed=record.seed, model=record.request.model)
+        live.emit(song_pb2.SongEvent(accepted=accepted))
         self._live[record.job_id] = live
         self._queued += 1
         self._workers.submit(self._run, record, live)
@@ -176,13 +201,15 @@ class JobManager:
 
                 def emit(event: song_pb2.SongEvent) -> None:
                     live.emit(event)
-                    if event.HasField("progress") and event.progress.stage == "diffusion":
+                    if event.HasField("notice") and event.notice.code == RESUME_RESTARTED:
+                        self.store.drop_blocks(record.job_id)
+                    if event.HasField("progress") and event.progress.max_blocks:
                         progress = event.progress
                         self.store.update(
                             record.job_id,
                             blocks_done=progress.blocks_done,
                             max_blocks=progress.max_blocks,
-                            seconds_generated=progress.seconds_generated,
+                            seconds_generated=progress.generated.ToNanoseconds() / 1e9,
                         )
 
                 kept = self.store.blocks(record.job_id)
@@ -197,7 +224,7 @@ class JobManager:
                 partial.replace(path)
                 self.store.update(record.job_id, state=song_pb2.JOB_STATE_SUCCEEDED, result=result.summary)
                 live.emit(song_pb2.SongEvent(done=result.summary))
-                log.info("job finished: %.1f s of audio", result.summary.duration_seconds)
+                log.info("job finished: %.1f s of audio", result.summary.duration.ToNanoseconds() / 1e9)
             except ServiceError as exc:
                 error = exc
             except Exception as exc:
@@ -229,9 +256,13 @@ class JobManager:
             raise errors.NotFoundError(f"no job {job_id}")
         return record
 
-    def list(self, limit: int, state: int) -> list[song_pb2.Job]:
-        """Jobs newest first."""
-        return [record.to_proto() for record in self.store.list(limit or 50, state)]
+    def list(self, page_size: int, state: int, page_token: str = "") -> tuple[list[song_pb2.Job], str]:
+        """One page of jobs, newest first, and the token of the next page ("" after the last)."""
+        size = page_size or DEFAULT_PAGE_SIZE
+        offset = _page_offset(page_token)
+        records = self.store.list(size + 1, state, offset)
+        following = str(offset + size) if len(records) > size else ""
+        return [record.to_proto() for record in records[:size]], following
 
     def cancel(self, job_id: str, reason: str = "cancelled by CancelJob") -> song_pb2.Job:
         """Stop a queued or running job and wait until it has stopped; a finished job is returned
@@ -267,13 +298,14 @@ class JobManager:
         yield from self._replay(record)
 
     def _replay(self, record: JobRecord) -> Iterator[song_pb2.SongEvent]:
-        yield song_pb2.SongEvent(accepted=song_pb2.Accepted(job_id=record.job_id, seed=record.seed))
+        accepted = song_pb2.Accepted(job_id=record.job_id, seed=record.seed, model=record.request.model)
+        yield song_pb2.SongEvent(accepted=accepted)
         if record.state != song_pb2.JOB_STATE_SUCCEEDED or record.result is None:
             raise _error_from_text(record.error or "UNAVAILABLE: the job has not finished")
         data = self.result_path(record).read_bytes()
         for start in range(0, len(data), MAX_CHUNK_BYTES):
             chunk = song_pb2.AudioChunk(
-                offset=start, data=data[start : start + MAX_CHUNK_BYTES], format=record.request.format
+                offset=start, data=data[start : start + MAX_CHUNK_BYTES], format=audio_format(record.request)
             )
             yield song_pb2.SongEvent(audio=chunk)
         yield song_pb2.SongEvent(done=record.result)

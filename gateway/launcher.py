@@ -1,4 +1,9 @@
-"""`songsmith up`: the four stages and the gateway as local processes on 127.0.0.1."""
+"""`songsmith up`: the stages the routed models need and the gateway, as local processes on 127.0.0.1.
+
+Each distinct stage of the models runs once: two models that share the lyric tokenizer or a
+MuQ-MuLan style encoder share its process. The gateway gets the routing of every model to the
+addresses of its stages.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +16,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.local_stages import ModelPaths
+from gateway.models import ModelRoute
 
-STAGES = ("tokenizer", "style", "diffusion", "vocoder")
+GATEWAY = "gateway"
 
 
 @dataclass(frozen=True)
 class Service:
-    """One launched process: its name, gRPC port and metrics port."""
+    """One launched process: its name, the component it runs, its ports and its model folder."""
 
     name: str
+    component: str
     port: int
     metrics_port: int
+    model_dir: Path | None = None
 
     @property
     def address(self) -> str:
@@ -32,34 +40,60 @@ class Service:
         return f"127.0.0.1:{self.port}"
 
 
-def plan(base_port: int, metrics_base_port: int) -> list[Service]:
-    """Gateway on `base_port`, stages on the next four ports (metrics likewise)."""
-    names = ("gateway", *STAGES)
-    return [
-        Service(name, base_port + i, metrics_base_port + i if metrics_base_port else 0)
-        for i, name in enumerate(names)
-    ]
+@dataclass(frozen=True)
+class StackPlan:
+    """The processes of a local stack (the gateway first) and the routing the gateway gets."""
+
+    services: list[Service]
+    routes: dict[str, dict[str, str]]
+
+    @property
+    def gateway(self) -> Service:
+        """The gateway process."""
+        return self.services[0]
 
 
-def _arguments(service: Service, services: list[Service], paths: ModelPaths, var_dir: Path) -> list[str]:
+def plan(routes: list[ModelRoute], base_port: int, metrics_base_port: int) -> StackPlan:
+    """The gateway on `base_port`, then one process per distinct stage of `routes` on the next ports
+    (metrics ports likewise; 0 disables them). A stage's first process is named after the stage, a
+    second one of the same stage after its model too (`diffusion-musicgen-small`)."""
+    services = [Service(GATEWAY, GATEWAY, base_port, metrics_base_port)]
+    by_target: dict[tuple[str, str], Service] = {}
+    routing: dict[str, dict[str, str]] = {}
+    for route in routes:
+        routing[route.name] = {}
+        for stage, target in route.stages.items():
+            key = (stage, target)
+            if key not in by_target:
+                taken = any(service.component == stage for service in by_target.values())
+                position = len(services)
+                by_target[key] = Service(
+                    f"{stage}-{route.name}" if taken else stage,
+                    stage,
+                    base_port + position,
+                    metrics_base_port + position if metrics_base_port else 0,
+                    route.local_path(stage),
+                )
+                services.append(by_target[key])
+            routing[route.name][stage] = by_target[key].address
+    return StackPlan(services, routing)
+
+
+def _arguments(service: Service, stack: StackPlan, var_dir: Path) -> list[str]:
     common = ["--host", "127.0.0.1", "--port", str(service.port), "--metrics-port", str(service.metrics_port)]
-    if service.name == "gateway":
-        targets = {s.name: s.address for s in services if s.name != "gateway"}
+    if service.component == GATEWAY:
         return [
             *common,
-            *("--tokenizer-target", targets["tokenizer"], "--style-target", targets["style"]),
-            *("--diffusion-target", targets["diffusion"], "--vocoder-target", targets["vocoder"]),
+            *("--models", yaml.safe_dump(stack.routes, sort_keys=False)),
             *("--jobs-db", str(var_dir / "jobs.sqlite3"), "--results-dir", str(var_dir / "results")),
         ]
-    if service.name == "style":
-        return [*common, "--model-dir", str(paths.mulan)]
-    if service.name in ("diffusion", "vocoder"):
-        return [*common, "--model-dir", str(paths.diffrhythm2)]
+    if service.model_dir is not None:
+        return [*common, "--model-dir", str(service.model_dir)]
     return common
 
 
 def stage_threads() -> int:
-    """Torch threads per stage process: half the cores, as diffusion and the vocoder compute at once."""
+    """Torch threads per stage process: half the cores, as generation and the vocoder compute at once."""
     return max(1, (os.cpu_count() or 2) // 2)
 
 
@@ -78,12 +112,12 @@ def _serving(address: str) -> bool:
 
 
 class LocalStack:
-    """Starts, watches and stops the five processes."""
+    """Starts, watches and stops the processes of a plan."""
 
-    def __init__(self, services: list[Service], paths: ModelPaths, var_dir: Path) -> None:
+    def __init__(self, stack: StackPlan, var_dir: Path) -> None:
         """Plan the processes; nothing starts until `start`."""
-        self.services = services
-        self.paths = paths
+        self.plan = stack
+        self.services = stack.services
         self.var_dir = var_dir
         self.processes: dict[str, subprocess.Popen] = {}
 
@@ -97,8 +131,8 @@ class LocalStack:
         service = next(s for s in self.services if s.name == name)
         logs = self.var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "gateway.cli", "serve", service.name]
-        command += _arguments(service, self.services, self.paths, self.var_dir)
+        command = [sys.executable, "-m", "gateway.cli", "serve", service.component]
+        command += _arguments(service, self.plan, self.var_dir)
         with (logs / f"{service.name}.log").open("ab") as log:
             self.processes[service.name] = subprocess.Popen(
                 command,
@@ -122,8 +156,8 @@ class LocalStack:
 
     def stop(self, grace: float = 30.0) -> None:
         """SIGTERM every process (gateway first), then kill what is left after `grace` seconds."""
-        for name in ("gateway", *STAGES):
-            process = self.processes.get(name)
+        for service in self.services:
+            process = self.processes.get(service.name)
             if process is not None and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace

@@ -1,93 +1,137 @@
-"""The four stages as engines inside this process: no servers, no sockets (the embedded default)."""
+"""Stage clients over engines inside this process: no servers, no sockets (the embedded default)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from gateway.stages import LatentBlock, LatentRequest, PcmPiece
-from services.diffusion.diffrhythm2.engine import DiffusionEngine
+from gateway.stages import IN_PROCESS, Block, GenerationEvent, SongGeneration
+from services.diffusion.engine import (
+    GeneratedBlock,
+    GenerationEngine,
+    GenerationSettings,
+    check_prefix_revision,
+)
+from services.diffusion.families import GENERATION_FAMILIES
 from services.runtime.cancellation import CancellationToken
-from services.style.muq_mulan.engine import StyleEngine
+from services.runtime.model_info import ModelInfo
+from services.style.engine import CropMode, StyleEngine, StyleSettings
+from services.style.families import STYLE_FAMILIES
 from services.tokenizer.engine import TokenizerEngine
-from services.vocoder.diffrhythm2.engine import VocoderEngine
-
-MODEL_NAME = "diffrhythm2"
-
-
-@dataclass(frozen=True)
-class ModelPaths:
-    """Where the model files are: the DiffRhythm 2 folder and the MuQ-MuLan checkpoint folder."""
-
-    diffrhythm2: Path
-    mulan: Path
-
-    @classmethod
-    def under(cls, root: str | Path) -> ModelPaths:
-        """The standard layout under a model root: `diffrhythm2/` and `muq-mulan/<checkpoint>/`.
-
-        Real MuQ-MuLan-large weights win over the demo model when both are present.
-        """
-        root = Path(root)
-        mulan_root = root / "muq-mulan"
-        candidates = [mulan_root / "MuQ-MuLan-large", mulan_root / "MuQ-MuLan-demo"]
-        mulan = next((path for path in candidates if path.is_dir()), candidates[0])
-        return cls(diffrhythm2=root / "diffrhythm2", mulan=mulan)
+from services.vocoder.engine import PcmPiece, VocoderEngine, VocoderSettings
+from services.vocoder.families import VOCODER_FAMILIES
 
 
-class LocalStages:
-    """Tokenizer, style encoder, diffusion and vocoder engines loaded in this process."""
+class LocalTokenizer:
+    """The lyric tokenizer engine (every lyric family's front end over one G2P)."""
 
-    model_name = MODEL_NAME
+    target = IN_PROCESS
 
-    def __init__(self, paths: ModelPaths, device: str = "cpu") -> None:
-        """Load every engine (raises FailedPreconditionError when a model is missing)."""
-        self.tokenizer = TokenizerEngine.load()
-        self.style = StyleEngine.load(paths.mulan, device=device)
-        self.diffusion = DiffusionEngine.load(paths.diffrhythm2, device=device)
-        self.vocoder = VocoderEngine.load(paths.diffrhythm2, device=device)
-        self.sample_rate = self.vocoder.sample_rate
+    def __init__(self) -> None:
+        """Load and warm up the engine."""
+        self.engine = TokenizerEngine.load()
 
-    def tokenize(self, lyrics: str, job_id: str, token: CancellationToken) -> np.ndarray:
-        """Lyric token ids, int64 [L]."""
-        return np.asarray(self.tokenizer.tokenize(lyrics, token).tokens, dtype=np.int64)
+    def model_info(self, token: CancellationToken) -> ModelInfo:
+        """What the engine serves."""
+        return self.engine.info
+
+    def tokenize(
+        self, lyrics: str, family: str, seconds: float, job_id: str, token: CancellationToken
+    ) -> np.ndarray:
+        """Token ids, int64."""
+        result = self.engine.tokenize(lyrics, token, family=family, seconds=seconds)
+        return np.asarray(result.tokens, dtype=np.int64)
+
+    def close(self) -> None:
+        """Nothing to release: the engine goes with the process."""
+
+
+class LocalStyle:
+    """A style engine of any family, loaded from its model folder."""
+
+    target = IN_PROCESS
+
+    def __init__(self, model_dir: Path, device: str = "cpu") -> None:
+        """Load the engine (FailedPreconditionError when the folder holds no style model)."""
+        self.engine: StyleEngine = STYLE_FAMILIES.load(model_dir, StyleSettings(device))
+
+    def model_info(self, token: CancellationToken) -> ModelInfo:
+        """What the engine hosts."""
+        return self.engine.info
 
     def embed_text(self, prompt: str, job_id: str, token: CancellationToken) -> np.ndarray:
-        """The style vector of a prompt."""
-        return self.style.embed_text(prompt).vector
+        """The conditioning for a prompt."""
+        return self.engine.embed_text(prompt).vector
 
-    def embed_audio(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:
-        """The style vector of a whole reference recording."""
-        return self.style.embed_audio(data, token=token).vector
+    def embed_audio(self, data: bytes, crop: CropMode, job_id: str, token: CancellationToken) -> np.ndarray:
+        """The conditioning for an encoded recording."""
+        return self.engine.embed_audio(data, crop=crop, token=token).vector
 
-    def generate_latents(self, request: LatentRequest, token: CancellationToken) -> Iterator[LatentBlock]:
-        """The song's blocks after the prefix, straight from the sampler."""
-        blocks = self.diffusion.generate(
-            request.tokens,
-            request.style,
-            seed=request.seed,
-            steps=request.steps,
-            cfg_strength=request.cfg_strength,
-            max_frames=request.max_frames,
-            prefix=request.prefix,
-            token=token,
+    def close(self) -> None:
+        """Nothing to release: the engine goes with the process."""
+
+
+class LocalGeneration:
+    """A generation engine of any family, loaded from its model folder."""
+
+    target = IN_PROCESS
+
+    def __init__(self, model_dir: Path, device: str = "cpu") -> None:
+        """Load and warm up the engine (FailedPreconditionError when the folder holds no model)."""
+        self.engine: GenerationEngine = GENERATION_FAMILIES.load(model_dir, GenerationSettings(device))
+        self.engine.warm_up()
+
+    def model_info(self, token: CancellationToken) -> ModelInfo:
+        """What the engine hosts."""
+        return self.engine.info
+
+    def generate(self, song: SongGeneration, token: CancellationToken) -> Iterator[GenerationEvent]:
+        """The song's blocks after the prefix and progress between them, straight from the engine."""
+        info = self.engine.info
+        options = (
+            GENERATION_FAMILIES.parse_options(info.family, song.options_field, song.options)
+            if song.options_field
+            else None
         )
-        for block in blocks:
-            yield LatentBlock(block.index, block.latents, block.final, block.max_blocks)
+        check_prefix_revision(info, song.request.prefix, song.prefix_revision)
+        request = replace(song.request, options=options)
+        for event in self.engine.generate(request, token):
+            if isinstance(event, GeneratedBlock):
+                yield Block(
+                    event.index, event.frames, event.final, event.max_blocks, event.frames_done, info.revision
+                )
+            else:
+                yield event
+
+    def close(self) -> None:
+        """Nothing to release: the engine goes with the process."""
+
+
+class LocalVocoder:
+    """A decoder of any family, loaded from its model folder."""
+
+    target = IN_PROCESS
+
+    def __init__(self, model_dir: Path, device: str = "cpu") -> None:
+        """Load and warm up the engine (FailedPreconditionError when the folder holds no decoder)."""
+        self.engine: VocoderEngine = VOCODER_FAMILIES.load(model_dir, VocoderSettings(device))
+        self.engine.warm_up()
+
+    def model_info(self, token: CancellationToken) -> ModelInfo:
+        """What the engine hosts."""
+        return self.engine.info
 
     def decode(
         self, blocks: Iterable[np.ndarray], job_id: str, token: CancellationToken
     ) -> Iterator[PcmPiece]:
         """Streaming decode: PCM as soon as it can no longer change."""
-        decoder = self.vocoder.stream(token)
-        for latents in blocks:
-            for piece in decoder.push(latents):
-                yield PcmPiece(piece.offset, piece.samples)
-        for piece in decoder.finish():
-            yield PcmPiece(piece.offset, piece.samples)
+        decoder = self.engine.stream(token)
+        for frames in blocks:
+            yield from decoder.push(frames)
+        yield from decoder.finish()
 
     def close(self) -> None:
-        """Nothing to release: the engines go with the process."""
+        """Nothing to release: the engine goes with the process."""

@@ -1,54 +1,70 @@
-"""One song through the four stages, overlapped: tokenizer and style encoder in parallel, then
-diffusion streaming blocks into the vocoder streaming PCM into the audio encoder and out.
+"""One song through its model's stages, overlapped: lyrics and style in parallel, then the generation
+stage streaming blocks into the vocoder streaming PCM into the audio encoder and out.
 
-If the diffusion stage becomes unavailable mid-song (a replica died or restarted), sampling resumes
-from the last completed block by sending the blocks so far as the prefix; the sampler is
+Family-agnostic: the generation stage's ModelInfo says which inputs the model reads (lyrics,
+a style prompt, a style or melody recording) and its family (for the lyric front end); the family's
+own options travel as the request's typed message. No branch here names a family.
+
+If the generation stage becomes unavailable mid-song (a replica died or restarted), generation
+resumes from the last completed block by sending the blocks so far as the prefix; generation is
 deterministic, so the finished song is identical to an uninterrupted one. A caller that kept the
-blocks of an earlier, interrupted run (the job store does) passes them in the same way.
+blocks of an earlier, interrupted run (the job store does) passes them in the same way, unless the
+model's revision has changed since: then the song starts again from block 0, with a notice.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
+from google.protobuf.duration_pb2 import Duration
 
 from gateway.audio import FakeStereo, StreamingEncoder, normalize_loudness
-from gateway.stages import BLOCK_FRAMES, FRAMES_PER_SECOND, LatentBlock, LatentRequest, Stages
+from gateway.router import RoutedModel, Router
+from gateway.stages import Block, SongGeneration
+from services.diffusion.engine import GenerationProgress, GenerationRequest
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES
 from services.runtime.errors import CancelledError, UnavailableError
+from services.runtime.model_info import LYRICS, MELODY_AUDIO, STYLE_AUDIO, ModelInfo
+from services.style.engine import CROP_WHOLE
 from songsmith.v1 import song_pb2
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[song_pb2.SongEvent], None]
-BlockSink = Callable[[LatentBlock], None]
+BlockSink = Callable[[Block], None]
+RESUME_RESTARTED = "resume_restarted"
 _END = object()
 
 
 @dataclass(frozen=True)
 class SongSpec:
-    """A validated song request with every default filled in."""
+    """A validated song request with the gateway's defaults filled in (model defaults stay 0/None)."""
 
     job_id: str
+    model: str
     lyrics: str
     style_prompt: str | None
     style_audio: bytes | None
     seed: int
     steps: int
-    cfg_strength: float
-    max_frames: int
+    cfg_strength: float | None
+    max_seconds: float
     audio_format: int
     stereo: bool
     normalize_loudness: bool
     target_lufs: float
+    options_field: str | None = None
+    options: Any = None
 
 
 @dataclass(frozen=True)
@@ -61,48 +77,56 @@ class SongResult:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently a lost diffusion stream is resumed."""
+    """How often and how patiently a lost generation stream is resumed."""
 
     attempts: int = 8
     first_backoff_s: float = 0.5
     max_backoff_s: float = 5.0
 
 
-class _SongWriter:
-    """Mono PCM in, audio events out: fake stereo, loudness normalization, the container."""
+def duration(seconds: float) -> Duration:
+    """A protobuf Duration of `seconds`."""
+    value = Duration()
+    value.FromNanoseconds(round(seconds * 1e9))
+    return value
 
-    def __init__(self, spec: SongSpec, sample_rate: int, emit: EventSink) -> None:
-        self.channels = 2 if spec.stereo else 1
+
+class _SongWriter:
+    """PCM [channels, n] in, audio events out: fake stereo for mono models, loudness, the container."""
+
+    def __init__(self, spec: SongSpec, sample_rate: int, channels: int, emit: EventSink) -> None:
+        self.channels = 2 if spec.stereo and channels == 1 else channels
         self.samples = 0
         self.encode_seconds = 0.0
         self._spec = spec
         self._sample_rate = sample_rate
         self._emit = emit
         self._encoder = StreamingEncoder(spec.audio_format, sample_rate, self.channels)
-        self._stereo = FakeStereo(sample_rate) if spec.stereo else None
+        self._stereo = FakeStereo(sample_rate) if self.channels != channels else None
         self._held: list[np.ndarray] = []
 
-    def add(self, mono: np.ndarray) -> None:
+    def add(self, samples: np.ndarray) -> None:
         """Encode and send the next samples (held back to the end when normalizing loudness)."""
-        self.samples += len(mono)
+        self.samples += samples.shape[1]
+        frames = self._stereo(samples[0]) if self._stereo else samples.T
         if self._spec.normalize_loudness:
-            self._held.append(mono)
+            self._held.append(frames)
         else:
-            self._encode(mono)
+            self._encode(frames)
 
     def finish(self) -> bytes:
         """Send the rest of the file; return the whole file."""
         if self._spec.normalize_loudness:
-            mono = np.concatenate(self._held) if self._held else np.zeros(0, np.float32)
-            self._encode(normalize_loudness(mono, self._sample_rate, self._spec.target_lufs))
+            held = np.concatenate(self._held) if self._held else np.zeros((0, self.channels), np.float32)
+            self._encode(normalize_loudness(held, self._sample_rate, self._spec.target_lufs))
         started = time.perf_counter()
         self._send(self._encoder.close())
         self.encode_seconds += time.perf_counter() - started
         return self._encoder.data
 
-    def _encode(self, mono: np.ndarray) -> None:
+    def _encode(self, frames: np.ndarray) -> None:
         started = time.perf_counter()
-        self._send(self._encoder.write(self._stereo(mono) if self._stereo else mono))
+        self._send(self._encoder.write(frames))
         self.encode_seconds += time.perf_counter() - started
 
     def _send(self, pieces: list[tuple[int, bytes]]) -> None:
@@ -115,11 +139,11 @@ class _SongWriter:
 
 
 class Pipeline:
-    """Runs songs over a `Stages` implementation (in-process or gRPC)."""
+    """Runs songs on the models of a router (stages in process or over gRPC)."""
 
-    def __init__(self, stages: Stages, retry: RetryPolicy | None = None) -> None:
-        """Use `stages` for every song; `retry` governs resuming a lost diffusion stream."""
-        self.stages = stages
+    def __init__(self, router: Router, retry: RetryPolicy | None = None) -> None:
+        """Route every song through `router`; `retry` governs resuming a lost generation stream."""
+        self.router = router
         self.retry = retry or RetryPolicy()
 
     def run(
@@ -127,24 +151,40 @@ class Pipeline:
         spec: SongSpec,
         token: CancellationToken,
         emit: EventSink,
-        kept: Sequence[LatentBlock] = (),
+        kept: Sequence[Block] = (),
         keep: BlockSink | None = None,
     ) -> SongResult:
         """Generate one song, sending progress and audio events to `emit` as they happen.
 
-        `kept` are blocks 0..k-1 of an earlier, interrupted run of the same song: sampling resumes
-        after them and the song comes out the same. `keep` receives each newly sampled block.
+        `kept` are blocks 0..k-1 of an earlier, interrupted run of the same song: generation resumes
+        after them and the song comes out the same, unless the model's revision changed since (then
+        it starts again, with a `resume_restarted` notice). `keep` receives each new block.
         """
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        tokens, style = self._conditioning(spec, token, emit, timings)
-        request = LatentRequest(
-            spec.job_id, tokens, style, spec.seed, spec.steps, spec.cfg_strength, spec.max_frames
+        model = self.router.get(spec.model)
+        info = model.info(token, refresh=bool(kept))
+        if kept and kept[-1].revision != info.revision:
+            emit(_restart_notice(kept[-1].revision, info))
+            kept = ()
+        tokens, style, melody = self._conditioning(model, info, spec, token, emit, timings)
+        request = GenerationRequest(
+            job_id=spec.job_id,
+            tokens=tokens,
+            style=style,
+            melody=melody,
+            seed=spec.seed,
+            steps=spec.steps,
+            cfg_strength=spec.cfg_strength,
+            max_frames=math.ceil(spec.max_seconds * info.frame_rate) if spec.max_seconds else 0,
+            seconds=spec.max_seconds,
         )
-        writer = _SongWriter(spec, self.stages.sample_rate, emit)
-        latents = self._latent_stream(request, token, emit, timings, kept, keep)
+        song = SongGeneration(request, spec.options_field, spec.options)
+        vocoder = model.info(token, stage="vocoder")
+        writer = _SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit)
+        frames = self._frame_stream(model, info, song, token, emit, timings, kept, keep)
         decode_started = time.perf_counter()
-        for piece in self.stages.decode(latents, spec.job_id, token):
+        for piece in model.vocoder.decode(frames, spec.job_id, token):
             if piece.offset != writer.samples:
                 raise RuntimeError(
                     f"vocoder skipped samples: offset {piece.offset}, expected {writer.samples}"
@@ -155,60 +195,79 @@ class Pipeline:
         timings["encode"] = writer.encode_seconds
         timings["total"] = time.perf_counter() - started
         summary = song_pb2.SongSummary(
-            duration_seconds=writer.samples / self.stages.sample_rate,
-            sample_rate=self.stages.sample_rate,
+            duration=duration(writer.samples / vocoder.sample_rate),
+            sample_rate=vocoder.sample_rate,
             channels=writer.channels,
             format=spec.audio_format,
             size_bytes=len(data),
             seed=spec.seed,
-            model=self.stages.model_name,
-            stage_seconds=timings,
+            model=model.name,
+            model_revision=info.revision,
+            stage_durations={stage: duration(seconds) for stage, seconds in timings.items()},
         )
         return SongResult(summary, data)
 
     def _conditioning(
-        self, spec: SongSpec, token: CancellationToken, emit: EventSink, timings: dict[str, float]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Tokenize the lyrics and embed the style at the same time; a failure stops the other."""
-        sibling = token.child()
-
-        def timed(stage: str, work: Callable[[], np.ndarray]) -> np.ndarray:
-            began = time.perf_counter()
-            try:
-                result = work()
-            except BaseException:
-                sibling.cancel(f"{stage} failed")
-                raise
-            timings[stage] = time.perf_counter() - began
-            emit(song_pb2.SongEvent(progress=song_pb2.Progress(stage=stage)))
-            return result
-
-        if spec.style_audio is not None:
-            embed = lambda: self.stages.embed_audio(spec.style_audio, spec.job_id, sibling)  # noqa: E731
-        else:
-            embed = lambda: self.stages.embed_text(spec.style_prompt or "", spec.job_id, sibling)  # noqa: E731
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="conditioning") as pool:
-            tokens = pool.submit(
-                timed, "tokenizer", lambda: self.stages.tokenize(spec.lyrics, spec.job_id, sibling)
-            )
-            style = pool.submit(timed, "style", embed)
-        token.check()
-        failures = [f.exception() for f in (tokens, style) if f.exception() is not None]
-        genuine = [error for error in failures if not isinstance(error, CancelledError)]
-        if failures:
-            raise (genuine or failures)[0]
-        return tokens.result(), style.result()
-
-    def _latent_stream(
         self,
-        request: LatentRequest,
+        model: RoutedModel,
+        info: ModelInfo,
+        spec: SongSpec,
         token: CancellationToken,
         emit: EventSink,
         timings: dict[str, float],
-        kept: Sequence[LatentBlock],
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Tokenize the lyrics and embed the style (and melody) at once; a failure stops the others."""
+        sibling = token.child()
+        work: dict[str, tuple[str, Callable[[], np.ndarray]]] = {}
+        if LYRICS in info.inputs and model.tokenizer is not None:
+            tokenizer = model.tokenizer
+            work["tokens"] = (
+                "tokenizer",
+                lambda: tokenizer.tokenize(spec.lyrics, info.family, spec.max_seconds, spec.job_id, sibling),
+            )
+        style = model.style
+        if style is not None and spec.style_prompt is not None:
+            prompt = spec.style_prompt
+            work["style"] = ("style", lambda: style.embed_text(prompt, spec.job_id, sibling))
+        if style is not None and spec.style_audio is not None:
+            audio = spec.style_audio
+            role = "melody" if MELODY_AUDIO in info.inputs else "style"
+            if role == "melody" or STYLE_AUDIO in info.inputs:
+                work[role] = ("style", lambda: style.embed_audio(audio, CROP_WHOLE, spec.job_id, sibling))
+
+        def timed(stage: str, run: Callable[[], np.ndarray]) -> np.ndarray:
+            began = time.perf_counter()
+            try:
+                result = run()
+            except BaseException:
+                sibling.cancel(f"{stage} failed")
+                raise
+            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - began
+            emit(song_pb2.SongEvent(progress=song_pb2.Progress(stage=stage)))
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, len(work)), thread_name_prefix="conditioning") as pool:
+            futures = {name: pool.submit(timed, stage, run) for name, (stage, run) in work.items()}
+        token.check()
+        failures = [f.exception() for f in futures.values() if f.exception() is not None]
+        genuine = [error for error in failures if not isinstance(error, CancelledError)]
+        if failures:
+            raise (genuine or failures)[0]
+        results = {name: future.result() for name, future in futures.items()}
+        return results.get("tokens"), results.get("style"), results.get("melody")
+
+    def _frame_stream(
+        self,
+        model: RoutedModel,
+        info: ModelInfo,
+        song: SongGeneration,
+        token: CancellationToken,
+        emit: EventSink,
+        timings: dict[str, float],
+        kept: Sequence[Block],
         keep: BlockSink | None,
     ) -> Iterator[np.ndarray]:
-        """Latent blocks from a producer thread, so sampling runs ahead of decoding."""
+        """Blocks' frames from a producer thread, so generation runs ahead of decoding."""
         handoff: queue.Queue = queue.Queue(maxsize=4)
         failure: list[BaseException] = []
         producer_token = token.child()
@@ -216,25 +275,16 @@ class Pipeline:
         def produce() -> None:
             began = time.perf_counter()
             try:
-                for block in self._song_blocks(request, kept, keep, producer_token):
-                    seconds = (block.index * BLOCK_FRAMES + len(block.latents)) / FRAMES_PER_SECOND
-                    emit(
-                        song_pb2.SongEvent(
-                            progress=song_pb2.Progress(
-                                stage="diffusion",
-                                blocks_done=block.index + 1,
-                                max_blocks=block.max_blocks,
-                                seconds_generated=seconds,
-                            )
-                        )
-                    )
-                    self._put(handoff, block.latents, producer_token)
+                for event in self._song_events(model, song, kept, keep, producer_token):
+                    emit(_progress(event, info))
+                    if isinstance(event, Block):
+                        self._put(handoff, event.frames, producer_token)
                 timings["diffusion"] = time.perf_counter() - began
                 self._put(handoff, _END, producer_token)
             except BaseException as exc:
                 failure.append(exc)
 
-        thread = threading.Thread(target=produce, name=f"diffusion-{request.job_id}", daemon=True)
+        thread = threading.Thread(target=produce, name=f"generation-{song.request.job_id}", daemon=True)
         thread.start()
         try:
             while True:
@@ -261,33 +311,38 @@ class Pipeline:
             except queue.Full:
                 continue
 
-    def _song_blocks(
+    def _song_events(
         self,
-        request: LatentRequest,
-        kept: Sequence[LatentBlock],
+        model: RoutedModel,
+        song: SongGeneration,
+        kept: Sequence[Block],
         keep: BlockSink | None,
         token: CancellationToken,
-    ) -> Iterator[LatentBlock]:
-        """The kept blocks, then newly sampled ones (each handed to `keep`) unless the song ended."""
+    ) -> Iterator[Block | GenerationProgress]:
+        """The kept blocks, then newly generated ones (each handed to `keep`) unless the song ended."""
         yield from kept
         if kept and kept[-1].final:
             return
-        resumed = replace(request, prefix=tuple(block.latents for block in kept))
-        for block in self._blocks_with_resume(resumed, token):
-            if keep is not None:
-                keep(block)
-            yield block
+        for event in self._events_with_resume(model, song, list(kept), token):
+            if keep is not None and isinstance(event, Block):
+                keep(event)
+            yield event
 
-    def _blocks_with_resume(self, request: LatentRequest, token: CancellationToken) -> Iterator[LatentBlock]:
-        """The song's blocks; an UNAVAILABLE diffusion stage is retried from the last finished block."""
-        done: list[np.ndarray] = list(request.prefix)
+    def _events_with_resume(
+        self, model: RoutedModel, song: SongGeneration, done: list[Block], token: CancellationToken
+    ) -> Iterator[Block | GenerationProgress]:
+        """The song's events; an UNAVAILABLE generation stage is retried from the last finished block."""
         failures = 0
         while True:
+            prefix = tuple(block.frames for block in done)
+            revision = done[-1].revision if done else ""
+            attempt = replace(song, request=replace(song.request, prefix=prefix), prefix_revision=revision)
             try:
-                for block in self.stages.generate_latents(replace(request, prefix=tuple(done)), token):
-                    done.append(block.latents)
-                    failures = 0
-                    yield block
+                for event in model.generation.generate(attempt, token):
+                    if isinstance(event, Block):
+                        done.append(event)
+                        failures = 0
+                    yield event
                 return
             except UnavailableError as exc:
                 failures += 1
@@ -295,6 +350,29 @@ class Pipeline:
                     raise
                 backoff = min(self.retry.first_backoff_s * 2 ** (failures - 1), self.retry.max_backoff_s)
                 log.warning(
-                    "diffusion unavailable after %d blocks (%s); resuming in %.1f s", len(done), exc, backoff
+                    "generation unavailable after %d blocks (%s); resuming in %.1f s", len(done), exc, backoff
                 )
                 token.wait(backoff)
+
+
+def _progress(event: Block | GenerationProgress, info: ModelInfo) -> song_pb2.SongEvent:
+    if isinstance(event, GenerationProgress):
+        progress = song_pb2.Progress(stage="diffusion", step=event.step, total_steps=event.total_steps)
+    else:
+        seconds = event.frames_done / info.frame_rate if info.frame_rate else 0.0
+        progress = song_pb2.Progress(
+            stage="diffusion",
+            blocks_done=event.index + 1,
+            max_blocks=event.max_blocks,
+            generated=duration(seconds),
+        )
+    return song_pb2.SongEvent(progress=progress)
+
+
+def _restart_notice(kept_revision: str, info: ModelInfo) -> song_pb2.SongEvent:
+    message = (
+        f"the kept blocks were made by revision {kept_revision[:12]} of {info.name}; the stage now "
+        f"hosts revision {info.revision[:12]}, so the song starts again from the beginning"
+    )
+    log.warning(message)
+    return song_pb2.SongEvent(notice=song_pb2.Notice(code=RESUME_RESTARTED, message=message))

@@ -1,24 +1,29 @@
-"""The four stages over gRPC: one channel per stage (round robin over its replicas), deadlines and
+"""Stage clients over gRPC: one channel per target (round robin over its replicas), deadlines and
 cancellation passed on with every call, stage statuses turned back into typed errors."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 import numpy as np
 
-from gateway.stages import LatentBlock, LatentRequest, PcmPiece
+from gateway.stages import Block, GenerationEvent, SongGeneration
+from services.diffusion.engine import GenerationProgress
 from services.runtime.cancellation import CancellationToken
-from services.runtime.channels import ChannelSecurity, create_channel
 from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy, tensor_to_proto
 from services.runtime.errors import ServiceError
 from services.runtime.interceptor import error_from_call
+from services.runtime.model_info import ModelInfo
+from services.runtime.model_service import model_info_from_proto
+from services.style.engine import CROP_MIDDLE, CROP_RANDOM, CROP_WHOLE, CropMode
+from services.vocoder.engine import PcmPiece
 from songsmith.v1 import (
     diffusion_pb2,
     diffusion_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
     style_pb2,
     style_pb2_grpc,
     tokenizer_pb2,
@@ -28,18 +33,13 @@ from songsmith.v1 import (
 )
 
 T = TypeVar("T")
-MODEL_NAME = "diffrhythm2"
-SAMPLE_RATE = 48_000
-
-
-@dataclass(frozen=True)
-class StageTargets:
-    """gRPC targets of the four stages, e.g. `dns:///songsmith-diffusion-headless:50053`."""
-
-    tokenizer: str
-    style: str
-    diffusion: str
-    vocoder: str
+_CROPS = {
+    CROP_WHOLE: style_pb2.AUDIO_CROP_WHOLE,
+    CROP_RANDOM: style_pb2.AUDIO_CROP_RANDOM_10S,
+    CROP_MIDDLE: style_pb2.AUDIO_CROP_MIDDLE_10S,
+}
+# Frames of a reference recording per message piece: at most 1 MiB of float32 per piece.
+_REFERENCE_PIECE_BYTES = MAX_CHUNK_BYTES
 
 
 def _call(stage: str, token: CancellationToken, invoke: Callable[[float | None], T]) -> T:
@@ -63,94 +63,167 @@ def _streamed(stage: str, token: CancellationToken, call: Any) -> Iterator[Any]:
         call.cancel()
 
 
-class RemoteStages:
-    """Stage clients over gRPC channels."""
+class RemoteStage:
+    """A channel to one stage target and its ModelInfoService."""
 
-    model_name = MODEL_NAME
-    sample_rate = SAMPLE_RATE
+    stage = ""
 
-    def __init__(self, targets: StageTargets, security: ChannelSecurity | None = None) -> None:
-        """Open one channel per stage (connections are made lazily, per replica)."""
-        retrying = [
-            tokenizer_pb2.DESCRIPTOR.services_by_name["LyricTokenizer"].full_name,
-            style_pb2.DESCRIPTOR.services_by_name["StyleEncoder"].full_name,
-        ]
-        self._channels = {
-            name: create_channel(target, retry_services=retrying, security=security)
-            for name, target in vars(targets).items()
-        }
-        self._tokenizer = tokenizer_pb2_grpc.LyricTokenizerStub(self._channels["tokenizer"])
-        self._style = style_pb2_grpc.StyleEncoderStub(self._channels["style"])
-        self._diffusion = diffusion_pb2_grpc.DiffusionStub(self._channels["diffusion"])
-        self._vocoder = vocoder_pb2_grpc.VocoderStub(self._channels["vocoder"])
+    def __init__(self, target: str, channel: grpc.Channel) -> None:
+        """Use `channel` (owned by the router, which may share it) to reach `target`."""
+        self.target = target
+        self.channel = channel
+        self._model = model_pb2_grpc.ModelInfoServiceStub(channel)
 
-    def tokenize(self, lyrics: str, job_id: str, token: CancellationToken) -> np.ndarray:
-        """Lyric token ids, int64 [L]."""
-        request = tokenizer_pb2.TokenizeRequest(lyrics=lyrics, job_id=job_id)
-        reply = _call("tokenizer", token, lambda timeout: self._tokenizer.Tokenize(request, timeout=timeout))
+    def model_info(self, token: CancellationToken) -> ModelInfo:
+        """What the stage reports it hosts."""
+        reply = _call(
+            self.stage,
+            token,
+            lambda timeout: self._model.GetModelInfo(model_pb2.GetModelInfoRequest(), timeout=timeout),
+        )
+        return model_info_from_proto(reply.model)
+
+    def close(self) -> None:
+        """Close the channel."""
+        self.channel.close()
+
+
+class RemoteTokenizer(RemoteStage):
+    """The lyric tokenizer service."""
+
+    stage = "tokenizer"
+
+    def __init__(self, target: str, channel: grpc.Channel) -> None:
+        super().__init__(target, channel)
+        self._stub = tokenizer_pb2_grpc.LyricTokenizerServiceStub(channel)
+
+    def tokenize(
+        self, lyrics: str, family: str, seconds: float, job_id: str, token: CancellationToken
+    ) -> np.ndarray:
+        """Token ids, int64, as `family`'s model reads them."""
+        request = tokenizer_pb2.TokenizeRequest(lyrics=lyrics, job_id=job_id, family=family, seconds=seconds)
+        reply = _call(self.stage, token, lambda timeout: self._stub.Tokenize(request, timeout=timeout))
         return proto_to_numpy(reply.token_ids, "token_ids").astype(np.int64)
 
+
+class RemoteStyle(RemoteStage):
+    """The style encoder service."""
+
+    stage = "style"
+
+    def __init__(self, target: str, channel: grpc.Channel) -> None:
+        super().__init__(target, channel)
+        self._stub = style_pb2_grpc.StyleEncoderServiceStub(channel)
+
     def embed_text(self, prompt: str, job_id: str, token: CancellationToken) -> np.ndarray:
-        """The style vector of a prompt."""
+        """The conditioning for a prompt."""
         request = style_pb2.EmbedTextRequest(prompt=prompt, job_id=job_id)
-        reply = _call("style", token, lambda timeout: self._style.EmbedText(request, timeout=timeout))
+        reply = _call(self.stage, token, lambda timeout: self._stub.EmbedText(request, timeout=timeout))
         return proto_to_numpy(reply.embedding, "embedding").copy()
 
-    def embed_audio(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:
-        """The style vector of a whole reference recording, sent in 1 MiB pieces."""
+    def embed_audio(self, data: bytes, crop: CropMode, job_id: str, token: CancellationToken) -> np.ndarray:
+        """The conditioning for an encoded recording, sent in 1 MiB pieces."""
 
         def messages() -> Iterator[style_pb2.EmbedAudioRequest]:
-            yield style_pb2.EmbedAudioRequest(options=style_pb2.AudioEmbedOptions(job_id=job_id))
+            options = style_pb2.AudioEmbedOptions(crop=_CROPS[crop], job_id=job_id)
+            yield style_pb2.EmbedAudioRequest(options=options)
             for start in range(0, len(data), MAX_CHUNK_BYTES):
                 yield style_pb2.EmbedAudioRequest(data=data[start : start + MAX_CHUNK_BYTES])
 
-        reply = _call("style", token, lambda timeout: self._style.EmbedAudio(messages(), timeout=timeout))
+        reply = _call(self.stage, token, lambda timeout: self._stub.EmbedAudio(messages(), timeout=timeout))
         return proto_to_numpy(reply.embedding, "embedding").copy()
 
-    def generate_latents(self, request: LatentRequest, token: CancellationToken) -> Iterator[LatentBlock]:
-        """The song's blocks after the prefix, as the diffusion stage streams them."""
+
+def _optional_tensor(array: np.ndarray | None) -> Any:
+    return None if array is None else tensor_to_proto(np.ascontiguousarray(array))
+
+
+def _reference_pieces(reference: np.ndarray | None) -> list:
+    if reference is None:
+        return []
+    rows = max(1, _REFERENCE_PIECE_BYTES // max(1, reference[:1].nbytes))
+    return [
+        tensor_to_proto(np.ascontiguousarray(reference[i : i + rows])) for i in range(0, len(reference), rows)
+    ]
+
+
+class RemoteGeneration(RemoteStage):
+    """The generation (`diffusion`) service."""
+
+    stage = "diffusion"
+
+    def __init__(self, target: str, channel: grpc.Channel) -> None:
+        super().__init__(target, channel)
+        self._stub = diffusion_pb2_grpc.DiffusionServiceStub(channel)
+
+    def generate(self, song: SongGeneration, token: CancellationToken) -> Iterator[GenerationEvent]:
+        """The song's blocks after the prefix, and progress, as the stage streams them."""
         token.check()
+        request = song.request
         message = diffusion_pb2.GenerateLatentsRequest(
             job_id=request.job_id,
-            token_ids=tensor_to_proto(request.tokens.astype(np.int64)),
-            style=tensor_to_proto(request.style.astype(np.float32)),
+            token_ids=_optional_tensor(request.tokens),
+            style=_optional_tensor(request.style),
+            melody=_optional_tensor(request.melody),
             seed=request.seed,
             steps=request.steps,
-            cfg_strength=request.cfg_strength,
             max_frames=request.max_frames,
+            seconds=request.seconds,
             prefix=[
-                diffusion_pb2.LatentBlock(index=i, latents=tensor_to_proto(block))
+                diffusion_pb2.LatentBlock(index=i, frames=tensor_to_proto(block))
                 for i, block in enumerate(request.prefix)
             ],
+            reference=_reference_pieces(request.reference),
+            prefix_revision=song.prefix_revision,
         )
-        call = self._diffusion.GenerateLatents(message, timeout=token.time_remaining())
-        for block in _streamed("diffusion", token, call):
-            latents = proto_to_numpy(block.latents, "latents").copy()
-            yield LatentBlock(block.index, latents, block.final, block.max_blocks)
+        if request.cfg_strength is not None:
+            message.cfg_strength = request.cfg_strength
+        if song.options_field:
+            getattr(message, song.options_field).CopyFrom(song.options)
+        call = self._stub.GenerateLatents(message, timeout=token.time_remaining())
+        for reply in _streamed(self.stage, token, call):
+            if reply.HasField("progress"):
+                yield GenerationProgress(reply.progress.step, reply.progress.total_steps)
+                continue
+            block = reply.block
+            frames = proto_to_numpy(block.frames, "frames").copy()
+            yield Block(
+                block.index, frames, block.final, block.max_blocks, block.frames_done, block.model_revision
+            )
+
+
+class RemoteVocoder(RemoteStage):
+    """The vocoder service."""
+
+    stage = "vocoder"
+
+    def __init__(self, target: str, channel: grpc.Channel) -> None:
+        super().__init__(target, channel)
+        self._stub = vocoder_pb2_grpc.VocoderServiceStub(channel)
 
     def decode(
         self, blocks: Iterable[np.ndarray], job_id: str, token: CancellationToken
     ) -> Iterator[PcmPiece]:
         """Streaming decode over one bidirectional call; blocks are sent as they are produced and the
-        request stream ends after the last one. A failure while producing blocks (the diffusion
+        request stream ends after the last one. A failure while producing blocks (the generation
         stage, say) is raised in preference to the vocoder's resulting CANCELLED."""
         failure: list[BaseException] = []
 
         def requests() -> Iterator[vocoder_pb2.DecodeRequest]:
             index = 0
             try:
-                for latents in blocks:
+                for frames in blocks:
                     yield vocoder_pb2.DecodeRequest(
-                        job_id=job_id, block_index=index, latents=tensor_to_proto(latents)
+                        job_id=job_id, block_index=index, frames=tensor_to_proto(frames)
                     )
                     index += 1
             except Exception as exc:
                 failure.append(exc)
                 raise
 
-        call = self._vocoder.Decode(requests(), timeout=token.time_remaining())
+        call = self._stub.Decode(requests(), timeout=token.time_remaining())
         try:
-            for chunk in _streamed("vocoder", token, call):
+            for chunk in _streamed(self.stage, token, call):
                 yield PcmPiece(chunk.sample_offset, proto_to_numpy(chunk.samples, "samples").copy())
         except ServiceError:
             if failure:
@@ -158,8 +231,3 @@ class RemoteStages:
             raise
         if failure:
             raise failure[0]
-
-    def close(self) -> None:
-        """Close every channel."""
-        for channel in self._channels.values():
-            channel.close()

@@ -1,22 +1,24 @@
-"""The gateway process: SongService over the job manager, with the stages in-process or remote."""
+"""The gateway process: SongService over the job manager, routing each model's songs to its stages
+(in process or remote)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
 from gateway.auth import BearerAuthInterceptor, read_tokens
 from gateway.job_store import JobStore
 from gateway.jobs import JobManager, JobSettings
-from gateway.local_stages import LocalStages, ModelPaths
+from gateway.models import STAGES, ModelRoute, RoutesError, discover, read_routes, single_model_routes
 from gateway.pipeline import Pipeline, RetryPolicy
-from gateway.remote_stages import RemoteStages, StageTargets
+from gateway.router import Router
 from gateway.servicer import SongServicer
-from gateway.stages import Stages
 from services.runtime.channels import ChannelSecurity
 from services.runtime.config import ServerConfig, load_config, option
-from services.runtime.server import ModelSlot, StageSpec, serve
+from services.runtime.server import StageSpec, serve
+from services.runtime.slot import ModelSlot
 from songsmith.v1 import song_pb2, song_pb2_grpc
 
 SERVICE_NAME = song_pb2.DESCRIPTOR.services_by_name["SongService"].full_name
@@ -30,14 +32,20 @@ class GatewayConfig(ServerConfig):
     metrics_port: int = option(9400, "Prometheus metrics port; 0 disables the metrics endpoint")
     max_concurrent: int = option(64, "SongService calls at once (streams included)")
     max_queue: int = option(64, "SongService calls allowed to wait for a slot")
-    tokenizer_target: str = option("", "gRPC target of the tokenizer stage; empty: run it in-process")
-    style_target: str = option("", "gRPC target of the style stage; empty: run it in-process")
-    diffusion_target: str = option("", "gRPC target of the diffusion stage; empty: run it in-process")
-    vocoder_target: str = option("", "gRPC target of the vocoder stage; empty: run it in-process")
+    models: str = option(
+        "",
+        "the routed models: a YAML file, or its text (model name -> stage -> gRPC target or local:PATH; "
+        "the first is the default). Empty: the four *_target options, else every model under model_root",
+    )
+    model_name: str = option("diffrhythm2", "the name of the one model the four *_target options route to")
+    tokenizer_target: str = option("", "gRPC target of the tokenizer stage (one-model routing)")
+    style_target: str = option("", "gRPC target of the style stage (one-model routing)")
+    diffusion_target: str = option("", "gRPC target of the diffusion stage (one-model routing)")
+    vocoder_target: str = option("", "gRPC target of the vocoder stage (one-model routing)")
     stage_tls_ca: str = option("", "PEM CA that signed the stages' certificates (TLS to the stages)")
     stage_tls_cert: str = option("", "PEM client certificate presented to the stages (mTLS)")
     stage_tls_key: str = option("", "PEM private key of the client certificate")
-    model_root: str = option("models", "model folder for in-process stages (diffrhythm2/, muq-mulan/)")
+    model_root: str = option("models", "folder of model folders served in process when nothing is routed")
     device: str = option("cpu", "torch device for in-process stages")
     auth_tokens_file: str = option("", "file of accepted bearer tokens, one per line; empty: no auth")
     jobs_db: str = option("var/jobs.sqlite3", "SQLite file of the job records")
@@ -47,28 +55,28 @@ class GatewayConfig(ServerConfig):
     job_timeout_s: float = option(3600.0, "longest a song may take, queueing included")
     diffusion_retries: int = option(8, "attempts to resume a song when the diffusion stage is lost")
 
-    def remote(self) -> bool:
-        """True when every stage is reached over gRPC; False when all run in this process."""
-        targets = [self.tokenizer_target, self.style_target, self.diffusion_target, self.vocoder_target]
-        if any(targets) and not all(targets):
-            raise SystemExit("songsmith: error: set all four stage targets, or none to run them in-process")
-        return all(targets)
-
-
-def build_stages(config: GatewayConfig) -> Stages:
-    """The stages the pipeline drives: gRPC clients when targets are set, engines otherwise."""
-    if config.remote():
-        targets = StageTargets(
-            config.tokenizer_target, config.style_target, config.diffusion_target, config.vocoder_target
-        )
-        security = ChannelSecurity(config.stage_tls_ca, config.stage_tls_cert, config.stage_tls_key)
-        return RemoteStages(targets, security)
-    return LocalStages(ModelPaths.under(config.model_root), config.device)
+    def routes(self) -> list[ModelRoute]:
+        """The routed models: `models`, else the four targets, else the model folders under model_root.
+        Exits with a one-line error for a configuration that cannot be used."""
+        targets = {stage: getattr(self, f"{stage}_target") for stage in STAGES}
+        try:
+            if self.models:
+                return read_routes(self.models)
+        except RoutesError as exc:
+            raise SystemExit(f"songsmith: error: {exc}") from exc
+        if any(targets.values()) and not all(targets.values()):
+            raise SystemExit("songsmith: error: set all four stage targets, or use --models")
+        if all(targets.values()):
+            return single_model_routes(self.model_name, targets)
+        return discover(Path(self.model_root))
 
 
 def build_job_manager(config: GatewayConfig) -> JobManager:
-    """The job manager with its store, results folder and pipeline; resumes unfinished jobs."""
-    pipeline = Pipeline(build_stages(config), RetryPolicy(attempts=config.diffusion_retries))
+    """The job manager with its store, results folder and a pipeline over the routed models;
+    resumes unfinished jobs."""
+    security = ChannelSecurity(config.stage_tls_ca, config.stage_tls_cert, config.stage_tls_key)
+    router = Router(config.routes(), security, config.device)
+    pipeline = Pipeline(router, RetryPolicy(attempts=config.diffusion_retries))
     settings = JobSettings(config.max_running_jobs, config.max_queued_jobs, config.job_timeout_s)
     manager = JobManager(JobStore(config.jobs_db), pipeline, config.results_dir, settings)
     manager.resume_unfinished()
@@ -77,7 +85,8 @@ def build_job_manager(config: GatewayConfig) -> JobManager:
 
 def build_spec(config: GatewayConfig) -> StageSpec:
     """The gateway as a served component: SongService, bearer auth when tokens are configured."""
-    config.remote()
+    if config.models or any(getattr(config, f"{stage}_target") for stage in STAGES):
+        config.routes()  # a routing mistake stops the gateway at once; a missing model folder does not
     interceptors: list[grpc.ServerInterceptor] = []
     if config.auth_tokens_file:
         interceptors.append(BearerAuthInterceptor(read_tokens(config.auth_tokens_file)))
@@ -92,6 +101,7 @@ def build_spec(config: GatewayConfig) -> StageSpec:
         register=register,
         interceptors=interceptors,
         close=JobManager.shutdown,
+        serves_model_info=False,
     )
 
 

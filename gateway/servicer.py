@@ -1,14 +1,18 @@
-"""The public SongService over the job manager: transport only, no song logic here."""
+"""The public SongService over the job manager and the router: transport only, no song logic here."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import grpc
 
 from gateway.jobs import JobManager
 from services.runtime.calls import call_token
 from services.runtime.errors import InvalidArgumentError
-from services.runtime.server import ModelSlot
+from services.runtime.slot import ModelSlot
 from songsmith.v1 import song_pb2, song_pb2_grpc
+
+MAX_PAGE_SIZE = 1000
 
 
 class SongServicer(song_pb2_grpc.SongServiceServicer):
@@ -21,38 +25,57 @@ class SongServicer(song_pb2_grpc.SongServiceServicer):
     def _jobs(self) -> JobManager:
         return self._slot.get()
 
-    def Generate(self, request: song_pb2.SongRequest, context: grpc.ServicerContext):  # noqa: N802
+    def Generate(  # noqa: N802
+        self, request: song_pb2.GenerateRequest, context: grpc.ServicerContext
+    ) -> Iterator[song_pb2.GenerateResponse]:
         """Run (or re-attach to) a song and stream its events; the caller going away cancels a song
         this call started."""
         jobs = self._jobs()
         token = call_token(context)
-        job, created = jobs.submit(request, deadline=token.deadline)
+        job, created = jobs.submit(request.song, deadline=token.deadline)
         if created:
             token.on_cancel(
                 lambda: jobs.request_cancel(job.job_id, "the Generate call was cancelled or ended")
             )
-        yield from jobs.watch(job.job_id, token)
+        for event in jobs.watch(job.job_id, token):
+            yield song_pb2.GenerateResponse(event=event)
 
-    def SubmitJob(self, request: song_pb2.SongRequest, context: grpc.ServicerContext) -> song_pb2.Job:  # noqa: N802
+    def SubmitJob(  # noqa: N802
+        self, request: song_pb2.SubmitJobRequest, context: grpc.ServicerContext
+    ) -> song_pb2.SubmitJobResponse:
         """Start a song in the background (idempotent by job id)."""
-        return self._jobs().submit(request)[0]
+        return song_pb2.SubmitJobResponse(job=self._jobs().submit(request.song)[0])
 
-    def GetJob(self, request: song_pb2.GetJobRequest, context: grpc.ServicerContext) -> song_pb2.Job:  # noqa: N802
+    def GetJob(  # noqa: N802
+        self, request: song_pb2.GetJobRequest, context: grpc.ServicerContext
+    ) -> song_pb2.GetJobResponse:
         """The job's current state."""
-        return self._jobs().get(request.job_id)
+        return song_pb2.GetJobResponse(job=self._jobs().get(request.job_id))
 
-    def WatchJob(self, request: song_pb2.WatchJobRequest, context: grpc.ServicerContext):  # noqa: N802
+    def WatchJob(  # noqa: N802
+        self, request: song_pb2.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[song_pb2.WatchJobResponse]:
         """Replay then follow a job's events."""
-        yield from self._jobs().watch(request.job_id, call_token(context))
+        for event in self._jobs().watch(request.job_id, call_token(context)):
+            yield song_pb2.WatchJobResponse(event=event)
 
-    def CancelJob(self, request: song_pb2.CancelJobRequest, context: grpc.ServicerContext) -> song_pb2.Job:  # noqa: N802
+    def CancelJob(  # noqa: N802
+        self, request: song_pb2.CancelJobRequest, context: grpc.ServicerContext
+    ) -> song_pb2.CancelJobResponse:
         """Cancel a job."""
-        return self._jobs().cancel(request.job_id)
+        return song_pb2.CancelJobResponse(job=self._jobs().cancel(request.job_id))
 
     def ListJobs(  # noqa: N802
         self, request: song_pb2.ListJobsRequest, context: grpc.ServicerContext
     ) -> song_pb2.ListJobsResponse:
-        """Jobs, newest first."""
-        if request.limit > 1000:
-            raise InvalidArgumentError("limit", f"{request.limit} is over 1000")
-        return song_pb2.ListJobsResponse(jobs=self._jobs().list(request.limit, request.state))
+        """A page of jobs, newest first."""
+        if request.page_size > MAX_PAGE_SIZE:
+            raise InvalidArgumentError("page_size", f"{request.page_size} is over {MAX_PAGE_SIZE}")
+        jobs, next_token = self._jobs().list(request.page_size, request.state, request.page_token)
+        return song_pb2.ListJobsResponse(jobs=jobs, next_page_token=next_token)
+
+    def ListModels(  # noqa: N802
+        self, request: song_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> song_pb2.ListModelsResponse:
+        """The routed models, the default first, with what each stage reports."""
+        return self._jobs().pipeline.router.list_models()

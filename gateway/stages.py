@@ -1,83 +1,104 @@
-"""The one interface the pipeline uses to reach the four stages, whatever the transport.
+"""The stage clients the pipeline drives, whatever the transport and whatever the model family.
 
-Two implementations: `gateway.local_stages` (engines in this process: the embedded default) and
-`gateway.remote_stages` (gRPC to stage services). Both raise the runtime's typed errors.
+A routed model is a set of stage clients (`gateway.router`): the lyric tokenizer and the style
+encoder when its model reads lyrics or a style, the generation stage and the vocoder always. Each
+client has two implementations: `gateway.local_stages` (engines in this process: the embedded
+default) and `gateway.remote_stages` (gRPC to stage services). Both raise the runtime's typed errors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
+from services.diffusion.engine import GenerationProgress, GenerationRequest
 from services.runtime.cancellation import CancellationToken
+from services.runtime.model_info import ModelInfo
+from services.style.engine import CropMode
+from services.vocoder.engine import PcmPiece
 
-FRAMES_PER_SECOND = 5
-BLOCK_FRAMES = 10
-
-
-@dataclass(frozen=True)
-class LatentRequest:
-    """What the diffusion stage needs for one song (and, with `prefix`, where to resume)."""
-
-    job_id: str
-    tokens: np.ndarray
-    style: np.ndarray
-    seed: int
-    steps: int
-    cfg_strength: float
-    max_frames: int
-    prefix: Sequence[np.ndarray] = field(default_factory=tuple)
+IN_PROCESS = "in-process"
 
 
 @dataclass(frozen=True)
-class LatentBlock:
-    """One finished 2 s block: latents float32 [frames, 64]."""
+class Block:
+    """One finished block of a song's frames ([n, channels]), and the model revision that made it."""
 
     index: int
-    latents: np.ndarray
+    frames: np.ndarray
     final: bool
     max_blocks: int
+    frames_done: int
+    revision: str
 
 
 @dataclass(frozen=True)
-class PcmPiece:
-    """Final mono samples of the song starting at sample `offset`."""
+class SongGeneration:
+    """What the generation stage gets for one song: the engine's request (without options), the
+    request's family options as sent (`options_field` names the oneof arm; None: defaults), and
+    the revision that made `request.prefix` (a stage with another revision refuses to continue it)."""
 
-    offset: int
-    samples: np.ndarray
+    request: GenerationRequest
+    options_field: str | None = None
+    options: Any = None
+    prefix_revision: str = ""
 
 
-class Stages(Protocol):
-    """The four stages as the pipeline sees them."""
+GenerationEvent = Block | GenerationProgress
 
-    model_name: str
-    sample_rate: int
 
-    def tokenize(self, lyrics: str, job_id: str, token: CancellationToken) -> np.ndarray:
-        """Lyric token ids, int64 [L]."""
+class StageClient(Protocol):
+    """What every stage client offers besides its own calls."""
+
+    target: str
+
+    def model_info(self, token: CancellationToken) -> ModelInfo:
+        """What the stage hosts (GetModelInfo, or the engine's own info in process)."""
         ...
+
+    def close(self) -> None:
+        """Release the channel or the engine."""
+        ...
+
+
+class TokenizerClient(StageClient, Protocol):
+    """The lyric tokenizer."""
+
+    def tokenize(
+        self, lyrics: str, family: str, seconds: float, job_id: str, token: CancellationToken
+    ) -> np.ndarray:
+        """Token ids, int64, as `family`'s model reads them."""
+        ...
+
+
+class StyleClient(StageClient, Protocol):
+    """The style encoder."""
 
     def embed_text(self, prompt: str, job_id: str, token: CancellationToken) -> np.ndarray:
-        """The style vector of a prompt, float32 [512]."""
+        """The conditioning for a prompt."""
         ...
 
-    def embed_audio(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:
-        """The style vector of an encoded reference recording (whole recording), float32 [512]."""
+    def embed_audio(self, data: bytes, crop: CropMode, job_id: str, token: CancellationToken) -> np.ndarray:
+        """The conditioning for an encoded recording."""
         ...
 
-    def generate_latents(self, request: LatentRequest, token: CancellationToken) -> Iterator[LatentBlock]:
-        """The song's latent blocks after `request.prefix`, each as soon as it is sampled."""
+
+class GenerationClient(StageClient, Protocol):
+    """The generation stage."""
+
+    def generate(self, song: SongGeneration, token: CancellationToken) -> Iterator[GenerationEvent]:
+        """The song's blocks after the prefix as each is final, and progress between them."""
         ...
+
+
+class VocoderClient(StageClient, Protocol):
+    """The vocoder."""
 
     def decode(
         self, blocks: Iterable[np.ndarray], job_id: str, token: CancellationToken
     ) -> Iterator[PcmPiece]:
-        """PCM as it becomes final while `blocks` (latents [frames, 64]) arrive."""
-        ...
-
-    def close(self) -> None:
-        """Release channels or engines."""
+        """PCM [channels, n] as it becomes final while the blocks' frames arrive."""
         ...

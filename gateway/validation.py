@@ -1,8 +1,9 @@
-"""Checks on a song request before any stage runs, and the request with its defaults filled in.
+"""Checks on a song request before any stage runs, and the request with the gateway's defaults filled in.
 
-Every problem is reported at once as an INVALID_ARGUMENT field violation; lyrics problems name the
-1-based line. The lyric rules are the tokenizer's own (imported from its pure-Python reader), so
-the gateway and the stage can never disagree on what is readable.
+Every problem is reported at once as an INVALID_ARGUMENT field violation. Two passes: what any
+request must satisfy (`validate_request`), and what the chosen model can use (`validate_for_model`:
+the inputs its ModelInfo lists, its family's options, and its lyric family's own readability check,
+which is the tokenizer's own rule, so the gateway and the stage never disagree).
 """
 
 from __future__ import annotations
@@ -10,20 +11,27 @@ from __future__ import annotations
 import math
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.audio import CONTAINERS, DEFAULT_TARGET_LUFS
 from gateway.pipeline import SongSpec
-from gateway.stages import FRAMES_PER_SECOND
-from services.runtime.errors import FieldViolation, InvalidArgumentError
-from services.tokenizer.diffrhythm2.structure import LineKind, LyricsLimits, read_lyrics
-from services.tokenizer.g2p.segmentation import split_segments, unreadable_reason
+from services.diffusion.families import GENERATION_FAMILIES
+from services.runtime.errors import FieldViolation, InvalidArgumentError, ServiceError
+from services.runtime.model_info import (
+    LYRICS,
+    MELODY_AUDIO,
+    REFERENCE_AUDIO,
+    STYLE_AUDIO,
+    STYLE_TEXT,
+    ModelInfo,
+)
+from services.tokenizer.families import LYRIC_FAMILIES
+from services.tokenizer.limits import LyricsLimits
 from songsmith.v1 import song_pb2
 
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-DEFAULT_STEPS = 16
-DEFAULT_CFG_STRENGTH = 2.0
-DEFAULT_MAX_SECONDS = 210.0
+OPTIONS_ONEOF = "model_options"
 
 
 @dataclass(frozen=True)
@@ -36,65 +44,129 @@ class RequestLimits:
     max_seconds: float = 600.0
 
 
-def _lyrics_violations(lyrics: str, limits: LyricsLimits) -> list[FieldViolation]:
-    try:
-        read = read_lyrics(lyrics, limits)
-    except InvalidArgumentError as exc:
-        return exc.violations
-    return [
-        FieldViolation("lyrics", f"line {line.number}: {unreadable_reason(line.text)}")
-        for line in read.lines
-        if line.kind is LineKind.LYRIC and not split_segments(line.text)
-    ]
+def max_seconds(request: song_pb2.SongRequest) -> float:
+    """The request's song length in seconds (0 when it leaves it to the model)."""
+    return request.max_duration.ToNanoseconds() / 1e9 if request.HasField("max_duration") else 0.0
+
+
+def audio_format(request: song_pb2.SongRequest) -> int:
+    """The request's container, the default (MP3) made explicit."""
+    return request.format or song_pb2.AUDIO_FORMAT_MP3
+
+
+def _size_violations(request: song_pb2.SongRequest, limits: RequestLimits) -> list[FieldViolation]:
+    found = []
+    prompt = request.style_prompt.strip()
+    if len(prompt) > limits.max_prompt_chars:
+        found.append(
+            FieldViolation(
+                "style_prompt", f"{len(prompt)} characters, more than the {limits.max_prompt_chars} allowed"
+            )
+        )
+    for name in ("style_audio", "reference_audio"):
+        size = len(getattr(request, name))
+        if size > limits.max_style_audio_bytes:
+            found.append(
+                FieldViolation(name, f"{size} bytes, more than the {limits.max_style_audio_bytes} allowed")
+            )
+    if len(request.lyrics) > limits.lyrics.max_chars:
+        found.append(
+            FieldViolation(
+                "lyrics", f"{len(request.lyrics)} characters, more than the {limits.lyrics.max_chars} allowed"
+            )
+        )
+    return found
 
 
 def validate_request(request: song_pb2.SongRequest, limits: RequestLimits) -> None:
-    """Raise InvalidArgumentError listing every bad field of `request`."""
-    found: list[FieldViolation] = []
+    """Raise InvalidArgumentError listing every bad field of `request` that any model would refuse."""
+    found = _size_violations(request, limits)
     if request.job_id and not JOB_ID_PATTERN.match(request.job_id):
         found.append(FieldViolation("job_id", "use 1..64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"))
-    found += _lyrics_violations(request.lyrics, limits.lyrics)
-    style = request.WhichOneof("style")
-    if style is None:
-        found.append(FieldViolation("style", "give a style_prompt or style_audio"))
-    elif style == "style_prompt":
-        prompt = request.style_prompt.strip()
-        if not prompt:
-            found.append(FieldViolation("style_prompt", "the style prompt is empty"))
-        elif len(prompt) > limits.max_prompt_chars:
-            found.append(
-                FieldViolation(
-                    "style_prompt",
-                    f"{len(prompt)} characters, more than the {limits.max_prompt_chars} allowed",
-                )
-            )
-    elif not request.style_audio:
-        found.append(FieldViolation("style_audio", "the reference recording is empty"))
-    elif len(request.style_audio) > limits.max_style_audio_bytes:
-        found.append(
-            FieldViolation(
-                "style_audio",
-                f"{len(request.style_audio)} bytes, more than the {limits.max_style_audio_bytes} allowed",
-            )
-        )
     if request.steps and not 2 <= request.steps <= 200:
         found.append(FieldViolation("steps", f"{request.steps} is outside 2..200"))
     if request.HasField("cfg_strength") and not (
         math.isfinite(request.cfg_strength) and 0 <= request.cfg_strength <= 20
     ):
         found.append(FieldViolation("cfg_strength", f"{request.cfg_strength} is outside 0..20"))
-    if request.max_seconds and not (
-        math.isfinite(request.max_seconds) and 0 < request.max_seconds <= limits.max_seconds
-    ):
+    seconds = max_seconds(request)
+    if request.HasField("max_duration") and not 0 < seconds <= limits.max_seconds:
         found.append(
-            FieldViolation("max_seconds", f"{request.max_seconds} is outside (0, {limits.max_seconds:g}]")
+            FieldViolation("max_duration", f"{seconds:g} s is outside (0, {limits.max_seconds:g}] s")
         )
-    if request.format not in CONTAINERS:
+    if audio_format(request) not in CONTAINERS:
         found.append(FieldViolation("format", f"unknown audio format {request.format}"))
     if request.target_lufs and not (math.isfinite(request.target_lufs) and -70 <= request.target_lufs <= 0):
         found.append(FieldViolation("target_lufs", f"{request.target_lufs} is outside -70..0 LUFS"))
     if found:
         raise InvalidArgumentError(violations=found)
+
+
+def _input_violations(request: song_pb2.SongRequest, info: ModelInfo) -> list[FieldViolation]:
+    """What the request gives that the model cannot use, or lacks that it needs."""
+    found = []
+    model = f"the model {info.name} ({info.family})"
+    prompt, audio = bool(request.style_prompt.strip()), bool(request.style_audio)
+    if request.lyrics.strip() and LYRICS not in info.inputs:
+        found.append(FieldViolation("lyrics", f"{model} sings no lyrics"))
+    if request.reference_audio and REFERENCE_AUDIO not in info.inputs:
+        found.append(FieldViolation("reference_audio", f"{model} cannot edit or continue a recording"))
+    if audio and not {STYLE_AUDIO, MELODY_AUDIO} & set(info.inputs):
+        found.append(FieldViolation("style_audio", f"{model} takes no recording"))
+    if prompt and STYLE_TEXT not in info.inputs:
+        found.append(FieldViolation("style_prompt", f"{model} takes no style prompt"))
+    if STYLE_AUDIO in info.inputs:
+        if prompt == audio:
+            found.append(FieldViolation("style", "give exactly one of style_prompt or style_audio"))
+    elif STYLE_TEXT in info.inputs and not prompt:
+        found.append(FieldViolation("style_prompt", f"{model} needs a style prompt"))
+    return found
+
+
+def validate_for_model(request: song_pb2.SongRequest, info: ModelInfo, limits: RequestLimits) -> None:
+    """Raise InvalidArgumentError listing every field of `request` the model cannot use."""
+    found = _input_violations(request, info)
+    arm = request.WhichOneof(OPTIONS_ONEOF)
+    families = {family.name: family for family in GENERATION_FAMILIES.families()}
+    if arm is not None and info.family in families and families[info.family].options_field != arm:
+        found.append(
+            FieldViolation(arm, f"options of another family; the model {info.name} is {info.family}")
+        )
+    lyric_families = {family.name: family for family in LYRIC_FAMILIES.families()}
+    lyric_check = lyric_families[info.family].check_input if info.family in lyric_families else None
+    if LYRICS in info.inputs and lyric_check is not None:
+        try:
+            lyric_check(request.lyrics, max_seconds(request), limits.lyrics)
+        except InvalidArgumentError as exc:
+            found += exc.violations
+    if found:
+        raise InvalidArgumentError(violations=found)
+
+
+def validate_song(
+    request: song_pb2.SongRequest, limits: RequestLimits, model_info: Callable[[], ModelInfo]
+) -> ModelInfo:
+    """Both passes at once: every bad field of `request` in one InvalidArgumentError, the model's
+    problems included. `model_info` finds the requested model's ModelInfo (NOT_FOUND for an unknown
+    model, raised only when the request has no bad field of its own); returns it."""
+    found: list[FieldViolation] = []
+    try:
+        validate_request(request, limits)
+    except InvalidArgumentError as exc:
+        found += exc.violations
+    try:
+        info = model_info()
+    except ServiceError:
+        if found:
+            raise InvalidArgumentError(violations=found) from None
+        raise
+    try:
+        validate_for_model(request, info, limits)
+    except InvalidArgumentError as exc:
+        found += exc.violations
+    if found:
+        raise InvalidArgumentError(violations=found)
+    return info
 
 
 def draw_seed() -> int:
@@ -103,20 +175,22 @@ def draw_seed() -> int:
 
 
 def song_spec(request: song_pb2.SongRequest, job_id: str, seed: int) -> SongSpec:
-    """The validated request as the pipeline runs it, with every default applied."""
-    max_seconds = request.max_seconds or DEFAULT_MAX_SECONDS
-    style = request.WhichOneof("style")
+    """The validated request as the pipeline runs it (model defaults are left to the model)."""
+    arm = request.WhichOneof(OPTIONS_ONEOF)
     return SongSpec(
         job_id=job_id,
+        model=request.model,
         lyrics=request.lyrics,
-        style_prompt=request.style_prompt.strip() if style == "style_prompt" else None,
-        style_audio=request.style_audio if style == "style_audio" else None,
+        style_prompt=request.style_prompt.strip() or None,
+        style_audio=request.style_audio or None,
         seed=seed,
-        steps=request.steps or DEFAULT_STEPS,
-        cfg_strength=request.cfg_strength if request.HasField("cfg_strength") else DEFAULT_CFG_STRENGTH,
-        max_frames=max(1, round(max_seconds * FRAMES_PER_SECOND)),
-        audio_format=request.format,
+        steps=request.steps,
+        cfg_strength=request.cfg_strength if request.HasField("cfg_strength") else None,
+        max_seconds=max_seconds(request),
+        audio_format=audio_format(request),
         stereo=request.stereo,
         normalize_loudness=request.normalize_loudness,
         target_lufs=request.target_lufs or DEFAULT_TARGET_LUFS,
+        options_field=arm,
+        options=getattr(request, arm) if arm else None,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ def free_port() -> int:
 
 
 def free_port_block(size: int) -> int:
-    """The first of `size` consecutive TCP ports on 127.0.0.1 that were free a moment ago."""
-    for base in range(41000, 60000, 97):
+    """The first of `size` consecutive TCP ports on 127.0.0.1 that were free a moment ago (the search
+    starts at a random place, so test sessions running side by side do not pick the same block)."""
+    start = 41000 + random.randrange(97) * 97
+    for base in [*range(start, 60000, 97), *range(41000, start, 97)]:
         try:
             for port in range(base, base + size):
                 with socket.socket() as sock:

@@ -8,7 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from gateway.demo import EXAMPLE_LYRICS
+from gateway.commands.demo import EXAMPLE_LYRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_FILES = ("pyproject.toml", "README.md")

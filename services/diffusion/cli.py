@@ -1,4 +1,8 @@
-"""`songsmith latents generate`: sample a song's latents from token ids and a style vector, as .npy."""
+"""`songsmith latents generate`: a song's frames from its conditioning files, as .npy, for any family.
+
+The model folder says which family runs; the common flags cover every family's conditioning and
+each family adds its own (see `services.runtime.family_cli`).
+"""
 
 from __future__ import annotations
 
@@ -10,45 +14,52 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from services.diffusion.diffrhythm2.checkpoint import CheckpointError
-from services.diffusion.diffrhythm2.engine import DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, DiffusionEngine
+from services.diffusion.engine import (
+    GeneratedBlock,
+    GenerationProgress,
+    GenerationRequest,
+    GenerationSettings,
+)
+from services.diffusion.families import GENERATION_FAMILIES
 from services.runtime.cli import report_error
 from services.runtime.errors import ServiceError
-
-DEFAULT_MAX_FRAMES = 1050  # 210 s, the reference's default length cap
+from services.runtime.family_cli import add_family_arguments, family_options, to_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `latents` command group (`latents generate`) to the songsmith CLI."""
-    latents = subparsers.add_parser("latents", help="DiffRhythm 2 latent sampling")
+    latents = subparsers.add_parser("latents", help="generate and decode a song's frames")
     commands = latents.add_subparsers(dest="latents_command", required=True)
     generate = commands.add_parser(
         "generate",
-        help="sample a song's latents into a float32 [frames, 64] .npy",
-        description="Sample latents block by block (10 frames = 2 s each) until the model ends the "
-        "song or --max-frames is reached. The same seed gives the same latents on any device.",
+        help="generate a song's frames (latents or codes) into a .npy",
+        description="Generate a song with the model in --model-dir (its files say the family) and "
+        "write its frames: DiffRhythm 2 and v1 latents float32 [frames, 64], MusicGen codes int64 "
+        "[codebooks, frames]. The same seed gives the same song on any device.",
     )
-    generate.add_argument(
-        "--model-dir", required=True, type=Path, help="folder with model.safetensors + config.json"
-    )
+    generate.add_argument("--model-dir", required=True, type=Path, help="the model folder")
     generate.add_argument(
         "--tokens",
-        required=True,
         type=Path,
         help="JSON list of token ids, or the output of `songsmith lyrics tokenize --json`",
     )
-    generate.add_argument("--style", required=True, type=Path, help="float32 [512] style vector (.npy)")
+    generate.add_argument(
+        "--style", type=Path, help="the style stage's output for the prompt or recording (.npy)"
+    )
+    generate.add_argument(
+        "--melody", type=Path, help="the style stage's output for a melody recording (.npy)"
+    )
     generate.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    generate.add_argument("--steps", type=int, default=0, help="sampler steps (default: the family's)")
+    generate.add_argument("--cfg", type=float, help="guidance strength, 0..20 (default: the family's)")
     generate.add_argument(
-        "--steps", type=int, default=DEFAULT_STEPS, help="Euler grid points per block, 2..200"
+        "--max-frames", type=int, default=0, help="song length cap in frames (default: the family's)"
     )
-    generate.add_argument("--cfg", type=float, default=DEFAULT_CFG_STRENGTH, help="guidance strength, 0..20")
-    generate.add_argument(
-        "--max-frames", type=int, default=DEFAULT_MAX_FRAMES, help="song length cap in frames (5 per second)"
-    )
-    generate.add_argument("-o", "--output", required=True, type=Path, help="where to write the latents .npy")
+    generate.add_argument("--seconds", type=float, default=0.0, help="song length for fixed-length families")
+    generate.add_argument("-o", "--output", required=True, type=Path, help="where to write the .npy")
     generate.add_argument("--device", default="cpu", help="torch device (default cpu)")
     generate.add_argument("--dtype", default="float32", help="float32, or float16/bfloat16 on CUDA")
+    add_family_arguments(generate, GENERATION_FAMILIES)
     generate.set_defaults(func=run_generate)
 
 
@@ -71,8 +82,10 @@ def read_tokens(path: Path) -> np.ndarray:
     return np.array(raw, dtype=np.int64)
 
 
-def read_style(path: Path) -> np.ndarray:
-    """The style vector from a .npy file."""
+def read_array(path: Path | None) -> np.ndarray | None:
+    """An array from a .npy file (None when no path was given)."""
+    if path is None:
+        return None
     try:
         return np.load(path, allow_pickle=False)
     except OSError as exc:
@@ -82,30 +95,49 @@ def read_style(path: Path) -> np.ndarray:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    """Load the model, sample with a progress bar on stderr, write the latents; 2 with one line on error."""
+    """Load the model, generate with a progress bar on stderr, write the frames; 2 with one line on error."""
     try:
-        tokens, style = read_tokens(args.tokens), read_style(args.style)
-        engine = DiffusionEngine.load(args.model_dir, args.device, args.dtype)
-        blocks = engine.sample(
-            tokens, style, seed=args.seed, steps=args.steps, cfg_strength=args.cfg, max_frames=args.max_frames
+        tokens = read_tokens(args.tokens) if args.tokens is not None else None
+        style, melody = read_array(args.style), read_array(args.melody)
+        family = GENERATION_FAMILIES.detect(args.model_dir)
+        options = family_options(args, family)
+        settings = GenerationSettings(args.device, args.dtype)
+        engine = family.load(args.model_dir, settings)
+        request = GenerationRequest(
+            tokens=tokens,
+            style=style,
+            melody=melody,
+            seed=args.seed,
+            steps=args.steps,
+            cfg_strength=args.cfg,
+            max_frames=args.max_frames,
+            seconds=args.seconds,
+            options=options,
         )
-        latents = []
-        with tqdm(total=-(-args.max_frames // engine.block_size), unit="block", file=sys.stderr) as progress:
-            for block in blocks:
-                latents.append(block.latents)
-                progress.update(1)
+        blocks: list[np.ndarray] = []
+        events = engine.generate(request)
+        with tqdm(unit="block", file=sys.stderr) as progress:
+            for event in events:
+                if isinstance(event, GeneratedBlock):
+                    blocks.append(event.frames)
+                    progress.total = event.max_blocks
+                    progress.update(1)
+                elif isinstance(event, GenerationProgress):
+                    progress.set_postfix_str(f"step {event.step}/{event.total_steps}")
     except InputError as exc:
         return report_error(str(exc))
     except ServiceError as exc:
         return report_error(exc.message)
-    except (CheckpointError, ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:
         return report_error(str(exc))
-    song = np.concatenate(latents).astype(np.float32)
+    frames = np.concatenate(blocks)
+    song = to_file(family, frames)
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with args.output.open("wb") as handle:
             np.save(handle, song)
     except OSError as exc:
         return report_error(f"cannot write {args.output}: {exc.strerror or exc}")
-    print(f"wrote {args.output}: float32 [{song.shape[0]}, {song.shape[1]}] ({song.shape[0] / 5:.1f} s)")
+    seconds = len(frames) / engine.info.frame_rate if engine.info.frame_rate else 0.0
+    print(f"wrote {args.output}: {song.dtype} {list(song.shape)} ({seconds:.1f} s)")
     return 0

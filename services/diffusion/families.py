@@ -6,5 +6,5 @@ from services.diffusion.diffrhythm2 import FAMILY as DIFFRHYTHM2
 from services.diffusion.engine import GenerationEngine
 from services.runtime.families import FamilyRegistry
 
-GENERATION_FAMILIES: FamilyRegistry[GenerationEngine] = FamilyRegistry("generation")
+GENERATION_FAMILIES: FamilyRegistry[GenerationEngine] = FamilyRegistry("diffusion")
 GENERATION_FAMILIES.register(DIFFRHYTHM2)

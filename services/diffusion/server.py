@@ -1,60 +1,59 @@
-"""The diffusion stage's server: its configuration and how the runtime loads and registers it."""
+"""The generation stage's server: its configuration and how the runtime loads and registers it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import grpc
-import numpy as np
 import torch
 
-from services.diffusion.diffrhythm2.dit import COND_DIM
-from services.diffusion.diffrhythm2.engine import DEFAULT_MAX_FRAMES_CAP, DiffusionEngine
+from services.diffusion.engine import GenerationEngine, GenerationSettings
+from services.diffusion.families import GENERATION_FAMILIES
 from services.diffusion.servicer import DiffusionServicer
 from services.runtime.config import ServerConfig, load_config, option
-from services.runtime.server import ModelSlot, StageSpec, serve
-from songsmith.v1 import diffusion_pb2_grpc
+from services.runtime.server import StageSpec, serve
+from services.runtime.slot import ModelSlot
+from songsmith.v1 import diffusion_pb2, diffusion_pb2_grpc
 
-SERVICE_NAME = "songsmith.v1.Diffusion"
+SERVICE_NAME = diffusion_pb2.DESCRIPTOR.services_by_name["DiffusionService"].full_name
 
 
 @dataclass
 class DiffusionConfig(ServerConfig):
-    """Settings of the diffusion stage (flags, or SONGSMITH_* environment variables)."""
+    """Settings of the generation stage (flags, or SONGSMITH_* environment variables)."""
 
     port: int = option(50053, "gRPC port")
     metrics_port: int = option(9403, "Prometheus metrics port; 0 disables the metrics endpoint")
-    max_concurrent: int = option(2, "songs sampled at once; sampling is compute-bound, so keep this small")
+    max_concurrent: int = option(
+        2, "songs generated at once; generation is compute-bound, so keep this small"
+    )
     model_dir: str = option(
-        "models/diffrhythm2", "directory holding model.safetensors and config.json (or model.json)"
+        "models/diffrhythm2",
+        "the model folder; its files say which family it is (see `songsmith models list`)",
+    )
+    family: str = option("", "the model family, when detection from the folder's files is not wanted")
+    model_name: str = option(
+        "", "the name to serve the model under; empty: the manifest's, else the folder's"
     )
     device: str = option("cpu", "torch device to run on (cpu, cuda, cuda:1, ...)")
-    dtype: str = option("float32", "DiT precision: float32 (the only choice on CPU), float16 or bfloat16")
-    max_frames_cap: int = option(
-        DEFAULT_MAX_FRAMES_CAP, "longest song a request may ask for, in latent frames (5 per second)"
-    )
+    dtype: str = option("float32", "precision: float32 (the only choice on CPU), float16 or bfloat16")
+    max_frames_cap: int = option(0, "longest song a request may ask for, in frames; 0: the family's default")
     threads: int = option(0, "torch CPU threads; 0 keeps torch's default")
 
 
-def warm_up(engine: DiffusionEngine) -> None:
-    """Run one short block so the first real request does not pay for kernel selection."""
-    silence = np.zeros(COND_DIM, np.float32)
-    for _ in engine.generate(np.zeros(1, np.int64), silence, seed=0, steps=2, max_frames=1):
-        pass
-
-
 def build_spec(config: DiffusionConfig) -> StageSpec:
-    """The StageSpec that loads (and warms up) the engine and registers the Diffusion servicer."""
+    """The StageSpec that loads (and warms up) the engine and registers the servicer."""
 
-    def load() -> DiffusionEngine:
+    def load() -> GenerationEngine:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        engine = DiffusionEngine.load(config.model_dir, config.device, config.dtype, config.max_frames_cap)
-        warm_up(engine)
+        settings = GenerationSettings(config.device, config.dtype, config.max_frames_cap, config.model_name)
+        engine = GENERATION_FAMILIES.load(config.model_dir, settings, config.family)
+        engine.warm_up()
         return engine
 
     def register(server: grpc.Server, slot: ModelSlot) -> None:
-        diffusion_pb2_grpc.add_DiffusionServicer_to_server(DiffusionServicer(slot), server)
+        diffusion_pb2_grpc.add_DiffusionServiceServicer_to_server(DiffusionServicer(slot), server)
 
     return StageSpec(name="diffusion", service_name=SERVICE_NAME, load=load, register=register)
 

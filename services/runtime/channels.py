@@ -50,10 +50,12 @@ def create_channel(
     *,
     retry_services: list[str] | None = None,
     security: ChannelSecurity | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
     max_message_bytes: int = 4 * MIB,
     keepalive_time_s: float = 30.0,
 ) -> grpc.Channel:
-    """A traced channel to `target` (e.g. `dns:///host:port` or `127.0.0.1:50051`)."""
+    """A traced channel to `target` (e.g. `dns:///host:port` or `127.0.0.1:50051`): TLS from the PEM
+    files of `security`, or with ready `credentials`, else plaintext."""
     options = [
         ("grpc.service_config", service_config(retry_services or [])),
         ("grpc.enable_retries", 1),
@@ -63,12 +65,13 @@ def create_channel(
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
     ]
-    if security and security.ca:
+    if credentials is None and security and security.ca:
         credentials = grpc.ssl_channel_credentials(
             root_certificates=Path(security.ca).read_bytes(),
             private_key=Path(security.key).read_bytes() if security.key else None,
             certificate_chain=Path(security.cert).read_bytes() if security.cert else None,
         )
+    if credentials is not None:
         channel = grpc.secure_channel(target, credentials, options=options)
     else:
         channel = grpc.insecure_channel(target, options=options)

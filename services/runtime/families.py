@@ -38,7 +38,7 @@ class FamilyCli:
     example codes [codebooks, frames] on disk, [frames, codebooks] in the engine). None: unchanged.
     """
 
-    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    add_arguments: Callable[[argparse._ActionsContainer], None] | None = None
     options: Callable[[argparse.Namespace], Any] | None = None
     to_file: Callable[[np.ndarray], np.ndarray] | None = None
     from_file: Callable[[np.ndarray], np.ndarray] | None = None
@@ -54,6 +54,15 @@ class Family(Generic[E]):
     the family's arm of the stage request's `family_options` oneof; `parse_options` turns that
     message into the engine's own options (None when the request sent none). `cli` extends the
     stage's command line.
+
+    `companions` (generation families only) says where a model's other stages find their models when
+    a model folder is served in process or by `songsmith up`: stage name -> "." (this same folder),
+    the name of a folder beside it under the model root (e.g. "muq-mulan"), or "" (a stage without
+    a model folder: the lyric tokenizer). A stage it does not name is not used by the family.
+
+    `check_input`, when given, checks a request's input for this family cheaply, without loading
+    anything (the gateway runs it before it accepts a song), raising InvalidArgumentError; its
+    arguments are the stage's (a lyric family: the lyrics, the song's seconds, the LyricsLimits).
     """
 
     name: str
@@ -63,6 +72,8 @@ class Family(Generic[E]):
     options_field: str = ""
     parse_options: Callable[[Any], Any] | None = None
     cli: FamilyCli = field(default_factory=FamilyCli)
+    companions: dict[str, str] = field(default_factory=dict)
+    check_input: Callable[..., None] | None = None
 
 
 class FamilyRegistry(Generic[E]):
@@ -93,6 +104,8 @@ class FamilyRegistry(Generic[E]):
 
     def detect(self, model_dir: Path) -> Family[E]:
         """The family whose files are in `model_dir`; FailedPreconditionError naming what was looked for."""
+        if not model_dir.is_dir():
+            raise FailedPreconditionError(f"model folder {model_dir} does not exist")
         for family in self.families():
             if family.detect(model_dir):
                 return family
@@ -111,12 +124,15 @@ class FamilyRegistry(Generic[E]):
         INVALID_ARGUMENT naming the field when the request carries another family's options.
         """
         arm = request.WhichOneof(oneof)
-        if arm is None:
-            return None
+        return None if arm is None else self.parse_options(family, arm, getattr(request, arm))
+
+    def parse_options(self, family: str, field: str, message: Any) -> Any:
+        """`family`'s options from the message of oneof arm `field`; INVALID_ARGUMENT naming the field
+        when the arm belongs to another family."""
         entry = self.get(family)
-        if arm != entry.options_field:
-            raise InvalidArgumentError(arm, f"options for another model family; this stage serves {family}")
-        return entry.parse_options(getattr(request, arm)) if entry.parse_options else None
+        if field != entry.options_field:
+            raise InvalidArgumentError(field, f"options for another model family; the model is {family}")
+        return entry.parse_options(message) if entry.parse_options else None
 
 
 _loaded_plugins: set[str] = set()

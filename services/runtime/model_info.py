@@ -19,7 +19,8 @@ LYRICS = "lyrics"
 STYLE_TEXT = "style_text"
 STYLE_AUDIO = "style_audio"
 MELODY_AUDIO = "melody_audio"
-SONG_INPUTS = (LYRICS, STYLE_TEXT, STYLE_AUDIO, MELODY_AUDIO)
+REFERENCE_AUDIO = "reference_audio"
+SONG_INPUTS = (LYRICS, STYLE_TEXT, STYLE_AUDIO, MELODY_AUDIO, REFERENCE_AUDIO)
 
 # Written beside a model's files by `songsmith models pull|demo|import`: name, family, source and
 # the sha256 of every file.

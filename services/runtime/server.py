@@ -25,45 +25,20 @@ from grpc_reflection.v1alpha import reflection
 
 from services.runtime.admission import AdmissionController, AdmissionInterceptor
 from services.runtime.config import ServerConfig
-from services.runtime.errors import FailedPreconditionError, ServiceError, UnavailableError
+from services.runtime.errors import FailedPreconditionError, ServiceError
 from services.runtime.interceptor import ErrorInterceptor
 from services.runtime.logs import setup_logging
 from services.runtime.metrics import MetricsInterceptor, start_metrics_server
+from services.runtime.model_service import SERVICE_NAME as MODEL_INFO_SERVICE
+from services.runtime.model_service import ModelInfoServicer
+from services.runtime.slot import ModelSlot
 from services.runtime.tracing import setup_tracing, shutdown_tracing, tracing_server_interceptor
+from songsmith.v1 import model_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 # Threads kept free of admission control for health checks, reflection and rejections.
 _SPARE_WORKERS = 8
-
-
-class ModelSlot:
-    """Holds a stage's engine once loaded; servicers fetch it per call."""
-
-    def __init__(self) -> None:
-        self._engine: Any = None
-        self._failure: ServiceError | None = None
-
-    def get(self) -> Any:
-        """The loaded engine; UNAVAILABLE while loading, FAILED_PRECONDITION if loading failed."""
-        if self._engine is not None:
-            return self._engine
-        if self._failure is not None:
-            raise self._failure
-        raise UnavailableError("the model is still loading; retry shortly")
-
-    @property
-    def loaded(self) -> bool:
-        """True once an engine was loaded."""
-        return self._engine is not None
-
-    def fill(self, engine: Any) -> None:
-        """Make `engine` available to calls."""
-        self._engine = engine
-
-    def fail(self, failure: ServiceError) -> None:
-        """Record why the engine could not be loaded; every call reports it."""
-        self._failure = failure
 
 
 @dataclass
@@ -72,7 +47,8 @@ class StageSpec:
 
     `interceptors` run inside the error interceptor (so their typed errors become statuses) and
     before admission control (the gateway's authentication, for example). `close`, when given, is
-    called with the loaded engine after the server has drained.
+    called with the loaded engine after the server has drained. A model stage also serves
+    ModelInfoService from its engine's `info` (`serves_model_info`; the gateway hosts no model).
     """
 
     name: str
@@ -81,6 +57,7 @@ class StageSpec:
     register: Callable[[grpc.Server, ModelSlot], None]
     interceptors: list[grpc.ServerInterceptor] = field(default_factory=list)
     close: Callable[[Any], None] | None = None
+    serves_model_info: bool = True
 
 
 def _read(path: str) -> bytes:
@@ -144,9 +121,11 @@ class StageServer:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         spec.register(self._server, self.slot)
-        reflection.enable_server_reflection(
-            (spec.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
-        )
+        services = [spec.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        if spec.serves_model_info:
+            model_pb2_grpc.add_ModelInfoServiceServicer_to_server(ModelInfoServicer(self.slot), self._server)
+            services.append(MODEL_INFO_SERVICE)
+        reflection.enable_server_reflection(services, self._server)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def _set_health(self, status: int) -> None:

@@ -8,13 +8,14 @@ import grpc
 import torch
 
 from services.runtime.config import MIB, ServerConfig, load_config, option
-from services.runtime.server import ModelSlot, StageSpec, serve
-from services.style.engine import StyleLimits
-from services.style.muq_mulan.engine import StyleEngine
+from services.runtime.server import StageSpec, serve
+from services.runtime.slot import ModelSlot
+from services.style.engine import StyleEngine, StyleLimits, StyleSettings
+from services.style.families import STYLE_FAMILIES
 from services.style.servicer import StyleServicer
-from songsmith.v1 import style_pb2_grpc
+from songsmith.v1 import style_pb2, style_pb2_grpc
 
-SERVICE_NAME = "songsmith.v1.StyleEncoder"
+SERVICE_NAME = style_pb2.DESCRIPTOR.services_by_name["StyleEncoderService"].full_name
 
 
 @dataclass
@@ -25,9 +26,11 @@ class StyleConfig(ServerConfig):
     metrics_port: int = option(9402, "Prometheus metrics port; 0 disables the metrics endpoint")
     model_dir: str = option(
         "models/muq-mulan/MuQ-MuLan-large",
-        "MuQ-MuLan checkpoint folder (config.json + model.safetensors or pytorch_model.bin); the "
-        "sub-models it names are looked up beside it, then in the huggingface_hub cache",
+        "the style model folder; its files say its family (a MuQ-MuLan checkpoint folder, whose "
+        "sub-models are looked up beside it, then in the huggingface_hub cache; or a MusicGen model)",
     )
+    family: str = option("", "the style family, when detection from the folder's files is not wanted")
+    model_name: str = option("", "name to serve the model under; empty: the manifest's, else the folder's")
     device: str = option("cpu", "torch device to run on (cpu, cuda, cuda:1, ...)")
     threads: int = option(0, "torch CPU threads; 0 keeps torch's default (one per visible core)")
     hub_cache_dir: str = option("", "huggingface_hub cache searched for sub-models; empty: HF_HUB_CACHE")
@@ -38,7 +41,7 @@ class StyleConfig(ServerConfig):
 
 
 def build_spec(config: StyleConfig) -> StageSpec:
-    """The StageSpec that loads (and warms up) the engine and registers the StyleEncoder servicer."""
+    """The StageSpec that loads (and warms up) the engine and registers the servicer."""
     limits = StyleLimits(
         max_prompt_chars=config.max_prompt_chars,
         max_audio_seconds=config.max_audio_seconds,
@@ -48,17 +51,13 @@ def build_spec(config: StyleConfig) -> StageSpec:
     def load() -> StyleEngine:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        return StyleEngine.load(
-            config.model_dir,
-            config.device,
-            limits=limits,
-            text_cache_size=config.text_cache_size,
-            hub_cache_dir=config.hub_cache_dir or None,
-            warm_up=True,
+        settings = StyleSettings(
+            config.device, limits, config.text_cache_size, config.hub_cache_dir or None, config.model_name
         )
+        return STYLE_FAMILIES.load(config.model_dir, settings, config.family)
 
     def register(server: grpc.Server, slot: ModelSlot) -> None:
-        style_pb2_grpc.add_StyleEncoderServicer_to_server(StyleServicer(slot), server)
+        style_pb2_grpc.add_StyleEncoderServiceServicer_to_server(StyleServicer(slot), server)
 
     return StageSpec(name="style", service_name=SERVICE_NAME, load=load, register=register)
 

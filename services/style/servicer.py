@@ -1,4 +1,4 @@
-"""The StyleEncoder gRPC servicer: a thin layer that decodes requests and calls the StyleEngine."""
+"""The StyleEncoderService servicer: a thin layer that decodes requests and calls the hosted StyleEngine."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from services.runtime.calls import call_token
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES, tensor_to_proto
 from services.runtime.errors import InvalidArgumentError
-from services.runtime.server import ModelSlot
-from services.style.engine import CROP_RANDOM, CROP_WHOLE, CropMode, StyleEngine
+from services.runtime.slot import ModelSlot
+from services.style.engine import CROP_MIDDLE, CROP_RANDOM, CROP_WHOLE, CropMode, StyleEngine
 from songsmith.v1 import style_pb2, style_pb2_grpc
 
 _CROP_MODES: dict[int, CropMode] = {
+    style_pb2.AUDIO_CROP_UNSPECIFIED: CROP_WHOLE,
     style_pb2.AUDIO_CROP_WHOLE: CROP_WHOLE,
     style_pb2.AUDIO_CROP_RANDOM_10S: CROP_RANDOM,
+    style_pb2.AUDIO_CROP_MIDDLE_10S: CROP_MIDDLE,
 }
 
 
@@ -52,7 +54,7 @@ def receive_audio(
     return options, bytes(received)
 
 
-class StyleServicer(style_pb2_grpc.StyleEncoderServicer):
+class StyleServicer(style_pb2_grpc.StyleEncoderServiceServicer):
     """Serves EmbedText and EmbedAudio from the engine held by the stage's ModelSlot."""
 
     def __init__(self, slot: ModelSlot) -> None:
@@ -60,16 +62,16 @@ class StyleServicer(style_pb2_grpc.StyleEncoderServicer):
 
     def EmbedText(  # noqa: N802 - gRPC method name
         self, request: style_pb2.EmbedTextRequest, context: grpc.ServicerContext
-    ) -> style_pb2.StyleEmbedding:
+    ) -> style_pb2.EmbedTextResponse:
         """Embed one prompt (from the prompt cache when it was seen recently)."""
         engine: StyleEngine = self._slot.get()
         result = engine.embed_text(request.prompt)
-        return style_pb2.StyleEmbedding(embedding=tensor_to_proto(result.vector), cached=result.cached)
+        return style_pb2.EmbedTextResponse(embedding=tensor_to_proto(result.vector), cached=result.cached)
 
     def EmbedAudio(  # noqa: N802 - gRPC method name
         self, request_iterator: Iterable[style_pb2.EmbedAudioRequest], context: grpc.ServicerContext
-    ) -> style_pb2.StyleEmbedding:
-        """Embed a streamed recording, whole or as one seeded random 10 s crop."""
+    ) -> style_pb2.EmbedAudioResponse:
+        """Embed a streamed recording, whole or cropped as the options say."""
         engine: StyleEngine = self._slot.get()
         token = call_token(context)
         options, data = receive_audio(request_iterator, engine.limits.max_audio_bytes, token)
@@ -77,6 +79,6 @@ class StyleServicer(style_pb2_grpc.StyleEncoderServicer):
         if crop is None:
             raise InvalidArgumentError("options.crop", f"unknown AudioCrop value {options.crop}")
         result = engine.embed_audio(data, crop=crop, seed=options.seed, token=token)
-        return style_pb2.StyleEmbedding(
+        return style_pb2.EmbedAudioResponse(
             embedding=tensor_to_proto(result.vector), clips=result.clips, audio_seconds=result.seconds
         )

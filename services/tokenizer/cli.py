@@ -14,23 +14,32 @@ from pathlib import Path
 
 from services.runtime.cli import report_error
 from services.runtime.errors import InvalidArgumentError, ServiceError
-from services.tokenizer.engine import TokenizedLyrics, TokenizerEngine
+from services.tokenizer.engine import DEFAULT_FAMILY, TokenizedLyrics, TokenizerEngine
 
 TEXT_COLUMN_WIDTH = 44
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `lyrics` command group (`lyrics tokenize`) to the songsmith CLI."""
-    lyrics = subparsers.add_parser("lyrics", help="lyrics to DiffRhythm 2 tokens")
+    lyrics = subparsers.add_parser("lyrics", help="lyrics to a model's tokens")
     commands = lyrics.add_subparsers(dest="lyrics_command", required=True)
     tokenize = commands.add_parser(
         "tokenize",
         help="show how a lyrics file will be read and sung (phonemes and token ids)",
         description="Read a lyrics file (UTF-8; `-` for standard input) as the lyric tokenizer stage "
-        "does and show each line beside its phonemes, or print the whole result as one JSON object.",
+        "does for a model family and show each line beside its phonemes, or print the whole result "
+        "as one JSON object.",
     )
     tokenize.add_argument("file", help="lyrics file, or - for standard input")
     tokenize.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    tokenize.add_argument(
+        "--family",
+        default=DEFAULT_FAMILY,
+        help=f"the family reading them (default {DEFAULT_FAMILY})",
+    )
+    tokenize.add_argument(
+        "--seconds", type=float, default=0.0, help="song length, for families that align lyrics to time"
+    )
     tokenize.add_argument(
         "--data-dir",
         default="",
@@ -53,7 +62,8 @@ def run_tokenize(args: argparse.Namespace) -> int:
     except UnicodeDecodeError as exc:
         return report_error(f"{args.file} is not UTF-8 text (byte {exc.start})")
     try:
-        result = TokenizerEngine.load(data_dir=args.data_dir).tokenize(lyrics)
+        engine = TokenizerEngine.load(data_dir=args.data_dir)
+        result = engine.tokenize(lyrics, family=args.family, seconds=args.seconds)
     except InvalidArgumentError as exc:
         return report_error("; ".join(violation.description for violation in exc.violations))
     except ServiceError as exc:

@@ -17,6 +17,7 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import InvalidArgumentError
 from services.runtime.model_info import LYRICS, ModelInfo, weights_revision
 from services.tokenizer.g2p.reader import LyricReader
+from services.tokenizer.limits import LyricsLimits
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ class TokenizerSettings:
     max_lines: int = 500
     max_line_chars: int = 500
     onnx_threads: int = 1
+
+    @property
+    def limits(self) -> LyricsLimits:
+        """The lyrics size bounds."""
+        return LyricsLimits(self.max_chars, self.max_lines, self.max_line_chars)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,20 @@ def _diffrhythm2(reader, settings):
     return DiffRhythm2Lyrics(reader, settings)
 
 
+def _check_diffrhythm2(lyrics: str, seconds: float, limits) -> None:
+    from services.tokenizer.diffrhythm2.checks import check_lyrics
+
+    check_lyrics(lyrics, seconds, limits)
+
+
 # Front ends are built with `load(reader, settings)`; they need no model folder of their own.
 LYRIC_FAMILIES: FamilyRegistry = FamilyRegistry("tokenizer")
 LYRIC_FAMILIES.register(
-    Family(name="diffrhythm2", detect=_always, load=_diffrhythm2, describe="the shared G2P data")
+    Family(
+        name="diffrhythm2",
+        detect=_always,
+        load=_diffrhythm2,
+        describe="the shared G2P data",
+        check_input=_check_diffrhythm2,
+    )
 )

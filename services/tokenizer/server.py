@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import grpc
 
 from services.runtime.config import ServerConfig, load_config, option
-from services.runtime.server import ModelSlot, StageSpec, serve
+from services.runtime.server import StageSpec, serve
+from services.runtime.slot import ModelSlot
 from services.tokenizer.engine import TokenizerEngine
 from services.tokenizer.servicer import LyricTokenizerServicer
-from songsmith.v1 import tokenizer_pb2_grpc
+from songsmith.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 
-SERVICE_NAME = "songsmith.v1.LyricTokenizer"
+SERVICE_NAME = tokenizer_pb2.DESCRIPTOR.services_by_name["LyricTokenizerService"].full_name
 
 
 @dataclass
@@ -39,7 +40,7 @@ def build_spec(config: TokenizerConfig) -> StageSpec:
         return TokenizerEngine.load(config)
 
     def register(server: grpc.Server, slot: ModelSlot) -> None:
-        tokenizer_pb2_grpc.add_LyricTokenizerServicer_to_server(LyricTokenizerServicer(slot), server)
+        tokenizer_pb2_grpc.add_LyricTokenizerServiceServicer_to_server(LyricTokenizerServicer(slot), server)
 
     return StageSpec(name="tokenizer", service_name=SERVICE_NAME, load=load, register=register)
 

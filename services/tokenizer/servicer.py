@@ -1,4 +1,4 @@
-"""The LyricTokenizer gRPC servicer: a thin layer between the proto and the TokenizerEngine."""
+"""The LyricTokenizerService servicer: a thin layer between the proto and the TokenizerEngine."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from services.runtime.calls import call_token
 from services.runtime.codec import tensor_to_proto
 from services.runtime.logs import job_scope
-from services.runtime.server import ModelSlot
+from services.runtime.slot import ModelSlot
 from services.tokenizer.engine import TokenizedLyrics, TokenizerEngine
 from songsmith.v1 import tokenizer_pb2, tokenizer_pb2_grpc
 
@@ -38,7 +38,7 @@ def to_response(result: TokenizedLyrics) -> tokenizer_pb2.TokenizeResponse:
     return response
 
 
-class LyricTokenizerServicer(tokenizer_pb2_grpc.LyricTokenizerServicer):
+class LyricTokenizerServicer(tokenizer_pb2_grpc.LyricTokenizerServiceServicer):
     """Serves Tokenize from the engine held by the stage's ModelSlot."""
 
     def __init__(self, slot: ModelSlot) -> None:
@@ -47,9 +47,12 @@ class LyricTokenizerServicer(tokenizer_pb2_grpc.LyricTokenizerServicer):
     def Tokenize(  # noqa: N802 - gRPC method name
         self, request: tokenizer_pb2.TokenizeRequest, context: grpc.ServicerContext
     ) -> tokenizer_pb2.TokenizeResponse:
-        """Tokenize one song's lyrics; INVALID_ARGUMENT naming the line when a line cannot be read."""
+        """Tokenize one song's lyrics for the request's family; INVALID_ARGUMENT naming the line when a
+        line cannot be read."""
         engine: TokenizerEngine = self._slot.get()
         with job_scope(request.job_id):
-            result = engine.tokenize(request.lyrics, call_token(context))
+            result = engine.tokenize(
+                request.lyrics, call_token(context), family=request.family, seconds=request.seconds
+            )
             log.info("tokenized %d lines into %d tokens", len(result.lines), len(result.tokens))
         return to_response(result)

@@ -8,7 +8,7 @@ a `Family` in `services.vocoder.families`. PCM is always [channels, samples] flo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -58,8 +58,11 @@ class VocoderEngine(Protocol):
         """A decoder for one song; `token` is checked before each window."""
         ...
 
-    def decode(self, frames: np.ndarray, token: CancellationToken | None = None) -> np.ndarray:
-        """The reference one-shot decode of a whole song: [n, channels] frames to [channels, samples]."""
+    def decode(
+        self, frames: np.ndarray, token: CancellationToken | None = None, options: Any = None
+    ) -> np.ndarray:
+        """The reference decode of a whole song: [n, channels] frames to [channels, samples].
+        `options` are the family's own (e.g. whole or chunked decoding), None for its defaults."""
         ...
 
     def warm_up(self) -> None:

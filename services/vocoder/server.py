@@ -5,17 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-import numpy as np
 import torch
 
 from services.runtime.config import ServerConfig, load_config, option
-from services.runtime.server import ModelSlot, StageSpec, serve
-from services.vocoder.diffrhythm2.engine import DEFAULT_MAX_FRAMES, VocoderEngine
-from services.vocoder.diffrhythm2.windows import WINDOW_FRAMES
+from services.runtime.server import StageSpec, serve
+from services.runtime.slot import ModelSlot
+from services.vocoder.engine import VocoderEngine, VocoderSettings
+from services.vocoder.families import VOCODER_FAMILIES
 from services.vocoder.servicer import VocoderServicer
-from songsmith.v1 import vocoder_pb2_grpc
+from songsmith.v1 import vocoder_pb2, vocoder_pb2_grpc
 
-SERVICE_NAME = "songsmith.v1.Vocoder"
+SERVICE_NAME = vocoder_pb2.DESCRIPTOR.services_by_name["VocoderService"].full_name
 
 
 @dataclass
@@ -24,32 +24,30 @@ class VocoderConfig(ServerConfig):
 
     port: int = option(50054, "gRPC port")
     metrics_port: int = option(9404, "Prometheus metrics port; 0 disables the metrics endpoint")
-    max_concurrent: int = option(2, "songs decoded at once; decoding is compute-bound, so keep this small")
-    model_dir: str = option("models/diffrhythm2", "directory holding decoder.bin and decoder.json")
-    device: str = option("cpu", "torch device to run on (cpu, cuda, cuda:1, ...)")
-    max_frames_cap: int = option(
-        DEFAULT_MAX_FRAMES, "longest song accepted, in latent frames (5 per second; 3000 = 10 min)"
+    max_concurrent: int = option(2, "songs decoded at once; decoding is compute-bound: keep it small")
+    model_dir: str = option(
+        "models/diffrhythm2", "the model folder; its files say its family (see `songsmith models list`)"
     )
+    family: str = option("", "the decoder family, when detection from the folder's files is not wanted")
+    model_name: str = option("", "name to serve the model under; empty: the manifest's, else the folder's")
+    device: str = option("cpu", "torch device to run on (cpu, cuda, cuda:1, ...)")
+    max_frames_cap: int = option(0, "longest song accepted, in frames; 0: the family's default")
     threads: int = option(0, "torch CPU threads; 0 keeps torch's default")
 
 
-def warm_up(engine: VocoderEngine) -> None:
-    """Decode one silent window so the first real request does not pay for kernel selection."""
-    engine.decode_window(np.zeros((WINDOW_FRAMES, engine.channels), np.float32))
-
-
 def build_spec(config: VocoderConfig) -> StageSpec:
-    """The StageSpec that loads (and warms up) the decoder and registers the Vocoder servicer."""
+    """The StageSpec that loads (and warms up) the decoder and registers the servicer."""
 
     def load() -> VocoderEngine:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        engine = VocoderEngine.load(config.model_dir, config.device, config.max_frames_cap)
-        warm_up(engine)
+        settings = VocoderSettings(config.device, config.max_frames_cap, config.model_name)
+        engine = VOCODER_FAMILIES.load(config.model_dir, settings, config.family)
+        engine.warm_up()
         return engine
 
     def register(server: grpc.Server, slot: ModelSlot) -> None:
-        vocoder_pb2_grpc.add_VocoderServicer_to_server(VocoderServicer(slot), server)
+        vocoder_pb2_grpc.add_VocoderServiceServicer_to_server(VocoderServicer(slot), server)
 
     return StageSpec(name="vocoder", service_name=SERVICE_NAME, load=load, register=register)
 

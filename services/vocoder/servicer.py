@@ -1,4 +1,8 @@
-"""The Vocoder gRPC servicer: latent blocks in over a bidirectional stream, final PCM chunks out."""
+"""The VocoderService servicer: blocks of frames in over a bidirectional stream, final PCM out.
+
+Family-agnostic: the hosted engine's stream decoder takes each block's frames as sent and returns
+PCM [channels, n] as soon as it is final; the servicer only cuts it into wire chunks.
+"""
 
 from __future__ import annotations
 
@@ -12,36 +16,35 @@ from services.runtime.calls import call_token
 from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy, tensor_to_proto
 from services.runtime.errors import InvalidArgumentError
 from services.runtime.logs import job_scope
-from services.runtime.server import ModelSlot
-from services.vocoder.diffrhythm2.engine import VocoderEngine
-from services.vocoder.diffrhythm2.streaming import PcmPiece, StreamingDecoder
+from services.runtime.slot import ModelSlot
+from services.vocoder.engine import PcmPiece, StreamDecoder, VocoderEngine
 from songsmith.v1 import vocoder_pb2, vocoder_pb2_grpc
 
-MAX_CHUNK_SAMPLES = MAX_CHUNK_BYTES // np.dtype(np.float32).itemsize
+SAMPLE_BYTES = np.dtype(np.float32).itemsize
 
 
-def request_latents(request: vocoder_pb2.DecodeRequest) -> np.ndarray | None:
-    """The block's latents as float32 (None when the message carries no tensor, e.g. a bare `final`)."""
-    if not request.HasField("latents"):
+def request_frames(request: vocoder_pb2.DecodeRequest) -> np.ndarray | None:
+    """The block's frames (None when the message carries no tensor, e.g. a bare `final`)."""
+    if not request.HasField("frames"):
         return None
-    latents = proto_to_numpy(request.latents, "latents")
-    if latents.dtype != np.float32:
-        raise InvalidArgumentError("latents", f"dtype must be float32, got {latents.dtype}")
-    return latents
+    return proto_to_numpy(request.frames, "frames")
 
 
-def pcm_chunks(pieces: Iterable[PcmPiece], sample_rate: int) -> Iterator[vocoder_pb2.PcmChunk]:
+def pcm_chunks(pieces: Iterable[PcmPiece], sample_rate: int) -> Iterator[vocoder_pb2.DecodeResponse]:
     """The pieces as wire chunks of at most 1 MiB of samples each, in order."""
     for piece in pieces:
-        for begin in range(0, len(piece.samples), MAX_CHUNK_SAMPLES):
-            yield vocoder_pb2.PcmChunk(
+        channels = max(1, piece.samples.shape[0])
+        per_chunk = MAX_CHUNK_BYTES // (SAMPLE_BYTES * channels)
+        length = piece.samples.shape[1]
+        for begin in range(0, length, per_chunk):
+            yield vocoder_pb2.DecodeResponse(
                 sample_offset=piece.offset + begin,
-                samples=tensor_to_proto(piece.samples[begin : begin + MAX_CHUNK_SAMPLES]),
+                samples=tensor_to_proto(np.ascontiguousarray(piece.samples[:, begin : begin + per_chunk])),
                 sample_rate=sample_rate,
             )
 
 
-class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
+class VocoderServicer(vocoder_pb2_grpc.VocoderServiceServicer):
     """Serves Decode from the engine held by the stage's ModelSlot."""
 
     def __init__(self, slot: ModelSlot) -> None:
@@ -49,7 +52,7 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
 
     def Decode(  # noqa: N802 - gRPC method name
         self, request_iterator: Iterator[vocoder_pb2.DecodeRequest], context: grpc.ServicerContext
-    ) -> Iterator[vocoder_pb2.PcmChunk]:
+    ) -> Iterator[vocoder_pb2.DecodeResponse]:
         """Decode blocks as they arrive; PCM goes out as soon as it is final, the rest at the end.
 
         The song ends with a block marked `final` or when the client closes its request stream;
@@ -65,28 +68,28 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
             yield from self._flush(engine, decoder)
 
     def _decode_blocks(
-        self, engine: VocoderEngine, decoder: StreamingDecoder, requests: Iterator[vocoder_pb2.DecodeRequest]
-    ) -> Iterator[vocoder_pb2.PcmChunk]:
+        self, engine: VocoderEngine, decoder: StreamDecoder, requests: Iterator[vocoder_pb2.DecodeRequest]
+    ) -> Iterator[vocoder_pb2.DecodeResponse]:
         for expected_index, request in enumerate(requests):
             if request.block_index != expected_index:
                 raise InvalidArgumentError(
                     "block_index",
                     f"blocks must arrive in order: expected {expected_index}, got {request.block_index}",
                 )
-            latents = request_latents(request)
-            if latents is not None:
-                yield from pcm_chunks(decoder.iter_push(latents), engine.sample_rate)
+            frames = request_frames(request)
+            if frames is not None:
+                yield from pcm_chunks(decoder.push(frames), engine.info.sample_rate)
             if request.final:
                 return
 
-    def _flush(self, engine: VocoderEngine, decoder: StreamingDecoder) -> Iterator[vocoder_pb2.PcmChunk]:
-        chunks = list(pcm_chunks(decoder.finish(), engine.sample_rate))
+    def _flush(self, engine: VocoderEngine, decoder: StreamDecoder) -> Iterator[vocoder_pb2.DecodeResponse]:
+        rate = engine.info.sample_rate
+        chunks = list(pcm_chunks(decoder.finish(), rate))
         if not chunks:
+            silence = np.zeros((engine.info.channels, 0), np.float32)
             chunks = [
-                vocoder_pb2.PcmChunk(
-                    sample_offset=decoder.emitted_samples,
-                    samples=tensor_to_proto(np.zeros(0, np.float32)),
-                    sample_rate=engine.sample_rate,
+                vocoder_pb2.DecodeResponse(
+                    sample_offset=decoder.emitted_samples, samples=tensor_to_proto(silence), sample_rate=rate
                 )
             ]
         chunks[-1].final = True

@@ -8,9 +8,10 @@ import pytest
 
 from gateway.job_store import JobStore
 from gateway.jobs import JobManager, JobSettings
-from gateway.local_stages import LocalStages, ModelPaths
 from gateway.model_store import write_demo
+from gateway.models import discover
 from gateway.pipeline import Pipeline
+from gateway.router import Router
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +25,7 @@ def demo_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def local_pipeline(demo_models: Path) -> Pipeline:
     """A pipeline over engines loaded in this process."""
-    return Pipeline(LocalStages(ModelPaths.under(demo_models)))
+    return Pipeline(Router(discover(demo_models)))
 
 
 @pytest.fixture

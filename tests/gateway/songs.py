@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import copy
+from collections.abc import Callable, Iterable, Iterator
 
-from gateway.stages import LatentBlock, LatentRequest
+from gateway.pipeline import Pipeline, RetryPolicy
+from gateway.router import Router
+from gateway.stages import Block, GenerationClient, GenerationEvent, SongGeneration
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import UnavailableError
 from songsmith.v1 import song_pb2
@@ -20,9 +23,9 @@ def request(job_id: str = "", seconds: float = 4.0, seed: int = 11, **fields: ob
         style_prompt="warm indie folk",
         seed=seed,
         steps=4,
-        max_seconds=seconds,
         format=song_pb2.AUDIO_FORMAT_WAV,
     )
+    message.max_duration.FromNanoseconds(round(seconds * 1e9))
     for name, value in fields.items():
         setattr(message, name, value)
     return message
@@ -42,26 +45,37 @@ def assemble(events: Iterable[song_pb2.SongEvent]) -> tuple[bytes, list[song_pb2
     return bytes(file), seen
 
 
-class FlakyDiffusion:
-    """Real stages whose diffusion stream breaks (UNAVAILABLE) after some blocks, a set number of times;
-    `prefixes` records how many kept blocks each diffusion stream started after."""
+class FlakyGeneration:
+    """A real generation client whose stream breaks (UNAVAILABLE) after some blocks, a set number of
+    times; `prefixes` records how many kept blocks each stream started after."""
 
-    def __init__(self, stages, break_after: int, times: int) -> None:
-        self._stages = stages
+    def __init__(self, inner: GenerationClient, break_after: int, times: int) -> None:
+        self._inner = inner
         self._break_after = break_after
         self._left = times
         self.prefixes: list[int] = []
-        self.model_name, self.sample_rate = stages.model_name, stages.sample_rate
 
     def __getattr__(self, name: str):
-        return getattr(self._stages, name)
+        return getattr(self._inner, name)
 
-    def generate_latents(
-        self, latent_request: LatentRequest, token: CancellationToken
-    ) -> Iterator[LatentBlock]:
-        self.prefixes.append(len(latent_request.prefix))
-        for sent, block in enumerate(self._stages.generate_latents(latent_request, token)):
-            if self._left and sent == self._break_after:
-                self._left -= 1
-                raise UnavailableError("diffusion: connection reset")
-            yield block
+    def generate(self, song: SongGeneration, token: CancellationToken) -> Iterator[GenerationEvent]:
+        self.prefixes.append(len(song.request.prefix))
+        sent = 0
+        for event in self._inner.generate(song, token):
+            if isinstance(event, Block):
+                if self._left and sent == self._break_after:
+                    self._left -= 1
+                    raise UnavailableError("diffusion: connection reset")
+                sent += 1
+            yield event
+
+
+def with_generation(
+    router: Router, wrap: Callable[[GenerationClient], GenerationClient], retry: RetryPolicy | None = None
+) -> Pipeline:
+    """A pipeline over `router` whose default model's generation client is `wrap(the real one)`."""
+    clone = copy.copy(router)
+    model = copy.copy(router.default)
+    model.generation = wrap(model.generation)
+    clone.models = [model]
+    return Pipeline(clone, retry)

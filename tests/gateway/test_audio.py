@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pyloudnorm
@@ -15,9 +16,10 @@ from gateway.audio import (
     StreamingEncoder,
     encode,
     fake_stereo,
-    format_for_path,
     normalize_loudness,
 )
+from gateway.commands.common import CommandError
+from gateway.commands.songs import format_for_output
 from songsmith.v1 import song_pb2
 
 RATE = 48_000
@@ -74,6 +76,7 @@ def test_loudness_is_normalized_to_the_target() -> None:
 
 
 def test_format_follows_the_file_extension() -> None:
-    assert format_for_path("out/song.FLAC") == song_pb2.AUDIO_FORMAT_FLAC
-    with pytest.raises(ValueError, match="aiff"):
-        format_for_path("song.aiff")
+    assert format_for_output(Path("out/song.FLAC")) == song_pb2.AUDIO_FORMAT_FLAC
+    assert {format_for_output(Path(f"a.{c.extension}")) for c in CONTAINERS.values()} == set(CONTAINERS)
+    with pytest.raises(CommandError, match="aiff"):
+        format_for_output(Path("song.aiff"))

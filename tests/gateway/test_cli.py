@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import soundfile
 
-from gateway.cli import _batch_song, main
-from gateway.demo import EXAMPLE_LYRICS
+from gateway.cli import main
+from gateway.commands.demo import EXAMPLE_LYRICS
+from gateway.commands.songs import batch_song
 from tests.gateway.songs import LYRICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +116,7 @@ def test_the_example_batch_reads_its_lyrics_files() -> None:
     refused (a missing file is not sung as text)."""
     batch = ROOT / "examples" / "batch.jsonl"
     lines = batch.read_text(encoding="utf-8").splitlines()
-    songs = [_batch_song(n, line, batch.parent, Path("out"), "mp3") for n, line in enumerate(lines, 1)]
+    songs = [batch_song(n, line, batch.parent, Path("out"), "mp3", "") for n, line in enumerate(lines, 1)]
     assert songs[0].request.lyrics == EXAMPLE_LYRICS.read_text(encoding="utf-8")
     assert all("[verse]" in song.request.lyrics for song in songs)
 
@@ -180,7 +181,7 @@ def test_serve_makes_openmp_threads_sleep_unless_told_otherwise(
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     else:
         monkeypatch.setenv("OMP_WAIT_POLICY", preset)
-    monkeypatch.setattr("gateway.cli.importlib.import_module", import_stage)
+    monkeypatch.setattr("gateway.commands.serve.importlib.import_module", import_stage)
     assert main(["serve", "vocoder", "--port", "0"]) == 0
     assert observed == {
         "policy_at_import": seen,

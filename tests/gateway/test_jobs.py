@@ -11,11 +11,11 @@ import pytest
 from gateway.job_store import JobRecord, JobStore, fingerprint
 from gateway.jobs import JobManager, JobSettings
 from gateway.pipeline import Pipeline
-from gateway.stages import LatentBlock
+from gateway.stages import Block
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import AlreadyExistsError, CancelledError, NotFoundError, ResourceExhaustedError
 from songsmith.v1 import song_pb2
-from tests.gateway.songs import FlakyDiffusion, assemble, request
+from tests.gateway.songs import FlakyGeneration, assemble, request, with_generation
 
 
 def _finish(manager, job_id: str) -> tuple[bytes, list[song_pb2.SongEvent]]:
@@ -42,7 +42,9 @@ def test_the_same_job_id_is_one_job(make_manager) -> None:
     assert len(audio) == events[-1].done.size_bytes
     job = manager.get("song-a")
     assert job.state == song_pb2.JOB_STATE_SUCCEEDED and job.blocks_done == job.max_blocks == 2
-    assert [j.job_id for j in manager.list(10, song_pb2.JOB_STATE_SUCCEEDED)] == ["song-a"]
+    jobs, next_page = manager.list(10, song_pb2.JOB_STATE_SUCCEEDED)
+    assert [j.job_id for j in jobs] == ["song-a"] and next_page == ""
+    assert job.model == "diffrhythm2" and events[0].accepted.model == "diffrhythm2"
     replayed, replay_events = _finish(manager, "song-a")
     assert replayed == audio
     assert replay_events[-1].done == events[-1].done
@@ -100,15 +102,29 @@ def test_a_job_left_running_is_resumed_after_a_restart(make_manager) -> None:
 
 def test_kept_blocks_survive_a_reopened_store_bit_for_bit(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
-    blocks = [LatentBlock(i, rng.standard_normal((10, 64)).astype(np.float32), False, 6) for i in range(3)]
+    blocks = [
+        Block(i, rng.standard_normal((10, 64)).astype(np.float32), False, 6, 10 * (i + 1), "rev-a")
+        for i in range(3)
+    ]
+    codes = Block(0, rng.integers(0, 2048, (50, 4)), False, 3, 50, "rev-b")
     store = JobStore(tmp_path / "jobs.sqlite3")
     for block in blocks:
         store.add_block("song", block)
-    store.add_block("song", LatentBlock(4, blocks[0].latents, True, 6))
+    store.add_block("song", Block(4, blocks[0].frames, True, 6, 45, "rev-a"))
+    store.add_block("codes", codes)
     reopened = JobStore(tmp_path / "jobs.sqlite3")
     kept = reopened.blocks("song")
-    assert [(b.index, b.final, b.max_blocks) for b in kept] == [(0, False, 6), (1, False, 6), (2, False, 6)]
-    assert all(np.array_equal(k.latents, b.latents) for k, b in zip(kept, blocks, strict=True))
+    assert [(b.index, b.final, b.max_blocks, b.frames_done, b.revision) for b in kept] == [
+        (0, False, 6, 10, "rev-a"),
+        (1, False, 6, 20, "rev-a"),
+        (2, False, 6, 30, "rev-a"),
+    ]
+    assert all(
+        np.array_equal(k.frames, b.frames) and k.frames.dtype == np.float32
+        for k, b in zip(kept, blocks, strict=True)
+    )
+    (kept_codes,) = reopened.blocks("codes")
+    assert kept_codes.frames.dtype == np.int64 and np.array_equal(kept_codes.frames, codes.frames)
     assert reopened.blocks("another") == []
     reopened.drop_blocks("song")
     assert store.blocks("song") == []
@@ -132,8 +148,12 @@ def test_a_restart_resumes_after_the_blocks_already_made(local_pipeline: Pipelin
     assert 3 <= kept < 30
     assert first.get("interrupted").state == song_pb2.JOB_STATE_RUNNING
 
-    spy = FlakyDiffusion(local_pipeline.stages, break_after=0, times=0)
-    second = JobManager(JobStore(tmp_path / "jobs.sqlite3"), Pipeline(spy), tmp_path / "results")
+    spies: list[FlakyGeneration] = []
+    spying = with_generation(
+        local_pipeline.router, lambda inner: spies.append(FlakyGeneration(inner, 0, 0)) or spies[0]
+    )
+    spy = spies[0]
+    second = JobManager(JobStore(tmp_path / "jobs.sqlite3"), spying, tmp_path / "results")
     assert second.resume_unfinished() == 1
     resumed, _ = _finish(second, "interrupted")
     second.shutdown()
@@ -141,3 +161,28 @@ def test_a_restart_resumes_after_the_blocks_already_made(local_pipeline: Pipelin
     assert spy.prefixes == [kept]
     assert second.get("interrupted").state == song_pb2.JOB_STATE_SUCCEEDED
     assert second.store.blocks("interrupted") == []
+
+
+def test_blocks_kept_from_another_model_revision_start_the_song_again(make_manager) -> None:
+    reference = make_manager()
+    reference.submit(request("uninterrupted"))
+    expected, _ = _finish(reference, "uninterrupted")
+    reference.shutdown()
+
+    interrupted = request("interrupted")
+    now = time.time()
+    restarted = make_manager()
+    restarted.store.insert_if_absent(
+        JobRecord(
+            "interrupted", fingerprint(interrupted), interrupted, 11, song_pb2.JOB_STATE_RUNNING, now, now
+        )
+    )
+    stale = Block(0, np.zeros((10, 64), np.float32), False, 2, 10, "a-revision-no-stage-has")
+    restarted.store.add_block("interrupted", stale)
+    assert restarted.resume_unfinished() == 1
+    resumed, events = _finish(restarted, "interrupted")
+    assert resumed == expected
+    notices = [event.notice for event in events if event.HasField("notice")]
+    assert [notice.code for notice in notices] == ["resume_restarted"]
+    assert "a-revision-n" in notices[0].message
+    assert restarted.store.blocks("interrupted") == []

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 import pyloudnorm
 import pytest
 import soundfile
 
-from gateway.pipeline import Pipeline, RetryPolicy
-from gateway.stages import LatentBlock
+from gateway.pipeline import RESUME_RESTARTED, Pipeline, RetryPolicy
+from gateway.stages import Block
 from gateway.validation import song_spec
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import CancelledError, InvalidArgumentError, UnavailableError
-from tests.gateway.songs import FlakyDiffusion, request
+from tests.gateway.songs import FlakyGeneration, request, with_generation
 
 
 def _run(pipeline: Pipeline, **fields: object) -> tuple[bytes, list]:
@@ -23,11 +24,24 @@ def _run(pipeline: Pipeline, **fields: object) -> tuple[bytes, list]:
     return result.data, events
 
 
+def _flaky(
+    pipeline: Pipeline, break_after: int, times: int, attempts: int = 8
+) -> tuple[Pipeline, FlakyGeneration]:
+    made: list[FlakyGeneration] = []
+
+    def wrap(inner):
+        made.append(FlakyGeneration(inner, break_after, times))
+        return made[0]
+
+    return with_generation(pipeline.router, wrap, RetryPolicy(attempts=attempts, first_backoff_s=0.01)), made[
+        0
+    ]
+
+
 def test_a_lost_diffusion_stream_resumes_from_the_last_block(local_pipeline: Pipeline) -> None:
-    expected, _ = _run(local_pipeline, max_seconds=8)
-    flaky = FlakyDiffusion(local_pipeline.stages, break_after=1, times=2)
-    retrying = Pipeline(flaky, RetryPolicy(attempts=3, first_backoff_s=0.01))
-    resumed, events = _run(retrying, max_seconds=8)
+    expected, _ = _run(local_pipeline, seconds=8)
+    retrying, flaky = _flaky(local_pipeline, break_after=1, times=2, attempts=3)
+    resumed, events = _run(retrying, seconds=8)
     assert resumed == expected
     assert flaky.prefixes == [0, 1, 2]
     blocks = [
@@ -37,42 +51,56 @@ def test_a_lost_diffusion_stream_resumes_from_the_last_block(local_pipeline: Pip
 
 
 def _run_keeping(
-    pipeline: Pipeline, kept: list[LatentBlock], seconds: float
-) -> tuple[bytes, list[LatentBlock]]:
-    message = request("pipeline", max_seconds=seconds)
-    sampled: list[LatentBlock] = []
+    pipeline: Pipeline, kept: list[Block], seconds: float, events: list | None = None
+) -> tuple[bytes, list[Block]]:
+    message = request("pipeline", seconds=seconds)
+    sampled: list[Block] = []
     spec = song_spec(message, "pipeline", message.seed)
-    result = pipeline.run(spec, CancellationToken(), lambda event: None, kept, sampled.append)
+    emit = events.append if events is not None else (lambda event: None)
+    result = pipeline.run(spec, CancellationToken(), emit, kept, sampled.append)
     return result.data, sampled
 
 
 def test_kept_blocks_of_an_interrupted_run_are_not_sampled_again(local_pipeline: Pipeline) -> None:
     expected, every_block = _run_keeping(local_pipeline, [], seconds=8)
     assert [b.index for b in every_block] == [0, 1, 2, 3] and every_block[-1].final
-    spy = FlakyDiffusion(local_pipeline.stages, break_after=0, times=0)
-    resumed, sampled = _run_keeping(Pipeline(spy), every_block[:2], seconds=8)
+    spying, spy = _flaky(local_pipeline, break_after=0, times=0)
+    resumed, sampled = _run_keeping(spying, every_block[:2], seconds=8)
     assert resumed == expected
     assert spy.prefixes == [2]
     assert [b.index for b in sampled] == [2, 3]
 
 
+def test_kept_blocks_of_another_revision_are_not_continued(local_pipeline: Pipeline) -> None:
+    expected, every_block = _run_keeping(local_pipeline, [], seconds=8)
+    stale = [replace(block, revision="0" * 64) for block in every_block[:2]]
+    spying, spy = _flaky(local_pipeline, break_after=0, times=0)
+    events: list = []
+    restarted, sampled = _run_keeping(spying, stale, seconds=8, events=events)
+    assert restarted == expected
+    assert spy.prefixes == [0]
+    assert [b.index for b in sampled] == [0, 1, 2, 3]
+    notices = [e.notice for e in events if e.HasField("notice")]
+    assert [n.code for n in notices] == [RESUME_RESTARTED] and "000000000000" in notices[0].message
+
+
 def test_a_song_whose_last_block_was_kept_needs_no_diffusion(local_pipeline: Pipeline) -> None:
     expected, every_block = _run_keeping(local_pipeline, [], seconds=4)
-    spy = FlakyDiffusion(local_pipeline.stages, break_after=0, times=0)
-    finished, sampled = _run_keeping(Pipeline(spy), every_block, seconds=4)
+    spying, spy = _flaky(local_pipeline, break_after=0, times=0)
+    finished, sampled = _run_keeping(spying, every_block, seconds=4)
     assert finished == expected
     assert spy.prefixes == [] and sampled == []
 
 
 def test_retries_give_up_after_the_attempts(local_pipeline: Pipeline) -> None:
-    flaky = FlakyDiffusion(local_pipeline.stages, break_after=0, times=5)
+    retrying, flaky = _flaky(local_pipeline, break_after=0, times=5, attempts=3)
     with pytest.raises(UnavailableError):
-        _run(Pipeline(flaky, RetryPolicy(attempts=3, first_backoff_s=0.01)), max_seconds=4)
+        _run(retrying, seconds=4)
     assert flaky.prefixes == [0, 0, 0]
 
 
 def test_loudness_normalized_songs_arrive_whole_at_the_end(local_pipeline: Pipeline) -> None:
-    data, events = _run(local_pipeline, max_seconds=6, normalize_loudness=True, target_lufs=-20.0)
+    data, events = _run(local_pipeline, seconds=6, normalize_loudness=True, target_lufs=-20.0)
     kinds = [e.WhichOneof("event") for e in events]
     last_progress = max(i for i, kind in enumerate(kinds) if kind == "progress")
     assert kinds.index("audio") > last_progress
@@ -98,5 +126,5 @@ def test_a_cancelled_song_stops(local_pipeline: Pipeline) -> None:
             token.cancel()
 
     with pytest.raises(CancelledError):
-        local_pipeline.run(song_spec(request("cancelled", max_seconds=60), "cancelled", 1), token, emit)
+        local_pipeline.run(song_spec(request("cancelled", seconds=60), "cancelled", 1), token, emit)
     assert sum(1 for e in seen if e.HasField("progress") and e.progress.stage == "diffusion") <= 2

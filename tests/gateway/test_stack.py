@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli import main
 from gateway.client import SongClient
-from gateway.launcher import STAGE_THREADING, STAGES, LocalStack, plan
-from gateway.local_stages import ModelPaths
+from gateway.launcher import STAGE_THREADING, LocalStack, plan
+from gateway.models import STAGES, discover
 from gateway.server import GatewayConfig, build_spec
 from services.runtime.interceptor import field_violations
 from songsmith.v1 import song_pb2
@@ -30,7 +30,7 @@ from tests.helpers import free_port_block, running_stage
 def stack(demo_models: Path, tmp_path_factory: pytest.TempPathFactory):
     """The local stack on the demo model, healthy."""
     base = free_port_block(10)
-    local = LocalStack(plan(base, base + 5), ModelPaths.under(demo_models), tmp_path_factory.mktemp("var"))
+    local = LocalStack(plan(discover(demo_models), base, base + 5), tmp_path_factory.mktemp("var"))
     local.start()
     try:
         problems = local.wait_healthy(240)
@@ -76,7 +76,7 @@ def in_process_songs(demo_models: Path, tmp_path_factory: pytest.TempPathFactory
             "lyrics": m.lyrics,
             "seed": m.seed,
             "steps": m.steps,
-            "max_secs": m.max_seconds,
+            "max_secs": m.max_duration.ToNanoseconds() / 1e9,
         }
         for m in (EQUAL_SONG, RESUMED_SONG)
     ]
@@ -109,6 +109,7 @@ def test_grpc_song_equals_the_in_process_song(client: SongClient, in_process_son
 
 
 def test_bad_requests_never_reach_a_stage(stack: LocalStack, client: SongClient) -> None:
+    client.stub.ListModels(song_pb2.ListModelsRequest(), timeout=30)  # the model's info, asked once
     before = {stage: _metric(stack, stage, "songsmith_requests_total") for stage in STAGES}
     bad = request("bad-1", lyrics="[verse]\nfine\n12345", steps=900)
     with pytest.raises(grpc.RpcError) as caught:
@@ -128,7 +129,7 @@ def test_cancel_stops_every_stage(stack: LocalStack, client: SongClient) -> None
     call.cancel()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        job = client.stub.GetJob(song_pb2.GetJobRequest(job_id="cancel-1"), timeout=10)
+        job = client.stub.GetJob(song_pb2.GetJobRequest(job_id="cancel-1"), timeout=10).job
         in_flight = {
             stage: _metric(stack, stage, "songsmith_requests_in_flight") for stage in (*STAGES, "gateway")
         }
@@ -162,15 +163,15 @@ def test_killed_diffusion_is_resumed_and_the_song_is_identical(
 
 def test_submitted_jobs_are_idempotent_and_watchable(client: SongClient) -> None:
     message = request("submit-1")
-    first = client.stub.SubmitJob(message, timeout=30)
-    second = client.stub.SubmitJob(message, timeout=30)
+    first = client.submit(message)
+    second = client.submit(message)
     assert first.job_id == second.job_id == "submit-1"
     with pytest.raises(grpc.RpcError) as caught:
-        client.stub.SubmitJob(request("submit-1", seed=99), timeout=30)
+        client.submit(request("submit-1", seed=99))
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    audio, events = assemble(client.stub.WatchJob(song_pb2.WatchJobRequest(job_id="submit-1"), timeout=300))
+    audio, events = assemble(client.watch("submit-1", timeout=300))
     assert events[-1].HasField("done") and len(audio) == events[-1].done.size_bytes
-    listed = client.stub.ListJobs(song_pb2.ListJobsRequest(limit=100), timeout=30).jobs
+    listed = client.stub.ListJobs(song_pb2.ListJobsRequest(page_size=100), timeout=30).jobs
     assert [job.job_id for job in listed].count("submit-1") == 1
     with pytest.raises(grpc.RpcError) as missing:
         client.stub.GetJob(song_pb2.GetJobRequest(job_id="never-submitted"), timeout=30)
@@ -213,10 +214,10 @@ def test_jobs_commands_against_the_gateway(
     stack: LocalStack, client: SongClient, tmp_path: Path, capsys
 ) -> None:
     address = stack.services[0].address
-    client.stub.SubmitJob(request("cli-1"), timeout=30)
+    client.submit(request("cli-1"))
     assert main(["jobs", "watch", "cli-1", "--server", address, "-o", str(tmp_path / "cli-1.wav"), "-q"]) == 0
     watched = (tmp_path / "cli-1.wav").read_bytes()
-    replayed, _ = assemble(client.stub.WatchJob(song_pb2.WatchJobRequest(job_id="cli-1"), timeout=60))
+    replayed, _ = assemble(client.watch("cli-1", timeout=60))
     assert watched == replayed
     assert main(["jobs", "list", "--server", address]) == 0
     assert any(line.startswith("cli-1  succeeded") for line in capsys.readouterr().out.splitlines())

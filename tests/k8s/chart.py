@@ -23,10 +23,10 @@ VALUES_SETS = ("default", "cpu", "keda", "minimal", "mtls")
 # Kinds of the CRDs the chart renders; they have no built-in schema.
 CRD_KINDS = {"ScaledObject", "ServiceMonitor", "Certificate", "Issuer"}
 HEALTH_SERVICES = {
-    "tokenizer": "songsmith.v1.LyricTokenizer",
-    "style": "songsmith.v1.StyleEncoder",
-    "diffusion": "songsmith.v1.Diffusion",
-    "vocoder": "songsmith.v1.Vocoder",
+    "tokenizer": "songsmith.v1.LyricTokenizerService",
+    "style": "songsmith.v1.StyleEncoderService",
+    "diffusion": "songsmith.v1.DiffusionService",
+    "vocoder": "songsmith.v1.VocoderService",
     "gateway": "songsmith.v1.SongService",
 }
 PORTS = {"gateway": 50050, "tokenizer": 50051, "style": 50052, "diffusion": 50053, "vocoder": 50054}

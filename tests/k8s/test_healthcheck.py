@@ -22,7 +22,7 @@ from tests.helpers import free_port
 from tests.k8s.chart import REPO
 
 SCRIPT = REPO / "docker" / "healthcheck.py"
-SERVICE = "songsmith.v1.Diffusion"
+SERVICE = "songsmith.v1.DiffusionService"
 SERVER_NAME = "songsmith-diffusion-headless.songs.svc.cluster.local"
 
 

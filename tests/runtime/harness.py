@@ -17,7 +17,8 @@ from services.runtime import errors
 from services.runtime.calls import call_token
 from services.runtime.codec import TensorAssembler, iter_serialized_chunks, iter_tensor_chunks
 from services.runtime.config import ServerConfig, load_config
-from services.runtime.server import ModelSlot, StageSpec, serve
+from services.runtime.server import StageSpec, serve
+from services.runtime.slot import ModelSlot
 from songsmith.v1 import tensor_pb2
 
 SERVICE = "songsmith.test.Harness"

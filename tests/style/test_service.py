@@ -54,8 +54,8 @@ def channel() -> Iterator[grpc.Channel]:
 
 
 @pytest.fixture
-def stub(channel: grpc.Channel) -> style_pb2_grpc.StyleEncoderStub:
-    return style_pb2_grpc.StyleEncoderStub(channel)
+def stub(channel: grpc.Channel) -> style_pb2_grpc.StyleEncoderServiceStub:
+    return style_pb2_grpc.StyleEncoderServiceStub(channel)
 
 
 def audio_stream(
@@ -91,7 +91,7 @@ def test_serving_once_loaded(channel: grpc.Channel) -> None:
     assert health_status(channel, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_embed_text_and_its_cache(stub: style_pb2_grpc.StyleEncoderStub, case) -> None:
+def test_embed_text_and_its_cache(stub: style_pb2_grpc.StyleEncoderServiceStub, case) -> None:
     prompt = case["text"]["prompts"][1]
     first = stub.EmbedText(style_pb2.EmbedTextRequest(prompt=prompt, job_id="job-1"), timeout=30)
     second = stub.EmbedText(style_pb2.EmbedTextRequest(prompt=prompt), timeout=30)
@@ -100,10 +100,9 @@ def test_embed_text_and_its_cache(stub: style_pb2_grpc.StyleEncoderStub, case) -
     np.testing.assert_allclose(vector, expected("text_single")[1], rtol=0, atol=1e-5)
     assert (first.cached, second.cached) == (False, True)
     np.testing.assert_array_equal(proto_to_numpy(second.embedding), vector)
-    assert (first.clips, first.audio_seconds) == (0, 0.0)
 
 
-def test_embed_audio_streams_pieces(stub: style_pb2_grpc.StyleEncoderStub) -> None:
+def test_embed_audio_streams_pieces(stub: style_pb2_grpc.StyleEncoderServiceStub) -> None:
     data = NOISE_CLICK.read_bytes()
     reply = stub.EmbedAudio(audio_stream(data, piece=256 * 1024), timeout=60)
     np.testing.assert_allclose(
@@ -113,7 +112,7 @@ def test_embed_audio_streams_pieces(stub: style_pb2_grpc.StyleEncoderStub) -> No
 
 
 def test_embed_audio_random_crop_is_seeded(
-    stub: style_pb2_grpc.StyleEncoderStub, engine: StyleEngine
+    stub: style_pb2_grpc.StyleEncoderServiceStub, engine: StyleEngine
 ) -> None:
     data = NOISE_CLICK.read_bytes()
     crop = style_pb2.AUDIO_CROP_RANDOM_10S
@@ -125,14 +124,14 @@ def test_embed_audio_random_crop_is_seeded(
     np.testing.assert_allclose(proto_to_numpy(first.embedding), local.vector, rtol=0, atol=1e-6)
 
 
-def test_prompt_errors(stub: style_pb2_grpc.StyleEncoderStub) -> None:
+def test_prompt_errors(stub: style_pb2_grpc.StyleEncoderServiceStub) -> None:
     empty = style_pb2.EmbedTextRequest(prompt="")
     assert invalid_field(lambda: stub.EmbedText(empty, timeout=10)) == "prompt"
     too_long = style_pb2.EmbedTextRequest(prompt="y" * (MAX_PROMPT + 1))
     assert invalid_field(lambda: stub.EmbedText(too_long, timeout=10)) == "prompt"
 
 
-def test_audio_content_errors(stub: style_pb2_grpc.StyleEncoderStub) -> None:
+def test_audio_content_errors(stub: style_pb2_grpc.StyleEncoderServiceStub) -> None:
     assert invalid_field(lambda: stub.EmbedAudio(audio_stream(b"RIFF garbage" * 50), timeout=10)) == "data"
     assert invalid_field(lambda: stub.EmbedAudio(audio_stream(b""), timeout=10)) == "data"
     long_recording = io.BytesIO()
@@ -143,7 +142,7 @@ def test_audio_content_errors(stub: style_pb2_grpc.StyleEncoderStub) -> None:
     assert violations == [("data", "the recording lasts 25.0 s; the limit is 20 s")]
 
 
-def test_audio_byte_cap_stops_reading_early(stub: style_pb2_grpc.StyleEncoderStub) -> None:
+def test_audio_byte_cap_stops_reading_early(stub: style_pb2_grpc.StyleEncoderServiceStub) -> None:
     sent = 0
     total = 1000
 
@@ -161,7 +160,7 @@ def test_audio_byte_cap_stops_reading_early(stub: style_pb2_grpc.StyleEncoderStu
     assert invalid_field(lambda: stub.EmbedAudio(audio_stream(SYNTH.read_bytes()), timeout=10)) == "data"
 
 
-def test_stream_protocol_errors(stub: style_pb2_grpc.StyleEncoderStub) -> None:
+def test_stream_protocol_errors(stub: style_pb2_grpc.StyleEncoderServiceStub) -> None:
     oversized = iter(
         [
             style_pb2.EmbedAudioRequest(options=style_pb2.AudioEmbedOptions()),
@@ -184,7 +183,7 @@ def test_no_model_is_failed_precondition(tmp_path: Path) -> None:
         running_stage(build_spec(spec_config), spec_config) as server,
         grpc.insecure_channel(f"127.0.0.1:{server.port}") as opened,
     ):
-        stub = style_pb2_grpc.StyleEncoderStub(opened)
+        stub = style_pb2_grpc.StyleEncoderServiceStub(opened)
         code, _ = bad_request(lambda: stub.EmbedText(style_pb2.EmbedTextRequest(prompt="x"), timeout=10))
         assert code == grpc.StatusCode.FAILED_PRECONDITION
         code, _ = bad_request(lambda: stub.EmbedAudio(audio_stream(b"abc"), timeout=10))

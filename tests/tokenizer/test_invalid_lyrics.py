@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from services.runtime.errors import InvalidArgumentError
-from services.tokenizer.diffrhythm2.structure import LyricsLimits, read_lyrics
+from services.tokenizer.diffrhythm2.structure import read_lyrics
 from services.tokenizer.engine import TokenizerEngine
+from services.tokenizer.limits import LyricsLimits
 
 
 def violations(engine: TokenizerEngine, lyrics: str) -> list[tuple[str, str]]:

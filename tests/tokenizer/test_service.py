@@ -35,7 +35,9 @@ def channel() -> Iterator[grpc.Channel]:
     ):
         assert health_status(opened, SERVICE_NAME) == NOT_SERVING
         with pytest.raises(grpc.RpcError) as caught:
-            tokenizer_pb2_grpc.LyricTokenizerStub(opened).Tokenize(tokenizer_pb2.TokenizeRequest(lyrics="hi"))
+            tokenizer_pb2_grpc.LyricTokenizerServiceStub(opened).Tokenize(
+                tokenizer_pb2.TokenizeRequest(lyrics="hi")
+            )
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
         assert server.load()
         wait_for_health(opened, SERVING, SERVICE_NAME)
@@ -43,8 +45,8 @@ def channel() -> Iterator[grpc.Channel]:
 
 
 @pytest.fixture
-def stub(channel: grpc.Channel) -> tokenizer_pb2_grpc.LyricTokenizerStub:
-    return tokenizer_pb2_grpc.LyricTokenizerStub(channel)
+def stub(channel: grpc.Channel) -> tokenizer_pb2_grpc.LyricTokenizerServiceStub:
+    return tokenizer_pb2_grpc.LyricTokenizerServiceStub(channel)
 
 
 def bad_request(call) -> tuple[grpc.StatusCode, list[tuple[str, str]]]:
@@ -66,7 +68,7 @@ def test_health_is_serving_after_warm_up(channel: grpc.Channel) -> None:
     assert health_status(channel) == SERVING
 
 
-def test_tokenize_a_song(stub: tokenizer_pb2_grpc.LyricTokenizerStub) -> None:
+def test_tokenize_a_song(stub: tokenizer_pb2_grpc.LyricTokenizerServiceStub) -> None:
     response = stub.Tokenize(
         tokenizer_pb2.TokenizeRequest(lyrics=SONG["lyrics"], job_id="song-1"), timeout=30
     )
@@ -92,20 +94,20 @@ def test_tokenize_a_song(stub: tokenizer_pb2_grpc.LyricTokenizerStub) -> None:
     assert flat == SONG["tokens"]
 
 
-def test_lrc_timestamp_and_crlf(stub: tokenizer_pb2_grpc.LyricTokenizerStub) -> None:
+def test_lrc_timestamp_and_crlf(stub: tokenizer_pb2_grpc.LyricTokenizerServiceStub) -> None:
     response = stub.Tokenize(tokenizer_pb2.TokenizeRequest(lyrics="\ufeff[00:07.25]Hello world\r\n"))
     (line,) = response.lines
     assert (line.number, line.text, line.timestamp_seconds) == (1, "Hello world", 7.25)
 
 
-def test_empty_lyrics_give_an_instrumental(stub: tokenizer_pb2_grpc.LyricTokenizerStub) -> None:
+def test_empty_lyrics_give_an_instrumental(stub: tokenizer_pb2_grpc.LyricTokenizerServiceStub) -> None:
     response = stub.Tokenize(tokenizer_pb2.TokenizeRequest(lyrics=""))
     assert proto_to_numpy(response.token_ids).tolist() == [500, 511, 506, 511, 501, 511]
     assert len(response.lines) == 0
 
 
 def test_unreadable_line_is_invalid_argument_with_its_number(
-    stub: tokenizer_pb2_grpc.LyricTokenizerStub,
+    stub: tokenizer_pb2_grpc.LyricTokenizerServiceStub,
 ) -> None:
     lyrics = "[verse]\nHello world\n\n你好\n\n\n12345\n[end]"
     code, found = bad_request(lambda: stub.Tokenize(tokenizer_pb2.TokenizeRequest(lyrics=lyrics)))
@@ -115,7 +117,7 @@ def test_unreadable_line_is_invalid_argument_with_its_number(
     assert description.startswith("line 7: only digits")
 
 
-def test_oversized_lyrics_are_invalid_argument(stub: tokenizer_pb2_grpc.LyricTokenizerStub) -> None:
+def test_oversized_lyrics_are_invalid_argument(stub: tokenizer_pb2_grpc.LyricTokenizerServiceStub) -> None:
     code, found = bad_request(lambda: stub.Tokenize(tokenizer_pb2.TokenizeRequest(lyrics="x" * 20_001)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert found == [("lyrics", "20001 characters, more than the 20000 allowed")]
@@ -128,7 +130,9 @@ def test_missing_data_is_failed_precondition(tmp_path: Path) -> None:
         grpc.insecure_channel(f"127.0.0.1:{server.port}") as opened,
     ):
         with pytest.raises(grpc.RpcError) as caught:
-            tokenizer_pb2_grpc.LyricTokenizerStub(opened).Tokenize(tokenizer_pb2.TokenizeRequest(lyrics="hi"))
+            tokenizer_pb2_grpc.LyricTokenizerServiceStub(opened).Tokenize(
+                tokenizer_pb2.TokenizeRequest(lyrics="hi")
+            )
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "vocab.json" in caught.value.details()
         assert health_status(opened, SERVICE_NAME) == NOT_SERVING

@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 
 from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy, tensor_to_proto
 from services.vocoder.diffrhythm2.engine import VocoderEngine
-from services.vocoder.diffrhythm2.streaming import PcmPiece
+from services.vocoder.engine import PcmPiece
 from services.vocoder.server import SERVICE_NAME, VocoderConfig, build_spec
 from services.vocoder.servicer import pcm_chunks
 from songsmith.v1 import tensor_pb2, vocoder_pb2, vocoder_pb2_grpc
@@ -26,13 +26,13 @@ SONG_FRAMES = 37
 
 
 @pytest.fixture(scope="module")
-def stub(fixture_dir: Path) -> Iterator[vocoder_pb2_grpc.VocoderStub]:
+def stub(fixture_dir: Path) -> Iterator[vocoder_pb2_grpc.VocoderServiceStub]:
     """A loaded vocoder server over the fixture decoder (frame cap 60) and a stub for it."""
     config = VocoderConfig(port=0, drain_delay_s=0, model_dir=str(fixture_dir), max_frames_cap=CAP)
     with running_stage(build_spec(config), config) as server:
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         assert health_status(channel, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
-        yield vocoder_pb2_grpc.VocoderStub(channel)
+        yield vocoder_pb2_grpc.VocoderServiceStub(channel)
         channel.close()
 
 
@@ -50,18 +50,18 @@ def _requests(latents: np.ndarray, sizes: list[int], mark_final: bool) -> Iterat
         begin += size
         final = mark_final and index == len(sizes) - 1
         yield vocoder_pb2.DecodeRequest(
-            job_id="j1", block_index=index, latents=tensor_to_proto(block), final=final
+            job_id="j1", block_index=index, frames=tensor_to_proto(block), final=final
         )
 
 
-def _audio(chunks: list[vocoder_pb2.PcmChunk]) -> np.ndarray:
+def _audio(chunks: list[vocoder_pb2.DecodeResponse]) -> np.ndarray:
     offset = 0
     for chunk in chunks:
         assert chunk.sample_offset == offset and chunk.sample_rate == 48000
-        assert len(chunk.samples.data) <= MAX_CHUNK_BYTES
-        offset += chunk.samples.shape[0]
+        assert len(chunk.samples.data) <= MAX_CHUNK_BYTES and chunk.samples.shape[0] == 1
+        offset += chunk.samples.shape[1]
     assert [c.final for c in chunks] == [False] * (len(chunks) - 1) + [True]
-    return np.concatenate([proto_to_numpy(c.samples, "samples") for c in chunks])
+    return np.concatenate([proto_to_numpy(c.samples, "samples") for c in chunks], axis=1)
 
 
 @pytest.mark.parametrize(
@@ -82,30 +82,34 @@ def test_pcm_arrives_while_the_request_stream_is_still_open(stub, song):
     first_chunk = threading.Event()
 
     def requests() -> Iterator[vocoder_pb2.DecodeRequest]:
-        yield vocoder_pb2.DecodeRequest(block_index=0, latents=tensor_to_proto(latents[:10]))
-        yield vocoder_pb2.DecodeRequest(block_index=1, latents=tensor_to_proto(latents[10:20]))
+        yield vocoder_pb2.DecodeRequest(block_index=0, frames=tensor_to_proto(latents[:10]))
+        yield vocoder_pb2.DecodeRequest(block_index=1, frames=tensor_to_proto(latents[10:20]))
         assert first_chunk.wait(timeout=60), "no PCM before the song ended"
-        yield vocoder_pb2.DecodeRequest(block_index=2, latents=tensor_to_proto(latents[20:]), final=True)
+        yield vocoder_pb2.DecodeRequest(block_index=2, frames=tensor_to_proto(latents[20:]), final=True)
 
     chunks = []
     for chunk in stub.Decode(requests(), timeout=120):
         chunks.append(chunk)
         first_chunk.set()
-    assert chunks[0].sample_offset == 0 and chunks[0].samples.shape[0] == 3 * 9600
+    assert chunks[0].sample_offset == 0 and list(chunks[0].samples.shape) == [1, 3 * 9600]
     assert np.abs(_audio(chunks) - expected).max() <= 1e-6
 
 
 def test_empty_song_gets_one_empty_final_chunk(stub):
     chunks = list(stub.Decode(iter([vocoder_pb2.DecodeRequest(final=True)]), timeout=30))
-    assert len(chunks) == 1 and chunks[0].final and chunks[0].samples.shape == [0]
+    assert len(chunks) == 1 and chunks[0].final and chunks[0].samples.shape == [1, 0]
 
 
-def test_large_pieces_are_split_into_chunks_of_at_most_one_mib():
-    samples = np.arange(600_000, dtype=np.float32)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_large_pieces_are_split_into_chunks_of_at_most_one_mib(channels: int):
+    samples = np.arange(600_000 * channels, dtype=np.float32).reshape(channels, 600_000)
     chunks = list(pcm_chunks([PcmPiece(96_000, samples)], 48000))
-    assert [c.sample_offset for c in chunks] == [96_000, 96_000 + 262_144, 96_000 + 2 * 262_144]
+    per_chunk = 262_144 // channels
+    assert [c.sample_offset for c in chunks] == [96_000 + i * per_chunk for i in range(len(chunks))]
     assert all(len(c.samples.data) <= MAX_CHUNK_BYTES for c in chunks)
-    np.testing.assert_array_equal(np.concatenate([proto_to_numpy(c.samples) for c in chunks]), samples)
+    np.testing.assert_array_equal(
+        np.concatenate([proto_to_numpy(c.samples) for c in chunks], axis=1), samples
+    )
 
 
 def _violations(error: grpc.RpcError) -> list[str]:
@@ -120,7 +124,7 @@ def _violations(error: grpc.RpcError) -> list[str]:
 
 
 def _message(latents: np.ndarray, index: int = 0) -> vocoder_pb2.DecodeRequest:
-    return vocoder_pb2.DecodeRequest(block_index=index, latents=tensor_to_proto(latents))
+    return vocoder_pb2.DecodeRequest(block_index=index, frames=tensor_to_proto(latents))
 
 
 def _nan_block() -> np.ndarray:
@@ -136,12 +140,12 @@ def _inf_block() -> np.ndarray:
 
 
 INVALID_CASES = {
-    "wrong_channel_count": ([_message(np.zeros((5, 63), np.float32))], "latents", "got [5, 63]"),
-    "nan_values": ([_message(_nan_block())], "latents", "NaN or infinite"),
-    "infinite_values": ([_message(_inf_block())], "latents", "NaN or infinite"),
+    "wrong_channel_count": ([_message(np.zeros((5, 63), np.float32))], "frames", "got [5, 63]"),
+    "nan_values": ([_message(_nan_block())], "frames", "NaN or infinite"),
+    "infinite_values": ([_message(_inf_block())], "frames", "NaN or infinite"),
     "too_many_frames": (
         [_message(np.zeros((40, 64), np.float32)), _message(np.zeros((21, 64), np.float32), 1)],
-        "latents",
+        "frames",
         "61 frames, more than the cap of 60",
     ),
     "block_index_out_of_order": (
@@ -150,14 +154,14 @@ INVALID_CASES = {
         "expected 1, got 2",
     ),
     "first_block_not_zero": ([_message(np.zeros((2, 64), np.float32), 1)], "block_index", "expected 0"),
-    "float16_latents": ([_message(np.zeros((2, 64), np.float16))], "latents", "must be float32"),
+    "float16_latents": ([_message(np.zeros((2, 64), np.float16))], "frames", "must be float32"),
     "malformed_tensor": (
         [
             vocoder_pb2.DecodeRequest(
-                latents=tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=[2, 64], data=b"\0" * 12)
+                frames=tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=[2, 64], data=b"\0" * 12)
             )
         ],
-        "latents",
+        "frames",
         "needs 512 bytes",
     ),
 }
@@ -179,7 +183,11 @@ def test_no_model_is_failed_precondition(tmp_path: Path):
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         assert health_status(channel, SERVICE_NAME) == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(grpc.RpcError) as caught:
-            list(vocoder_pb2_grpc.VocoderStub(channel).Decode(iter([vocoder_pb2.DecodeRequest(final=True)])))
+            list(
+                vocoder_pb2_grpc.VocoderServiceStub(channel).Decode(
+                    iter([vocoder_pb2.DecodeRequest(final=True)])
+                )
+            )
         channel.close()
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "decoder.json does not exist" in caught.value.details()
+    assert "no vocoder model" in caught.value.details() and "decoder.json" in caught.value.details()

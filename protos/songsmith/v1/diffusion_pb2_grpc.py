@@ -25,8 +25,9 @@ if _version_not_supported:
     )
 
 
-class DiffusionStub:
-    """Samples a song's latent sequence block by block.
+class DiffusionServiceStub:
+    """Generates a song's frame sequence: DiffRhythm 2 latent blocks, DiffRhythm v1 latents, MusicGen
+    codes.
     """
 
     def __init__(self, channel):
@@ -36,44 +37,46 @@ class DiffusionStub:
             channel: A grpc.Channel.
         """
         self.GenerateLatents = channel.unary_stream(
-                '/songsmith.v1.Diffusion/GenerateLatents',
+                '/songsmith.v1.DiffusionService/GenerateLatents',
                 request_serializer=songsmith_dot_v1_dot_diffusion__pb2.GenerateLatentsRequest.SerializeToString,
-                response_deserializer=songsmith_dot_v1_dot_diffusion__pb2.LatentBlock.FromString,
+                response_deserializer=songsmith_dot_v1_dot_diffusion__pb2.GenerateLatentsResponse.FromString,
                 _registered_method=True)
 
 
-class DiffusionServicer:
-    """Samples a song's latent sequence block by block.
+class DiffusionServiceServicer:
+    """Generates a song's frame sequence: DiffRhythm 2 latent blocks, DiffRhythm v1 latents, MusicGen
+    codes.
     """
 
     def GenerateLatents(self, request, context):
-        """Sample latent blocks and stream each one the moment it is finished. The stream ends after the
-        block that reaches the end of the song (the model's end frame or `max_frames`). Deadline and
-        cancellation are checked at every ODE step. INVALID_ARGUMENT names the offending field;
-        FAILED_PRECONDITION when no model is loaded.
+        """Generate and stream each block of frames the moment it is final, with progress events between
+        blocks where a family works long without one. The stream ends after the block marked `final`.
+        Deadline and cancellation are checked at every step. INVALID_ARGUMENT names the offending field
+        (also for options of another family); FAILED_PRECONDITION when no model is loaded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_DiffusionServicer_to_server(servicer, server):
+def add_DiffusionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'GenerateLatents': grpc.unary_stream_rpc_method_handler(
                     servicer.GenerateLatents,
                     request_deserializer=songsmith_dot_v1_dot_diffusion__pb2.GenerateLatentsRequest.FromString,
-                    response_serializer=songsmith_dot_v1_dot_diffusion__pb2.LatentBlock.SerializeToString,
+                    response_serializer=songsmith_dot_v1_dot_diffusion__pb2.GenerateLatentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'songsmith.v1.Diffusion', rpc_method_handlers)
+            'songsmith.v1.DiffusionService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('songsmith.v1.Diffusion', rpc_method_handlers)
+    server.add_registered_method_handlers('songsmith.v1.DiffusionService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Diffusion:
-    """Samples a song's latent sequence block by block.
+class DiffusionService:
+    """Generates a song's frame sequence: DiffRhythm 2 latent blocks, DiffRhythm v1 latents, MusicGen
+    codes.
     """
 
     @staticmethod
@@ -90,9 +93,9 @@ class Diffusion:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/songsmith.v1.Diffusion/GenerateLatents',
+            '/songsmith.v1.DiffusionService/GenerateLatents',
             songsmith_dot_v1_dot_diffusion__pb2.GenerateLatentsRequest.SerializeToString,
-            songsmith_dot_v1_dot_diffusion__pb2.LatentBlock.FromString,
+            songsmith_dot_v1_dot_diffusion__pb2.GenerateLatentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,47 +22,77 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from songsmith.v1 import diffrhythm1_pb2 as songsmith_dot_v1_dot_diffrhythm1__pb2
+from songsmith.v1 import model_pb2 as songsmith_dot_v1_dot_model__pb2
+from songsmith.v1 import musicgen_pb2 as songsmith_dot_v1_dot_musicgen__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17songsmith/v1/song.proto\x12\x0csongsmith.v1\"\xbd\x02\n\x0bSongRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06lyrics\x18\x02 \x01(\t\x12\x16\n\x0cstyle_prompt\x18\x03 \x01(\tH\x00\x12\x15\n\x0bstyle_audio\x18\x04 \x01(\x0cH\x00\x12\x11\n\x04seed\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12\r\n\x05steps\x18\x06 \x01(\r\x12\x19\n\x0c\x63\x66g_strength\x18\x07 \x01(\x02H\x02\x88\x01\x01\x12\x13\n\x0bmax_seconds\x18\x08 \x01(\x01\x12)\n\x06\x66ormat\x18\t \x01(\x0e\x32\x19.songsmith.v1.AudioFormat\x12\x0e\n\x06stereo\x18\n \x01(\x08\x12\x1a\n\x12normalize_loudness\x18\x0b \x01(\x08\x12\x13\n\x0btarget_lufs\x18\x0c \x01(\x01\x42\x07\n\x05styleB\x07\n\x05_seedB\x0f\n\r_cfg_strength\"\xf0\x01\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.songsmith.v1.JobState\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\x12\x12\n\nupdated_at\x18\x04 \x01(\x01\x12\x13\n\x0b\x62locks_done\x18\x05 \x01(\r\x12\x12\n\nmax_blocks\x18\x06 \x01(\r\x12\x19\n\x11seconds_generated\x18\x07 \x01(\x01\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12)\n\x06result\x18\t \x01(\x0b\x32\x19.songsmith.v1.SongSummary\x12\x0c\n\x04seed\x18\n \x01(\x04\"\xa3\x02\n\x0bSongSummary\x12\x18\n\x10\x64uration_seconds\x18\x01 \x01(\x01\x12\x13\n\x0bsample_rate\x18\x02 \x01(\r\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\x12)\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x19.songsmith.v1.AudioFormat\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\r\n\x05model\x18\x07 \x01(\t\x12\x42\n\rstage_seconds\x18\x08 \x03(\x0b\x32+.songsmith.v1.SongSummary.StageSecondsEntry\x1a\x33\n\x11StageSecondsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xc2\x01\n\tSongEvent\x12*\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x16.songsmith.v1.AcceptedH\x00\x12*\n\x08progress\x18\x02 \x01(\x0b\x32\x16.songsmith.v1.ProgressH\x00\x12)\n\x05\x61udio\x18\x03 \x01(\x0b\x32\x18.songsmith.v1.AudioChunkH\x00\x12)\n\x04\x64one\x18\x04 \x01(\x0b\x32\x19.songsmith.v1.SongSummaryH\x00\x42\x07\n\x05\x65vent\"(\n\x08\x41\x63\x63\x65pted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04seed\x18\x02 \x01(\x04\"]\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x13\n\x0b\x62locks_done\x18\x02 \x01(\r\x12\x12\n\nmax_blocks\x18\x03 \x01(\r\x12\x19\n\x11seconds_generated\x18\x04 \x01(\x01\"U\n\nAudioChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12)\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.songsmith.v1.AudioFormat\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"G\n\x0fListJobsRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.songsmith.v1.JobState\"3\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.songsmith.v1.Job*f\n\x0b\x41udioFormat\x12\x14\n\x10\x41UDIO_FORMAT_MP3\x10\x00\x12\x14\n\x10\x41UDIO_FORMAT_WAV\x10\x01\x12\x15\n\x11\x41UDIO_FORMAT_FLAC\x10\x02\x12\x14\n\x10\x41UDIO_FORMAT_OGG\x10\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\x95\x03\n\x0bSongService\x12@\n\x08Generate\x12\x19.songsmith.v1.SongRequest\x1a\x17.songsmith.v1.SongEvent0\x01\x12\x39\n\tSubmitJob\x12\x19.songsmith.v1.SongRequest\x1a\x11.songsmith.v1.Job\x12\x38\n\x06GetJob\x12\x1b.songsmith.v1.GetJobRequest\x1a\x11.songsmith.v1.Job\x12\x44\n\x08WatchJob\x12\x1d.songsmith.v1.WatchJobRequest\x1a\x17.songsmith.v1.SongEvent0\x01\x12>\n\tCancelJob\x12\x1e.songsmith.v1.CancelJobRequest\x1a\x11.songsmith.v1.Job\x12I\n\x08ListJobs\x12\x1d.songsmith.v1.ListJobsRequest\x1a\x1e.songsmith.v1.ListJobsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17songsmith/v1/song.proto\x12\x0csongsmith.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esongsmith/v1/diffrhythm1.proto\x1a\x18songsmith/v1/model.proto\x1a\x1bsongsmith/v1/musicgen.proto\"\x84\x04\n\x0bSongRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06lyrics\x18\x02 \x01(\t\x12\x14\n\x0cstyle_prompt\x18\x03 \x01(\t\x12\x13\n\x0bstyle_audio\x18\x04 \x01(\x0c\x12\x11\n\x04seed\x18\x05 \x01(\x04H\x01\x88\x01\x01\x12\r\n\x05steps\x18\x06 \x01(\r\x12\x19\n\x0c\x63\x66g_strength\x18\x07 \x01(\x02H\x02\x88\x01\x01\x12)\n\x06\x66ormat\x18\t \x01(\x0e\x32\x19.songsmith.v1.AudioFormat\x12\x0e\n\x06stereo\x18\n \x01(\x08\x12\x1a\n\x12normalize_loudness\x18\x0b \x01(\x08\x12\x13\n\x0btarget_lufs\x18\x0c \x01(\x01\x12/\n\x0cmax_duration\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05model\x18\x0e \x01(\t\x12\x17\n\x0freference_audio\x18\x0f \x01(\x0c\x12\x37\n\x0b\x64iffrhythm1\x18\x14 \x01(\x0b\x32 .songsmith.v1.DiffRhythm1OptionsH\x00\x12\x31\n\x08musicgen\x18\x15 \x01(\x0b\x32\x1d.songsmith.v1.MusicGenOptionsH\x00\x42\x0f\n\rmodel_optionsB\x07\n\x05_seedB\x0f\n\r_cfg_strengthJ\x04\x08\x08\x10\tR\x0bmax_seconds\"\x89\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.songsmith.v1.JobState\x12\x13\n\x0b\x62locks_done\x18\x05 \x01(\r\x12\x12\n\nmax_blocks\x18\x06 \x01(\r\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12)\n\x06result\x18\t \x01(\x0b\x32\x19.songsmith.v1.SongSummary\x12\x0c\n\x04seed\x18\n \x01(\x04\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\tgenerated\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05model\x18\x0e \x01(\tJ\x04\x08\x03\x10\x04J\x04\x08\x04\x10\x05J\x04\x08\x07\x10\x08R\ncreated_atR\nupdated_atR\x11seconds_generated\"\x9c\x03\n\x0bSongSummary\x12\x13\n\x0bsample_rate\x18\x02 \x01(\r\x12\x10\n\x08\x63hannels\x18\x03 \x01(\r\x12)\n\x06\x66ormat\x18\x04 \x01(\x0e\x32\x19.songsmith.v1.AudioFormat\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x0c\n\x04seed\x18\x06 \x01(\x04\x12\r\n\x05model\x18\x07 \x01(\t\x12+\n\x08\x64uration\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x46\n\x0fstage_durations\x18\n \x03(\x0b\x32-.songsmith.v1.SongSummary.StageDurationsEntry\x12\x16\n\x0emodel_revision\x18\x0b \x01(\t\x1aP\n\x13StageDurationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12(\n\x05value\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration:\x02\x38\x01J\x04\x08\x01\x10\x02J\x04\x08\x08\x10\tR\x10\x64uration_secondsR\rstage_seconds\"\xea\x01\n\tSongEvent\x12*\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x16.songsmith.v1.AcceptedH\x00\x12*\n\x08progress\x18\x02 \x01(\x0b\x32\x16.songsmith.v1.ProgressH\x00\x12)\n\x05\x61udio\x18\x03 \x01(\x0b\x32\x18.songsmith.v1.AudioChunkH\x00\x12)\n\x04\x64one\x18\x04 \x01(\x0b\x32\x19.songsmith.v1.SongSummaryH\x00\x12&\n\x06notice\x18\x05 \x01(\x0b\x32\x14.songsmith.v1.NoticeH\x00\x42\x07\n\x05\x65vent\"7\n\x08\x41\x63\x63\x65pted\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\r\n\x05model\x18\x03 \x01(\t\"\xac\x01\n\x08Progress\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x13\n\x0b\x62locks_done\x18\x02 \x01(\r\x12\x12\n\nmax_blocks\x18\x03 \x01(\r\x12,\n\tgenerated\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04step\x18\x06 \x01(\r\x12\x13\n\x0btotal_steps\x18\x07 \x01(\rJ\x04\x08\x04\x10\x05R\x11seconds_generated\"\'\n\x06Notice\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"U\n\nAudioChunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12)\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.songsmith.v1.AudioFormat\":\n\x0fGenerateRequest\x12\'\n\x04song\x18\x01 \x01(\x0b\x32\x19.songsmith.v1.SongRequest\":\n\x10GenerateResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.songsmith.v1.SongEvent\";\n\x10SubmitJobRequest\x12\'\n\x04song\x18\x01 \x01(\x0b\x32\x19.songsmith.v1.SongRequest\"3\n\x11SubmitJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.songsmith.v1.Job\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"0\n\x0eGetJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.songsmith.v1.Job\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x10WatchJobResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.songsmith.v1.SongEvent\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"3\n\x11\x43\x61ncelJobResponse\x12\x1e\n\x03job\x18\x01 \x01(\x0b\x32\x11.songsmith.v1.Job\"_\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.songsmith.v1.JobState\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.songsmith.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x13\n\x11ListModelsRequest\"b\n\nStageRoute\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12&\n\x05model\x18\x03 \x01(\x0b\x32\x17.songsmith.v1.ModelInfo\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"~\n\x0bRoutedModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x02 \x01(\x08\x12&\n\x05model\x18\x03 \x01(\x0b\x32\x17.songsmith.v1.ModelInfo\x12(\n\x06stages\x18\x04 \x03(\x0b\x32\x18.songsmith.v1.StageRoute\"?\n\x12ListModelsResponse\x12)\n\x06models\x18\x01 \x03(\x0b\x32\x19.songsmith.v1.RoutedModel*\x84\x01\n\x0b\x41udioFormat\x12\x1c\n\x18\x41UDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UDIO_FORMAT_MP3\x10\x01\x12\x14\n\x10\x41UDIO_FORMAT_WAV\x10\x02\x12\x15\n\x11\x41UDIO_FORMAT_FLAC\x10\x03\x12\x14\n\x10\x41UDIO_FORMAT_OGG\x10\x04*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xa4\x04\n\x0bSongService\x12K\n\x08Generate\x12\x1d.songsmith.v1.GenerateRequest\x1a\x1e.songsmith.v1.GenerateResponse0\x01\x12L\n\tSubmitJob\x12\x1e.songsmith.v1.SubmitJobRequest\x1a\x1f.songsmith.v1.SubmitJobResponse\x12\x43\n\x06GetJob\x12\x1b.songsmith.v1.GetJobRequest\x1a\x1c.songsmith.v1.GetJobResponse\x12K\n\x08WatchJob\x12\x1d.songsmith.v1.WatchJobRequest\x1a\x1e.songsmith.v1.WatchJobResponse0\x01\x12L\n\tCancelJob\x12\x1e.songsmith.v1.CancelJobRequest\x1a\x1f.songsmith.v1.CancelJobResponse\x12I\n\x08ListJobs\x12\x1d.songsmith.v1.ListJobsRequest\x1a\x1e.songsmith.v1.ListJobsResponse\x12O\n\nListModels\x12\x1f.songsmith.v1.ListModelsRequest\x1a .songsmith.v1.ListModelsResponseBb\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'songsmith.v1.song_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_SONGSUMMARY_STAGESECONDSENTRY']._loaded_options = None
-  _globals['_SONGSUMMARY_STAGESECONDSENTRY']._serialized_options = b'8\001'
-  _globals['_AUDIOFORMAT']._serialized_start=1549
-  _globals['_AUDIOFORMAT']._serialized_end=1651
-  _globals['_JOBSTATE']._serialized_start=1654
-  _globals['_JOBSTATE']._serialized_end=1808
-  _globals['_SONGREQUEST']._serialized_start=42
-  _globals['_SONGREQUEST']._serialized_end=359
-  _globals['_JOB']._serialized_start=362
-  _globals['_JOB']._serialized_end=602
-  _globals['_SONGSUMMARY']._serialized_start=605
-  _globals['_SONGSUMMARY']._serialized_end=896
-  _globals['_SONGSUMMARY_STAGESECONDSENTRY']._serialized_start=845
-  _globals['_SONGSUMMARY_STAGESECONDSENTRY']._serialized_end=896
-  _globals['_SONGEVENT']._serialized_start=899
-  _globals['_SONGEVENT']._serialized_end=1093
-  _globals['_ACCEPTED']._serialized_start=1095
-  _globals['_ACCEPTED']._serialized_end=1135
-  _globals['_PROGRESS']._serialized_start=1137
-  _globals['_PROGRESS']._serialized_end=1230
-  _globals['_AUDIOCHUNK']._serialized_start=1232
-  _globals['_AUDIOCHUNK']._serialized_end=1317
-  _globals['_GETJOBREQUEST']._serialized_start=1319
-  _globals['_GETJOBREQUEST']._serialized_end=1350
-  _globals['_WATCHJOBREQUEST']._serialized_start=1352
-  _globals['_WATCHJOBREQUEST']._serialized_end=1385
-  _globals['_CANCELJOBREQUEST']._serialized_start=1387
-  _globals['_CANCELJOBREQUEST']._serialized_end=1421
-  _globals['_LISTJOBSREQUEST']._serialized_start=1423
-  _globals['_LISTJOBSREQUEST']._serialized_end=1494
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1496
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1547
-  _globals['_SONGSERVICE']._serialized_start=1811
-  _globals['_SONGSERVICE']._serialized_end=2216
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017ai.songsmith.v1P\001Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\252\002\014Songsmith.V1'
+  _globals['_SONGSUMMARY_STAGEDURATIONSENTRY']._loaded_options = None
+  _globals['_SONGSUMMARY_STAGEDURATIONSENTRY']._serialized_options = b'8\001'
+  _globals['_AUDIOFORMAT']._serialized_start=3111
+  _globals['_AUDIOFORMAT']._serialized_end=3243
+  _globals['_JOBSTATE']._serialized_start=3246
+  _globals['_JOBSTATE']._serialized_end=3400
+  _globals['_SONGREQUEST']._serialized_start=194
+  _globals['_SONGREQUEST']._serialized_end=710
+  _globals['_JOB']._serialized_start=713
+  _globals['_JOB']._serialized_end=1106
+  _globals['_SONGSUMMARY']._serialized_start=1109
+  _globals['_SONGSUMMARY']._serialized_end=1521
+  _globals['_SONGSUMMARY_STAGEDURATIONSENTRY']._serialized_start=1396
+  _globals['_SONGSUMMARY_STAGEDURATIONSENTRY']._serialized_end=1476
+  _globals['_SONGEVENT']._serialized_start=1524
+  _globals['_SONGEVENT']._serialized_end=1758
+  _globals['_ACCEPTED']._serialized_start=1760
+  _globals['_ACCEPTED']._serialized_end=1815
+  _globals['_PROGRESS']._serialized_start=1818
+  _globals['_PROGRESS']._serialized_end=1990
+  _globals['_NOTICE']._serialized_start=1992
+  _globals['_NOTICE']._serialized_end=2031
+  _globals['_AUDIOCHUNK']._serialized_start=2033
+  _globals['_AUDIOCHUNK']._serialized_end=2118
+  _globals['_GENERATEREQUEST']._serialized_start=2120
+  _globals['_GENERATEREQUEST']._serialized_end=2178
+  _globals['_GENERATERESPONSE']._serialized_start=2180
+  _globals['_GENERATERESPONSE']._serialized_end=2238
+  _globals['_SUBMITJOBREQUEST']._serialized_start=2240
+  _globals['_SUBMITJOBREQUEST']._serialized_end=2299
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=2301
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=2352
+  _globals['_GETJOBREQUEST']._serialized_start=2354
+  _globals['_GETJOBREQUEST']._serialized_end=2385
+  _globals['_GETJOBRESPONSE']._serialized_start=2387
+  _globals['_GETJOBRESPONSE']._serialized_end=2435
+  _globals['_WATCHJOBREQUEST']._serialized_start=2437
+  _globals['_WATCHJOBREQUEST']._serialized_end=2470
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2472
+  _globals['_WATCHJOBRESPONSE']._serialized_end=2530
+  _globals['_CANCELJOBREQUEST']._serialized_start=2532
+  _globals['_CANCELJOBREQUEST']._serialized_end=2566
+  _globals['_CANCELJOBRESPONSE']._serialized_start=2568
+  _globals['_CANCELJOBRESPONSE']._serialized_end=2619
+  _globals['_LISTJOBSREQUEST']._serialized_start=2621
+  _globals['_LISTJOBSREQUEST']._serialized_end=2716
+  _globals['_LISTJOBSRESPONSE']._serialized_start=2718
+  _globals['_LISTJOBSRESPONSE']._serialized_end=2794
+  _globals['_LISTMODELSREQUEST']._serialized_start=2796
+  _globals['_LISTMODELSREQUEST']._serialized_end=2815
+  _globals['_STAGEROUTE']._serialized_start=2817
+  _globals['_STAGEROUTE']._serialized_end=2915
+  _globals['_ROUTEDMODEL']._serialized_start=2917
+  _globals['_ROUTEDMODEL']._serialized_end=3043
+  _globals['_LISTMODELSRESPONSE']._serialized_start=3045
+  _globals['_LISTMODELSRESPONSE']._serialized_end=3108
+  _globals['_SONGSERVICE']._serialized_start=3403
+  _globals['_SONGSERVICE']._serialized_end=3951
 # @@protoc_insertion_point(module_scope)

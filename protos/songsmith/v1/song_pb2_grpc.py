@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class SongServiceStub:
-    """Generates songs and keeps their jobs and results.
+    """Generates songs with the models it routes to, and keeps their jobs and results.
     """
 
     def __init__(self, channel):
@@ -37,44 +37,49 @@ class SongServiceStub:
         """
         self.Generate = channel.unary_stream(
                 '/songsmith.v1.SongService/Generate',
-                request_serializer=songsmith_dot_v1_dot_song__pb2.SongRequest.SerializeToString,
-                response_deserializer=songsmith_dot_v1_dot_song__pb2.SongEvent.FromString,
+                request_serializer=songsmith_dot_v1_dot_song__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=songsmith_dot_v1_dot_song__pb2.GenerateResponse.FromString,
                 _registered_method=True)
         self.SubmitJob = channel.unary_unary(
                 '/songsmith.v1.SongService/SubmitJob',
-                request_serializer=songsmith_dot_v1_dot_song__pb2.SongRequest.SerializeToString,
-                response_deserializer=songsmith_dot_v1_dot_song__pb2.Job.FromString,
+                request_serializer=songsmith_dot_v1_dot_song__pb2.SubmitJobRequest.SerializeToString,
+                response_deserializer=songsmith_dot_v1_dot_song__pb2.SubmitJobResponse.FromString,
                 _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/songsmith.v1.SongService/GetJob',
                 request_serializer=songsmith_dot_v1_dot_song__pb2.GetJobRequest.SerializeToString,
-                response_deserializer=songsmith_dot_v1_dot_song__pb2.Job.FromString,
+                response_deserializer=songsmith_dot_v1_dot_song__pb2.GetJobResponse.FromString,
                 _registered_method=True)
         self.WatchJob = channel.unary_stream(
                 '/songsmith.v1.SongService/WatchJob',
                 request_serializer=songsmith_dot_v1_dot_song__pb2.WatchJobRequest.SerializeToString,
-                response_deserializer=songsmith_dot_v1_dot_song__pb2.SongEvent.FromString,
+                response_deserializer=songsmith_dot_v1_dot_song__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
         self.CancelJob = channel.unary_unary(
                 '/songsmith.v1.SongService/CancelJob',
                 request_serializer=songsmith_dot_v1_dot_song__pb2.CancelJobRequest.SerializeToString,
-                response_deserializer=songsmith_dot_v1_dot_song__pb2.Job.FromString,
+                response_deserializer=songsmith_dot_v1_dot_song__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
         self.ListJobs = channel.unary_unary(
                 '/songsmith.v1.SongService/ListJobs',
                 request_serializer=songsmith_dot_v1_dot_song__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=songsmith_dot_v1_dot_song__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/songsmith.v1.SongService/ListModels',
+                request_serializer=songsmith_dot_v1_dot_song__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=songsmith_dot_v1_dot_song__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class SongServiceServicer:
-    """Generates songs and keeps their jobs and results.
+    """Generates songs with the models it routes to, and keeps their jobs and results.
     """
 
     def Generate(self, request, context):
         """Generate one song and stream it: `accepted` first, then `progress` and `audio` events as the
         song is generated, then `done`. Failures end the stream with a gRPC status, never an event.
-        The song runs as a job with `request.job_id` (or a generated id) and its result is kept.
+        The song runs as a job with `song.job_id` (or a generated id) and its result is kept.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,7 +118,14 @@ class SongServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Jobs, newest first.
+        """Jobs, newest first, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """The models this gateway routes songs to, the default first, with the stages serving each.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,33 +136,38 @@ def add_SongServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Generate': grpc.unary_stream_rpc_method_handler(
                     servicer.Generate,
-                    request_deserializer=songsmith_dot_v1_dot_song__pb2.SongRequest.FromString,
-                    response_serializer=songsmith_dot_v1_dot_song__pb2.SongEvent.SerializeToString,
+                    request_deserializer=songsmith_dot_v1_dot_song__pb2.GenerateRequest.FromString,
+                    response_serializer=songsmith_dot_v1_dot_song__pb2.GenerateResponse.SerializeToString,
             ),
             'SubmitJob': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitJob,
-                    request_deserializer=songsmith_dot_v1_dot_song__pb2.SongRequest.FromString,
-                    response_serializer=songsmith_dot_v1_dot_song__pb2.Job.SerializeToString,
+                    request_deserializer=songsmith_dot_v1_dot_song__pb2.SubmitJobRequest.FromString,
+                    response_serializer=songsmith_dot_v1_dot_song__pb2.SubmitJobResponse.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=songsmith_dot_v1_dot_song__pb2.GetJobRequest.FromString,
-                    response_serializer=songsmith_dot_v1_dot_song__pb2.Job.SerializeToString,
+                    response_serializer=songsmith_dot_v1_dot_song__pb2.GetJobResponse.SerializeToString,
             ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
                     request_deserializer=songsmith_dot_v1_dot_song__pb2.WatchJobRequest.FromString,
-                    response_serializer=songsmith_dot_v1_dot_song__pb2.SongEvent.SerializeToString,
+                    response_serializer=songsmith_dot_v1_dot_song__pb2.WatchJobResponse.SerializeToString,
             ),
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
                     request_deserializer=songsmith_dot_v1_dot_song__pb2.CancelJobRequest.FromString,
-                    response_serializer=songsmith_dot_v1_dot_song__pb2.Job.SerializeToString,
+                    response_serializer=songsmith_dot_v1_dot_song__pb2.CancelJobResponse.SerializeToString,
             ),
             'ListJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobs,
                     request_deserializer=songsmith_dot_v1_dot_song__pb2.ListJobsRequest.FromString,
                     response_serializer=songsmith_dot_v1_dot_song__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=songsmith_dot_v1_dot_song__pb2.ListModelsRequest.FromString,
+                    response_serializer=songsmith_dot_v1_dot_song__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -161,7 +178,7 @@ def add_SongServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class SongService:
-    """Generates songs and keeps their jobs and results.
+    """Generates songs with the models it routes to, and keeps their jobs and results.
     """
 
     @staticmethod
@@ -179,8 +196,8 @@ class SongService:
             request,
             target,
             '/songsmith.v1.SongService/Generate',
-            songsmith_dot_v1_dot_song__pb2.SongRequest.SerializeToString,
-            songsmith_dot_v1_dot_song__pb2.SongEvent.FromString,
+            songsmith_dot_v1_dot_song__pb2.GenerateRequest.SerializeToString,
+            songsmith_dot_v1_dot_song__pb2.GenerateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -206,8 +223,8 @@ class SongService:
             request,
             target,
             '/songsmith.v1.SongService/SubmitJob',
-            songsmith_dot_v1_dot_song__pb2.SongRequest.SerializeToString,
-            songsmith_dot_v1_dot_song__pb2.Job.FromString,
+            songsmith_dot_v1_dot_song__pb2.SubmitJobRequest.SerializeToString,
+            songsmith_dot_v1_dot_song__pb2.SubmitJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -234,7 +251,7 @@ class SongService:
             target,
             '/songsmith.v1.SongService/GetJob',
             songsmith_dot_v1_dot_song__pb2.GetJobRequest.SerializeToString,
-            songsmith_dot_v1_dot_song__pb2.Job.FromString,
+            songsmith_dot_v1_dot_song__pb2.GetJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -261,7 +278,7 @@ class SongService:
             target,
             '/songsmith.v1.SongService/WatchJob',
             songsmith_dot_v1_dot_song__pb2.WatchJobRequest.SerializeToString,
-            songsmith_dot_v1_dot_song__pb2.SongEvent.FromString,
+            songsmith_dot_v1_dot_song__pb2.WatchJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -288,7 +305,7 @@ class SongService:
             target,
             '/songsmith.v1.SongService/CancelJob',
             songsmith_dot_v1_dot_song__pb2.CancelJobRequest.SerializeToString,
-            songsmith_dot_v1_dot_song__pb2.Job.FromString,
+            songsmith_dot_v1_dot_song__pb2.CancelJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -316,6 +333,33 @@ class SongService:
             '/songsmith.v1.SongService/ListJobs',
             songsmith_dot_v1_dot_song__pb2.ListJobsRequest.SerializeToString,
             songsmith_dot_v1_dot_song__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/songsmith.v1.SongService/ListModels',
+            songsmith_dot_v1_dot_song__pb2.ListModelsRequest.SerializeToString,
+            songsmith_dot_v1_dot_song__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,23 +25,26 @@ _sym_db = _symbol_database.Default()
 from songsmith.v1 import tensor_pb2 as songsmith_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18songsmith/v1/style.proto\x12\x0csongsmith.v1\x1a\x19songsmith/v1/tensor.proto\"2\n\x10\x45mbedTextRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"X\n\x11\x41udioEmbedOptions\x12%\n\x04\x63rop\x18\x01 \x01(\x0e\x32\x17.songsmith.v1.AudioCrop\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\x0e\n\x06job_id\x18\x03 \x01(\t\"_\n\x11\x45mbedAudioRequest\x12\x32\n\x07options\x18\x01 \x01(\x0b\x32\x1f.songsmith.v1.AudioEmbedOptionsH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"o\n\x0eStyleEmbedding\x12\'\n\tembedding\x18\x01 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\r\n\x05\x63lips\x18\x02 \x01(\r\x12\x15\n\raudio_seconds\x18\x03 \x01(\x01\x12\x0e\n\x06\x63\x61\x63hed\x18\x04 \x01(\x08*<\n\tAudioCrop\x12\x14\n\x10\x41UDIO_CROP_WHOLE\x10\x00\x12\x19\n\x15\x41UDIO_CROP_RANDOM_10S\x10\x01\x32\xa8\x01\n\x0cStyleEncoder\x12I\n\tEmbedText\x12\x1e.songsmith.v1.EmbedTextRequest\x1a\x1c.songsmith.v1.StyleEmbedding\x12M\n\nEmbedAudio\x12\x1f.songsmith.v1.EmbedAudioRequest\x1a\x1c.songsmith.v1.StyleEmbedding(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18songsmith/v1/style.proto\x12\x0csongsmith.v1\x1a\x19songsmith/v1/tensor.proto\"2\n\x10\x45mbedTextRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"X\n\x11\x41udioEmbedOptions\x12%\n\x04\x63rop\x18\x01 \x01(\x0e\x32\x17.songsmith.v1.AudioCrop\x12\x0c\n\x04seed\x18\x02 \x01(\x04\x12\x0e\n\x06job_id\x18\x03 \x01(\t\"_\n\x11\x45mbedAudioRequest\x12\x32\n\x07options\x18\x01 \x01(\x0b\x32\x1f.songsmith.v1.AudioEmbedOptionsH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"L\n\x11\x45mbedTextResponse\x12\'\n\tembedding\x18\x01 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\x0e\n\x06\x63\x61\x63hed\x18\x02 \x01(\x08\"c\n\x12\x45mbedAudioResponse\x12\'\n\tembedding\x18\x01 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\r\n\x05\x63lips\x18\x02 \x01(\r\x12\x15\n\raudio_seconds\x18\x03 \x01(\x01*s\n\tAudioCrop\x12\x1a\n\x16\x41UDIO_CROP_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41UDIO_CROP_WHOLE\x10\x01\x12\x19\n\x15\x41UDIO_CROP_RANDOM_10S\x10\x02\x12\x19\n\x15\x41UDIO_CROP_MIDDLE_10S\x10\x03\x32\xb6\x01\n\x13StyleEncoderService\x12L\n\tEmbedText\x12\x1e.songsmith.v1.EmbedTextRequest\x1a\x1f.songsmith.v1.EmbedTextResponse\x12Q\n\nEmbedAudio\x12\x1f.songsmith.v1.EmbedAudioRequest\x1a .songsmith.v1.EmbedAudioResponse(\x01\x42\x62\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'songsmith.v1.style_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOCROP']._serialized_start=421
-  _globals['_AUDIOCROP']._serialized_end=481
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017ai.songsmith.v1P\001Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\252\002\014Songsmith.V1'
+  _globals['_AUDIOCROP']._serialized_start=487
+  _globals['_AUDIOCROP']._serialized_end=602
   _globals['_EMBEDTEXTREQUEST']._serialized_start=69
   _globals['_EMBEDTEXTREQUEST']._serialized_end=119
   _globals['_AUDIOEMBEDOPTIONS']._serialized_start=121
   _globals['_AUDIOEMBEDOPTIONS']._serialized_end=209
   _globals['_EMBEDAUDIOREQUEST']._serialized_start=211
   _globals['_EMBEDAUDIOREQUEST']._serialized_end=306
-  _globals['_STYLEEMBEDDING']._serialized_start=308
-  _globals['_STYLEEMBEDDING']._serialized_end=419
-  _globals['_STYLEENCODER']._serialized_start=484
-  _globals['_STYLEENCODER']._serialized_end=652
+  _globals['_EMBEDTEXTRESPONSE']._serialized_start=308
+  _globals['_EMBEDTEXTRESPONSE']._serialized_end=384
+  _globals['_EMBEDAUDIORESPONSE']._serialized_start=386
+  _globals['_EMBEDAUDIORESPONSE']._serialized_end=485
+  _globals['_STYLEENCODERSERVICE']._serialized_start=605
+  _globals['_STYLEENCODERSERVICE']._serialized_end=787
 # @@protoc_insertion_point(module_scope)

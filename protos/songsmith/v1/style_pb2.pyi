@@ -9,10 +9,14 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 class AudioCrop(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
+    AUDIO_CROP_UNSPECIFIED: _ClassVar[AudioCrop]
     AUDIO_CROP_WHOLE: _ClassVar[AudioCrop]
     AUDIO_CROP_RANDOM_10S: _ClassVar[AudioCrop]
+    AUDIO_CROP_MIDDLE_10S: _ClassVar[AudioCrop]
+AUDIO_CROP_UNSPECIFIED: AudioCrop
 AUDIO_CROP_WHOLE: AudioCrop
 AUDIO_CROP_RANDOM_10S: AudioCrop
+AUDIO_CROP_MIDDLE_10S: AudioCrop
 
 class EmbedTextRequest(_message.Message):
     __slots__ = ("prompt", "job_id")
@@ -40,14 +44,20 @@ class EmbedAudioRequest(_message.Message):
     data: bytes
     def __init__(self, options: _Optional[_Union[AudioEmbedOptions, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
-class StyleEmbedding(_message.Message):
-    __slots__ = ("embedding", "clips", "audio_seconds", "cached")
+class EmbedTextResponse(_message.Message):
+    __slots__ = ("embedding", "cached")
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    embedding: _tensor_pb2.Tensor
+    cached: bool
+    def __init__(self, embedding: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., cached: _Optional[bool] = ...) -> None: ...
+
+class EmbedAudioResponse(_message.Message):
+    __slots__ = ("embedding", "clips", "audio_seconds")
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     CLIPS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
-    CACHED_FIELD_NUMBER: _ClassVar[int]
     embedding: _tensor_pb2.Tensor
     clips: int
     audio_seconds: float
-    cached: bool
-    def __init__(self, embedding: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., clips: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., cached: _Optional[bool] = ...) -> None: ...
+    def __init__(self, embedding: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., clips: _Optional[int] = ..., audio_seconds: _Optional[float] = ...) -> None: ...

@@ -25,8 +25,10 @@ if _version_not_supported:
     )
 
 
-class StyleEncoderStub:
-    """Embeds a style description into the 512-d space DiffRhythm 2 is conditioned on.
+class StyleEncoderServiceStub:
+    """Embeds a style description into what the generation model is conditioned on: a 512-d
+    MuQ-MuLan vector (DiffRhythm 2 and v1), T5 encoder states (MusicGen prompts), or a chroma
+    (MusicGen melody recordings).
     """
 
     def __init__(self, channel):
@@ -36,19 +38,21 @@ class StyleEncoderStub:
             channel: A grpc.Channel.
         """
         self.EmbedText = channel.unary_unary(
-                '/songsmith.v1.StyleEncoder/EmbedText',
+                '/songsmith.v1.StyleEncoderService/EmbedText',
                 request_serializer=songsmith_dot_v1_dot_style__pb2.EmbedTextRequest.SerializeToString,
-                response_deserializer=songsmith_dot_v1_dot_style__pb2.StyleEmbedding.FromString,
+                response_deserializer=songsmith_dot_v1_dot_style__pb2.EmbedTextResponse.FromString,
                 _registered_method=True)
         self.EmbedAudio = channel.stream_unary(
-                '/songsmith.v1.StyleEncoder/EmbedAudio',
+                '/songsmith.v1.StyleEncoderService/EmbedAudio',
                 request_serializer=songsmith_dot_v1_dot_style__pb2.EmbedAudioRequest.SerializeToString,
-                response_deserializer=songsmith_dot_v1_dot_style__pb2.StyleEmbedding.FromString,
+                response_deserializer=songsmith_dot_v1_dot_style__pb2.EmbedAudioResponse.FromString,
                 _registered_method=True)
 
 
-class StyleEncoderServicer:
-    """Embeds a style description into the 512-d space DiffRhythm 2 is conditioned on.
+class StyleEncoderServiceServicer:
+    """Embeds a style description into what the generation model is conditioned on: a 512-d
+    MuQ-MuLan vector (DiffRhythm 2 and v1), T5 encoder states (MusicGen prompts), or a chroma
+    (MusicGen melody recordings).
     """
 
     def EmbedText(self, request, context):
@@ -60,38 +64,40 @@ class StyleEncoderServicer:
         raise NotImplementedError('Method not implemented!')
 
     def EmbedAudio(self, request_iterator, context):
-        """Embed a reference recording sent as encoded file bytes (WAV, FLAC, MP3 or OGG, any sample rate
-        and channel count). The first message carries `options`, every later one a piece of `data`
-        (at most 1 MiB each). INVALID_ARGUMENT for undecodable or empty audio, or audio over the
-        configured byte or duration cap.
+        """Embed a recording sent as encoded file bytes (WAV, FLAC, MP3 or OGG, any sample rate and
+        channel count). The first message carries `options`, every later one a piece of `data` (at
+        most 1 MiB each). INVALID_ARGUMENT for undecodable or empty audio, audio over the configured
+        byte or duration cap, or a model that takes no recording.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_StyleEncoderServicer_to_server(servicer, server):
+def add_StyleEncoderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'EmbedText': grpc.unary_unary_rpc_method_handler(
                     servicer.EmbedText,
                     request_deserializer=songsmith_dot_v1_dot_style__pb2.EmbedTextRequest.FromString,
-                    response_serializer=songsmith_dot_v1_dot_style__pb2.StyleEmbedding.SerializeToString,
+                    response_serializer=songsmith_dot_v1_dot_style__pb2.EmbedTextResponse.SerializeToString,
             ),
             'EmbedAudio': grpc.stream_unary_rpc_method_handler(
                     servicer.EmbedAudio,
                     request_deserializer=songsmith_dot_v1_dot_style__pb2.EmbedAudioRequest.FromString,
-                    response_serializer=songsmith_dot_v1_dot_style__pb2.StyleEmbedding.SerializeToString,
+                    response_serializer=songsmith_dot_v1_dot_style__pb2.EmbedAudioResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'songsmith.v1.StyleEncoder', rpc_method_handlers)
+            'songsmith.v1.StyleEncoderService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('songsmith.v1.StyleEncoder', rpc_method_handlers)
+    server.add_registered_method_handlers('songsmith.v1.StyleEncoderService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class StyleEncoder:
-    """Embeds a style description into the 512-d space DiffRhythm 2 is conditioned on.
+class StyleEncoderService:
+    """Embeds a style description into what the generation model is conditioned on: a 512-d
+    MuQ-MuLan vector (DiffRhythm 2 and v1), T5 encoder states (MusicGen prompts), or a chroma
+    (MusicGen melody recordings).
     """
 
     @staticmethod
@@ -108,9 +114,9 @@ class StyleEncoder:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/songsmith.v1.StyleEncoder/EmbedText',
+            '/songsmith.v1.StyleEncoderService/EmbedText',
             songsmith_dot_v1_dot_style__pb2.EmbedTextRequest.SerializeToString,
-            songsmith_dot_v1_dot_style__pb2.StyleEmbedding.FromString,
+            songsmith_dot_v1_dot_style__pb2.EmbedTextResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -135,9 +141,9 @@ class StyleEncoder:
         return grpc.experimental.stream_unary(
             request_iterator,
             target,
-            '/songsmith.v1.StyleEncoder/EmbedAudio',
+            '/songsmith.v1.StyleEncoderService/EmbedAudio',
             songsmith_dot_v1_dot_style__pb2.EmbedAudioRequest.SerializeToString,
-            songsmith_dot_v1_dot_style__pb2.StyleEmbedding.FromString,
+            songsmith_dot_v1_dot_style__pb2.EmbedAudioResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,21 +25,22 @@ _sym_db = _symbol_database.Default()
 from songsmith.v1 import tensor_pb2 as songsmith_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csongsmith/v1/tokenizer.proto\x12\x0csongsmith.v1\x1a\x19songsmith/v1/tensor.proto\"1\n\x0fTokenizeRequest\x12\x0e\n\x06lyrics\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"\xab\x01\n\rTokenizedLine\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.songsmith.v1.LineKind\x12\x10\n\x08phonemes\x18\x04 \x01(\t\x12\x0e\n\x06tokens\x18\x05 \x03(\x03\x12\x1e\n\x11timestamp_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x14\n\x12_timestamp_seconds\"y\n\x10TokenizeResponse\x12\'\n\ttoken_ids\x18\x01 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12*\n\x05lines\x18\x02 \x03(\x0b\x32\x1b.songsmith.v1.TokenizedLine\x12\x10\n\x08warnings\x18\x03 \x03(\t*M\n\x08LineKind\x12\x19\n\x15LINE_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rLINE_KIND_TAG\x10\x01\x12\x13\n\x0fLINE_KIND_LYRIC\x10\x02\x32[\n\x0eLyricTokenizer\x12I\n\x08Tokenize\x12\x1d.songsmith.v1.TokenizeRequest\x1a\x1e.songsmith.v1.TokenizeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csongsmith/v1/tokenizer.proto\x12\x0csongsmith.v1\x1a\x19songsmith/v1/tensor.proto\"R\n\x0fTokenizeRequest\x12\x0e\n\x06lyrics\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\x12\x0f\n\x07seconds\x18\x04 \x01(\x01\"\xab\x01\n\rTokenizedLine\x12\x0e\n\x06number\x18\x01 \x01(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.songsmith.v1.LineKind\x12\x10\n\x08phonemes\x18\x04 \x01(\t\x12\x0e\n\x06tokens\x18\x05 \x03(\x03\x12\x1e\n\x11timestamp_seconds\x18\x06 \x01(\x01H\x00\x88\x01\x01\x42\x14\n\x12_timestamp_seconds\"y\n\x10TokenizeResponse\x12\'\n\ttoken_ids\x18\x01 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12*\n\x05lines\x18\x02 \x03(\x0b\x32\x1b.songsmith.v1.TokenizedLine\x12\x10\n\x08warnings\x18\x03 \x03(\t*M\n\x08LineKind\x12\x19\n\x15LINE_KIND_UNSPECIFIED\x10\x00\x12\x11\n\rLINE_KIND_TAG\x10\x01\x12\x13\n\x0fLINE_KIND_LYRIC\x10\x02\x32\x62\n\x15LyricTokenizerService\x12I\n\x08Tokenize\x12\x1d.songsmith.v1.TokenizeRequest\x1a\x1e.songsmith.v1.TokenizeResponseBb\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'songsmith.v1.tokenizer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_LINEKIND']._serialized_start=421
-  _globals['_LINEKIND']._serialized_end=498
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017ai.songsmith.v1P\001Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\252\002\014Songsmith.V1'
+  _globals['_LINEKIND']._serialized_start=454
+  _globals['_LINEKIND']._serialized_end=531
   _globals['_TOKENIZEREQUEST']._serialized_start=73
-  _globals['_TOKENIZEREQUEST']._serialized_end=122
-  _globals['_TOKENIZEDLINE']._serialized_start=125
-  _globals['_TOKENIZEDLINE']._serialized_end=296
-  _globals['_TOKENIZERESPONSE']._serialized_start=298
-  _globals['_TOKENIZERESPONSE']._serialized_end=419
-  _globals['_LYRICTOKENIZER']._serialized_start=500
-  _globals['_LYRICTOKENIZER']._serialized_end=591
+  _globals['_TOKENIZEREQUEST']._serialized_end=155
+  _globals['_TOKENIZEDLINE']._serialized_start=158
+  _globals['_TOKENIZEDLINE']._serialized_end=329
+  _globals['_TOKENIZERESPONSE']._serialized_start=331
+  _globals['_TOKENIZERESPONSE']._serialized_end=452
+  _globals['_LYRICTOKENIZERSERVICE']._serialized_start=533
+  _globals['_LYRICTOKENIZERSERVICE']._serialized_end=631
 # @@protoc_insertion_point(module_scope)

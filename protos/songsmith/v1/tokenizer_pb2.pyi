@@ -18,12 +18,16 @@ LINE_KIND_TAG: LineKind
 LINE_KIND_LYRIC: LineKind
 
 class TokenizeRequest(_message.Message):
-    __slots__ = ("lyrics", "job_id")
+    __slots__ = ("lyrics", "job_id", "family", "seconds")
     LYRICS_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
     lyrics: str
     job_id: str
-    def __init__(self, lyrics: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+    family: str
+    seconds: float
+    def __init__(self, lyrics: _Optional[str] = ..., job_id: _Optional[str] = ..., family: _Optional[str] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class TokenizedLine(_message.Message):
     __slots__ = ("number", "text", "kind", "phonemes", "tokens", "timestamp_seconds")

@@ -25,9 +25,9 @@ if _version_not_supported:
     )
 
 
-class LyricTokenizerStub:
-    """Turns lyrics into the token ids the diffusion model reads, token for token as the reference
-    front end produces them.
+class LyricTokenizerServiceStub:
+    """Turns lyrics into the token ids a generation model reads, token for token as that family's
+    reference front end produces them. One tokenizer serves every family that sings lyrics.
     """
 
     def __init__(self, channel):
@@ -37,27 +37,29 @@ class LyricTokenizerStub:
             channel: A grpc.Channel.
         """
         self.Tokenize = channel.unary_unary(
-                '/songsmith.v1.LyricTokenizer/Tokenize',
+                '/songsmith.v1.LyricTokenizerService/Tokenize',
                 request_serializer=songsmith_dot_v1_dot_tokenizer__pb2.TokenizeRequest.SerializeToString,
                 response_deserializer=songsmith_dot_v1_dot_tokenizer__pb2.TokenizeResponse.FromString,
                 _registered_method=True)
 
 
-class LyricTokenizerServicer:
-    """Turns lyrics into the token ids the diffusion model reads, token for token as the reference
-    front end produces them.
+class LyricTokenizerServiceServicer:
+    """Turns lyrics into the token ids a generation model reads, token for token as that family's
+    reference front end produces them. One tokenizer serves every family that sings lyrics.
     """
 
     def Tokenize(self, request, context):
-        """Tokenize one song's lyrics. INVALID_ARGUMENT (with a field violation on `lyrics` naming the
-        1-based line number) when a line cannot be read or the lyrics exceed the size limits.
+        """Tokenize one song's lyrics for one family. INVALID_ARGUMENT (with a field violation on
+        `lyrics` naming the 1-based line number) when a line cannot be read or the lyrics exceed the
+        size limits; on `family` for a family without lyrics; on `seconds` for a length the family
+        cannot make.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
 
-def add_LyricTokenizerServicer_to_server(servicer, server):
+def add_LyricTokenizerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Tokenize': grpc.unary_unary_rpc_method_handler(
                     servicer.Tokenize,
@@ -66,15 +68,15 @@ def add_LyricTokenizerServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'songsmith.v1.LyricTokenizer', rpc_method_handlers)
+            'songsmith.v1.LyricTokenizerService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('songsmith.v1.LyricTokenizer', rpc_method_handlers)
+    server.add_registered_method_handlers('songsmith.v1.LyricTokenizerService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class LyricTokenizer:
-    """Turns lyrics into the token ids the diffusion model reads, token for token as the reference
-    front end produces them.
+class LyricTokenizerService:
+    """Turns lyrics into the token ids a generation model reads, token for token as that family's
+    reference front end produces them. One tokenizer serves every family that sings lyrics.
     """
 
     @staticmethod
@@ -91,7 +93,7 @@ class LyricTokenizer:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/songsmith.v1.LyricTokenizer/Tokenize',
+            '/songsmith.v1.LyricTokenizerService/Tokenize',
             songsmith_dot_v1_dot_tokenizer__pb2.TokenizeRequest.SerializeToString,
             songsmith_dot_v1_dot_tokenizer__pb2.TokenizeResponse.FromString,
             options,

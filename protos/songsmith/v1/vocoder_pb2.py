@@ -25,17 +25,18 @@ _sym_db = _symbol_database.Default()
 from songsmith.v1 import tensor_pb2 as songsmith_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asongsmith/v1/vocoder.proto\x12\x0csongsmith.v1\x1a\x19songsmith/v1/tensor.proto\"j\n\rDecodeRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62lock_index\x18\x02 \x01(\r\x12%\n\x07latents\x18\x03 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\"l\n\x08PcmChunk\x12\x15\n\rsample_offset\x18\x01 \x01(\x04\x12%\n\x07samples\x18\x02 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x32L\n\x07Vocoder\x12\x41\n\x06\x44\x65\x63ode\x12\x1b.songsmith.v1.DecodeRequest\x1a\x16.songsmith.v1.PcmChunk(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asongsmith/v1/vocoder.proto\x12\x0csongsmith.v1\x1a\x19songsmith/v1/tensor.proto\"i\n\rDecodeRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62lock_index\x18\x02 \x01(\r\x12$\n\x06\x66rames\x18\x03 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\"r\n\x0e\x44\x65\x63odeResponse\x12\x15\n\rsample_offset\x18\x01 \x01(\x04\x12%\n\x07samples\x18\x02 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x32Y\n\x0eVocoderService\x12G\n\x06\x44\x65\x63ode\x12\x1b.songsmith.v1.DecodeRequest\x1a\x1c.songsmith.v1.DecodeResponse(\x01\x30\x01\x42\x62\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'songsmith.v1.vocoder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\017ai.songsmith.v1P\001Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\252\002\014Songsmith.V1'
   _globals['_DECODEREQUEST']._serialized_start=71
-  _globals['_DECODEREQUEST']._serialized_end=177
-  _globals['_PCMCHUNK']._serialized_start=179
-  _globals['_PCMCHUNK']._serialized_end=287
-  _globals['_VOCODER']._serialized_start=289
-  _globals['_VOCODER']._serialized_end=365
+  _globals['_DECODEREQUEST']._serialized_end=176
+  _globals['_DECODERESPONSE']._serialized_start=178
+  _globals['_DECODERESPONSE']._serialized_end=292
+  _globals['_VOCODERSERVICE']._serialized_start=294
+  _globals['_VOCODERSERVICE']._serialized_end=383
 # @@protoc_insertion_point(module_scope)

@@ -25,8 +25,8 @@ if _version_not_supported:
     )
 
 
-class VocoderStub:
-    """Decodes latents to audio while they arrive.
+class VocoderServiceStub:
+    """Decodes frames to audio while they arrive.
     """
 
     def __init__(self, channel):
@@ -36,21 +36,21 @@ class VocoderStub:
             channel: A grpc.Channel.
         """
         self.Decode = channel.stream_stream(
-                '/songsmith.v1.Vocoder/Decode',
+                '/songsmith.v1.VocoderService/Decode',
                 request_serializer=songsmith_dot_v1_dot_vocoder__pb2.DecodeRequest.SerializeToString,
-                response_deserializer=songsmith_dot_v1_dot_vocoder__pb2.PcmChunk.FromString,
+                response_deserializer=songsmith_dot_v1_dot_vocoder__pb2.DecodeResponse.FromString,
                 _registered_method=True)
 
 
-class VocoderServicer:
-    """Decodes latents to audio while they arrive.
+class VocoderServiceServicer:
+    """Decodes frames to audio while they arrive.
     """
 
     def Decode(self, request_iterator, context):
-        """Send latent blocks in order as they are generated; receive PCM chunks as soon as their samples
-        can no longer change. Concatenated, the chunks equal the one-shot decode of the whole sequence.
-        The client ends the request stream (or sets `final`) after the last block. INVALID_ARGUMENT for
-        a wrong channel count, non-finite values, too many frames or an out-of-order block index;
+        """Send blocks of frames in order as they are generated; receive PCM as soon as its samples can
+        no longer change. Concatenated, the chunks equal the one-shot decode of the whole sequence.
+        The client ends the request stream (or sets `final`) after the last block. INVALID_ARGUMENT
+        for a wrong shape or dtype, non-finite values, too many frames or an out-of-order block index;
         FAILED_PRECONDITION when no model is loaded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -58,23 +58,23 @@ class VocoderServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_VocoderServicer_to_server(servicer, server):
+def add_VocoderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Decode': grpc.stream_stream_rpc_method_handler(
                     servicer.Decode,
                     request_deserializer=songsmith_dot_v1_dot_vocoder__pb2.DecodeRequest.FromString,
-                    response_serializer=songsmith_dot_v1_dot_vocoder__pb2.PcmChunk.SerializeToString,
+                    response_serializer=songsmith_dot_v1_dot_vocoder__pb2.DecodeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'songsmith.v1.Vocoder', rpc_method_handlers)
+            'songsmith.v1.VocoderService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('songsmith.v1.Vocoder', rpc_method_handlers)
+    server.add_registered_method_handlers('songsmith.v1.VocoderService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Vocoder:
-    """Decodes latents to audio while they arrive.
+class VocoderService:
+    """Decodes frames to audio while they arrive.
     """
 
     @staticmethod
@@ -91,9 +91,9 @@ class Vocoder:
         return grpc.experimental.stream_stream(
             request_iterator,
             target,
-            '/songsmith.v1.Vocoder/Decode',
+            '/songsmith.v1.VocoderService/Decode',
             songsmith_dot_v1_dot_vocoder__pb2.DecodeRequest.SerializeToString,
-            songsmith_dot_v1_dot_vocoder__pb2.PcmChunk.FromString,
+            songsmith_dot_v1_dot_vocoder__pb2.DecodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

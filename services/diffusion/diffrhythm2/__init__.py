@@ -28,5 +28,5 @@ FAMILY = Family(
     detect=_detect,
     load=_load,
     describe="model.safetensors + config.json (or model.json)",
-    options_field="diffrhythm2",
+    companions={"tokenizer": "", "style": "muq-mulan", "vocoder": "."},
 )

@@ -38,6 +38,7 @@ DEFAULT_CFG_STRENGTH = 2.0
 STEPS_RANGE = (2, 200)
 CFG_RANGE = (0.0, 20.0)
 DEFAULT_MAX_FRAMES_CAP = 3000
+DEFAULT_SONG_FRAMES = 1050  # 210 s, the reference's default length cap
 MAX_TOKENS = 8192
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -135,7 +136,7 @@ class DiffusionEngine:
             seed=request.seed,
             steps=request.steps or DEFAULT_STEPS,
             cfg_strength=cfg,
-            max_frames=request.max_frames,
+            max_frames=request.max_frames or DEFAULT_SONG_FRAMES,
             prefix=request.prefix,
             token=token,
         )

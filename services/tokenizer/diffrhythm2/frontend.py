@@ -16,7 +16,6 @@ from services.tokenizer.diffrhythm2.structure import (
     START_ID,
     STOP_ID,
     LineKind,
-    LyricsLimits,
     SourceLine,
     instrumental_tokens,
     read_lyrics,
@@ -49,7 +48,7 @@ class DiffRhythm2Lyrics:
     def __init__(self, reader: LyricReader, settings: TokenizerSettings) -> None:
         """Use `reader` for sung lines and the size limits of `settings`."""
         self.reader = reader
-        self.limits = LyricsLimits(settings.max_chars, settings.max_lines, settings.max_line_chars)
+        self.limits = settings.limits
 
     def tokenize(
         self, lyrics: str, seconds: float = 0.0, options: Any = None, token: CancellationToken | None = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from services.runtime.errors import InvalidArgumentError
+from services.tokenizer.limits import LyricsLimits
 
 LYRICS_FIELD = "lyrics"
 
@@ -46,15 +47,6 @@ class LineKind(Enum):
 
     TAG = "tag"
     LYRIC = "lyric"
-
-
-@dataclass(frozen=True)
-class LyricsLimits:
-    """Size bounds on one song's lyrics; past any of them the request is INVALID_ARGUMENT."""
-
-    max_chars: int = 20_000
-    max_lines: int = 500
-    max_line_chars: int = 500
 
 
 @dataclass(frozen=True)

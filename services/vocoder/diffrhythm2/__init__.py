@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.runtime.families import Family
+import numpy as np
+
+from services.runtime.families import Family, FamilyCli
 from services.runtime.model_files import has_files
 
 
@@ -21,4 +23,20 @@ def _load(model_dir: Path, settings):
     return VocoderEngine.from_settings(model_dir, settings)
 
 
-FAMILY = Family(name="diffrhythm2", detect=_detect, load=_load, describe="decoder.bin + decoder.json")
+def _mono_samples(audio: np.ndarray) -> np.ndarray:
+    """DiffRhythm 2's decode is written as one mono [samples] array, as the reference returns it."""
+    return audio[0]
+
+
+def _float32_latents(latents: np.ndarray) -> np.ndarray:
+    """Latents read from a file, in the float32 the decoder takes (other float widths are cast)."""
+    return latents.astype(np.float32) if np.issubdtype(latents.dtype, np.floating) else latents
+
+
+FAMILY = Family(
+    name="diffrhythm2",
+    detect=_detect,
+    load=_load,
+    describe="decoder.bin + decoder.json",
+    cli=FamilyCli(to_file=_mono_samples, from_file=_float32_latents),
+)

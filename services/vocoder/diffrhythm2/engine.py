@@ -4,6 +4,7 @@ streaming decode, as the stage's `VocoderEngine`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,16 +99,18 @@ class VocoderEngine:
             audio = self.generator(batch)
         return audio[0].to("cpu", torch.float32).numpy()
 
-    def decode(self, latents: np.ndarray, token: CancellationToken | None = None) -> np.ndarray:
+    def decode(
+        self, latents: np.ndarray, token: CancellationToken | None = None, options: Any = None
+    ) -> np.ndarray:
         """The reference one-shot chunked decode of a whole song: [frames, channels] to [1, frames * 9600].
 
         20-frame windows with hop 15, 2-frame trims at shared edges, the last window aligned to the
-        end; a song shorter than 20 frames is decoded as one window.
+        end; a song shorter than 20 frames is decoded as one window. DiffRhythm 2 has no options.
         """
         frames = validate_latents(latents, self.channels)
         if len(frames) > self.max_frames:
             raise InvalidArgumentError(
-                "latents", f"{len(frames)} frames is more than the cap of {self.max_frames}"
+                "frames", f"{len(frames)} frames is more than the cap of {self.max_frames}"
             )
         spf = self.samples_per_frame
         audio = np.zeros((1, len(frames) * spf), np.float32)

@@ -27,14 +27,13 @@ from services.vocoder.engine import PcmPiece
 WindowDecoder = Callable[[np.ndarray], np.ndarray]
 
 
-def validate_latents(latents: np.ndarray, channels: int, field: str = "latents") -> np.ndarray:
+def validate_latents(latents: np.ndarray, channels: int, field: str = "frames") -> np.ndarray:
     """`latents` as a float32 [frames, channels] array; InvalidArgumentError naming `field` otherwise."""
     array = np.asarray(latents)
     if array.ndim != 2 or array.shape[1] != channels:
         raise InvalidArgumentError(field, f"expected shape [frames, {channels}], got {list(array.shape)}")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise InvalidArgumentError(field, f"expected float32 values, got {array.dtype}")
-    array = array.astype(np.float32, copy=False)
+    if array.dtype != np.float32:
+        raise InvalidArgumentError(field, f"dtype must be float32, got {array.dtype}")
     if not np.isfinite(array).all():
         raise InvalidArgumentError(field, "latents contain NaN or infinite values")
     return array
@@ -102,7 +101,7 @@ class StreamingDecoder:
         total = self._received + len(frames)
         if total > self._max_frames:
             raise InvalidArgumentError(
-                "latents", f"song would have {total} frames, more than the cap of {self._max_frames}"
+                "frames", f"song would have {total} frames, more than the cap of {self._max_frames}"
             )
         return self._pieces_for(frames)
 
