@@ -85,12 +85,7 @@ class _Group:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Run one component until SIGTERM; its own flags follow the component name.
-
-    OpenMP threads sleep between parallel regions unless `OMP_WAIT_POLICY` says otherwise: spinning
-    threads of stages that share a machine starve each other. It must be set before torch loads.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    """Run one component until SIGTERM; its own flags follow the component name."""
     module = "gateway.server" if args.component == "gateway" else f"services.{args.component}.server"
     importlib.import_module(module).main(args.flags)
     return 0
@@ -559,7 +554,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `songsmith` console script; returns the exit code."""
+    """Entry point of the `songsmith` console script; returns the exit code.
+
+    OpenMP threads sleep between parallel regions unless `OMP_WAIT_POLICY` says otherwise: spinning
+    threads starve every other process on a shared machine (stages, or a `generate` beside them).
+    The default is set here, before the parser imports the stage commands and with them torch
+    (libgomp reads it once, when torch loads); the processes `up` starts inherit it.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
