@@ -92,11 +92,12 @@ class VocoderEngine:
         self.decode_window(np.zeros((WINDOW_FRAMES, self.channels), np.float32))
 
     def decode_window(self, latents: np.ndarray) -> np.ndarray:
-        """Decode one window [frames, channels] on its own into [1, frames * samples_per_frame] samples."""
+        """Decode one window [frames, channels] on its own into [1, frames * samples_per_frame] samples
+        (a decoder whose stages add a sample at the end keeps only the first frames * samples_per_frame)."""
         batch = torch.from_numpy(np.ascontiguousarray(latents.T))[None].to(self.device)
         with torch.inference_mode():
-            audio = self.generator(batch)
-        return audio[0].to("cpu", torch.float32).numpy()
+            audio = self.generator(batch)[0, :, : len(latents) * self.samples_per_frame]
+        return audio.to("cpu", torch.float32).numpy()
 
     def decode(self, latents: np.ndarray, token: CancellationToken | None = None) -> np.ndarray:
         """The reference one-shot chunked decode of a whole song: [frames, channels] to [1, frames * 9600].
