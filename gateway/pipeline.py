@@ -69,7 +69,8 @@ class RetryPolicy:
 
 
 class _SongWriter:
-    """Mono PCM in, audio events out: fake stereo, loudness normalization, the container."""
+    """PCM [channels, n] in, audio events out: fake stereo, loudness normalization of the final
+    channels, the container."""
 
     def __init__(self, spec: SongSpec, sample_rate: int, emit: EventSink) -> None:
         self.channels = 2 if spec.stereo else 1
@@ -82,27 +83,28 @@ class _SongWriter:
         self._stereo = FakeStereo(sample_rate) if spec.stereo else None
         self._held: list[np.ndarray] = []
 
-    def add(self, mono: np.ndarray) -> None:
+    def add(self, pcm: np.ndarray) -> None:
         """Encode and send the next samples (held back to the end when normalizing loudness)."""
-        self.samples += len(mono)
+        self.samples += pcm.shape[1]
+        final = self._stereo(pcm) if self._stereo else pcm
         if self._spec.normalize_loudness:
-            self._held.append(mono)
+            self._held.append(final)
         else:
-            self._encode(mono)
+            self._encode(final)
 
     def finish(self) -> bytes:
         """Send the rest of the file; return the whole file."""
         if self._spec.normalize_loudness:
-            mono = np.concatenate(self._held) if self._held else np.zeros(0, np.float32)
-            self._encode(normalize_loudness(mono, self._sample_rate, self._spec.target_lufs))
+            song = np.concatenate([np.zeros((self.channels, 0), np.float32), *self._held], axis=1)
+            self._encode(normalize_loudness(song, self._sample_rate, self._spec.target_lufs))
         started = time.perf_counter()
         self._send(self._encoder.close())
         self.encode_seconds += time.perf_counter() - started
         return self._encoder.data
 
-    def _encode(self, mono: np.ndarray) -> None:
+    def _encode(self, pcm: np.ndarray) -> None:
         started = time.perf_counter()
-        self._send(self._encoder.write(self._stereo(mono) if self._stereo else mono))
+        self._send(self._encoder.write(pcm))
         self.encode_seconds += time.perf_counter() - started
 
     def _send(self, pieces: list[tuple[int, bytes]]) -> None:
