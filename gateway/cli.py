@@ -424,7 +424,7 @@ def run_models(args: argparse.Namespace) -> int:
         return 0
     try:
         paths = model_store.pull(
-            args.family, root, report=lambda line: print(line, file=sys.stderr), endpoint=args.endpoint
+            args.model, root, report=lambda line: print(line, file=sys.stderr), endpoint=args.endpoint
         )
     except model_store.OfflineError as exc:
         raise CommandError(str(exc)) from exc
@@ -535,10 +535,12 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("-q", "--quiet", action="store_true")
         command.set_defaults(func=run_jobs)
 
+    from gateway import model_store
+
     models = commands.add_parser("models", help="get model weights")
     models_commands = models.add_subparsers(dest="models_command", required=True)
     pull = models_commands.add_parser("pull", help="download published weights from the Hugging Face Hub")
-    pull.add_argument("family", choices=("diffrhythm2",))
+    pull.add_argument("model", choices=sorted(model_store.MODELS), help="the model to download")
     pull.add_argument(
         "--endpoint", default=None, help="a Hub mirror's URL (default: $HF_ENDPOINT or the Hub)"
     )
