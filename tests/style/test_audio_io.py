@@ -119,6 +119,19 @@ def test_each_limit_names_itself() -> None:
     )
 
 
+def test_decoding_stops_at_the_length_the_header_declares() -> None:
+    """The duration limit is checked on the header alone, so a header that understates the length
+    must bound the decoding: a 3 s FLAC whose STREAMINFO says 1 s decodes to 1 s."""
+    data = bytearray(encode(tone(8000, 3.0, 200.0), 8000, "FLAC", "PCM_16"))
+    assert data[:4] == b"fLaC"
+    info = 8 + 10  # STREAMINFO body, then rate (20 bits), channels (3), bits (5), total samples (36)
+    packed = int.from_bytes(data[info : info + 8], "big")
+    assert packed & ((1 << 36) - 1) == 3 * 8000
+    data[info : info + 8] = ((packed >> 36 << 36) | 8000).to_bytes(8, "big")
+    decoded = decode_audio(bytes(data), RATE, StyleLimits(max_audio_seconds=2))
+    assert decoded.seconds == 1.0 and decoded.samples.shape == (RATE,)
+
+
 def test_memory_follows_the_output_not_the_source() -> None:
     """30 s at 192 kHz in 8 channels (184 MB as float32) decodes within a few MB beyond its 2.9 MB of
     24 kHz mono output: blocks are mixed down and resampled as they are read."""
