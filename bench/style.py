@@ -114,7 +114,7 @@ def measure(
     )
     rows.append((f"{name}: audio per 10 s clip (s)", f"{whole / clips:.3f}", "—", "—"))
     flac = recording(seconds, 44100, 2, "FLAC", "PCM_16")
-    decode = best_of(repeats, lambda: decode_audio(flac, 24000, 3600.0))
+    decode = best_of(repeats, lambda: decode_audio(flac, 24000, LIMITS))
     whole_flac = best_of(repeats, lambda: engine.embed_audio(flac))
     rows.append(
         (

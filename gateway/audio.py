@@ -1,10 +1,17 @@
 """Audio out: PCM to WAV, FLAC, MP3 or Ogg Vorbis while it streams, fake stereo, loudness.
 
+PCM is [channels, n] float32 everywhere here, the layout the stages produce.
+
 The encoder writes into an in-memory file and hands out the bytes as soon as the codec has written
 them, each with its offset in the file. Some containers learn their length only at the end and then
 rewrite their header (WAV sizes, FLAC stream info, the MP3 info frame): those late rewrites come out
 as extra pieces at their earlier offsets, so a client that writes every piece at its offset ends up
 with exactly the stored file.
+
+Loudness normalization measures the final channels (after fake stereo) with the BS.1770 meter and
+reaches the target with a gain and a look-ahead true-peak limiter: peaks are measured on the signal
+oversampled 4x (as BS.1770 measures true peak) and held to -1 dBTP by a smooth gain curve, never by
+clipping samples.
 """
 
 from __future__ import annotations
@@ -15,12 +22,19 @@ from dataclasses import dataclass
 import numpy as np
 import pyloudnorm
 import soundfile
+from scipy import ndimage, signal
 
 from songsmith.v1 import song_pb2
 
 FAKE_STEREO_GAIN = 0.8
 FAKE_STEREO_DELAY_S = 0.010
 DEFAULT_TARGET_LUFS = -14.0
+TRUE_PEAK_CEILING_DBTP = -1.0
+TRUE_PEAK_OVERSAMPLING = 4
+LIMITER_WINDOW_S = 0.010  # look-ahead, and the length of every gain ramp
+LOUDNESS_PASSES = 6  # gain and limiter rounds; the limiter takes away a little loudness each time
+LOUDNESS_TOLERANCE_LU = 0.1
+MIN_MEASURABLE_S = 0.4  # one BS.1770 gating block
 
 
 @dataclass(frozen=True)
@@ -103,30 +117,82 @@ class FakeStereo:
         self._history = np.zeros(round(FAKE_STEREO_DELAY_S * sample_rate), dtype=np.float32)
 
     def __call__(self, mono: np.ndarray) -> np.ndarray:
-        """The [n, 2] stereo frames for the next `n` mono samples."""
-        joined = np.concatenate([self._history, mono.astype(np.float32, copy=False)])
-        right = joined[: len(mono)] * FAKE_STEREO_GAIN
+        """The [2, n] stereo PCM for the next [1, n] mono PCM."""
+        left = mono[0].astype(np.float32, copy=False)
+        joined = np.concatenate([self._history, left])
+        right = joined[: len(left)] * FAKE_STEREO_GAIN
         self._history = joined[len(joined) - len(self._history) :]
-        return np.stack([mono, right], axis=1)
+        return np.stack([left, right])
 
 
 def fake_stereo(mono: np.ndarray, sample_rate: int) -> np.ndarray:
-    """The whole-song fake stereo ([n, 2]) of `mono`."""
+    """The whole-song fake stereo ([2, n]) of [1, n] mono PCM."""
     return FakeStereo(sample_rate)(mono)
 
 
-def normalize_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float) -> np.ndarray:
-    """`audio` scaled to the integrated loudness `target_lufs`, clipped to [-1, 1].
+def _db_to_gain(db: float) -> float:
+    return float(10.0 ** (db / 20.0))
 
-    Audio too short or too quiet to measure (under 0.4 s, or silence) is returned unchanged.
+
+def true_peak_envelope(audio: np.ndarray, block: int = 1 << 18) -> np.ndarray:
+    """Per sample, the largest magnitude of any channel on the signal oversampled 4x around it (the
+    sample and the interpolated points up to the next one), [n] float32; computed in blocks."""
+    margin = 64
+    envelope = np.empty(audio.shape[1], np.float32)
+    for start in range(0, audio.shape[1], block):
+        stop = min(audio.shape[1], start + block)
+        left, right = max(0, start - margin), min(audio.shape[1], stop + margin)
+        up = signal.resample_poly(audio[:, left:right], TRUE_PEAK_OVERSAMPLING, 1, axis=1)
+        peaks = np.abs(up).max(axis=0).reshape(-1, TRUE_PEAK_OVERSAMPLING).max(axis=1)
+        # the next sample's point closes the interval that starts at this one
+        peaks = np.maximum(peaks, np.append(peaks[1:], peaks[-1]))
+        envelope[start:stop] = peaks[start - left : stop - left]
+    return envelope
+
+
+def limiter_gain(envelope: np.ndarray, ceiling: float, window: int) -> np.ndarray:
+    """A smooth gain curve ([n], at most 1) that keeps `envelope` x gain under `ceiling`.
+
+    The gain each sample needs is held for `window` samples before it (look-ahead) and the result is
+    averaged over `window` samples, so every sample's gain is at most what it needs and each change
+    is a ramp of `window` samples: no clipping, no clicks.
     """
-    meter = pyloudnorm.Meter(sample_rate)
-    if len(audio) < int(0.4 * sample_rate):
+    needed = np.minimum(1.0, ceiling / np.maximum(envelope, 1e-12)).astype(np.float32)
+    ahead = ndimage.minimum_filter1d(needed, size=window, origin=-(window // 2), mode="nearest")
+    return ndimage.uniform_filter1d(ahead, size=window, origin=(window - 1) // 2, mode="nearest")
+
+
+def normalize_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float) -> np.ndarray:
+    """[channels, n] audio brought to the integrated loudness `target_lufs` (BS.1770, measured on all
+    channels together), its true peak held to -1 dBTP by a look-ahead limiter instead of clipping.
+
+    The gain is refined over a few rounds because limiting lowers the loudness a little. Audio too
+    short or too quiet to measure (under 0.4 s, or silence) is returned unchanged.
+    """
+    if audio.shape[1] < int(MIN_MEASURABLE_S * sample_rate):
         return audio
-    loudness = meter.integrated_loudness(audio.astype(np.float64))
+    meter = pyloudnorm.Meter(sample_rate)
+    source = audio.astype(np.float32, copy=False)
+    loudness = meter.integrated_loudness(source.T.astype(np.float64))
     if not np.isfinite(loudness):
         return audio
-    return np.clip(pyloudnorm.normalize.loudness(audio, loudness, target_lufs), -1.0, 1.0).astype(np.float32)
+    envelope = true_peak_envelope(source)
+    ceiling = _db_to_gain(TRUE_PEAK_CEILING_DBTP)
+    window = max(1, round(LIMITER_WINDOW_S * sample_rate))
+    gain_db, slope = target_lufs - loudness, 1.0
+    previous: tuple[float, float] | None = None
+    for _ in range(LOUDNESS_PASSES):
+        gain = _db_to_gain(gain_db)
+        result = source * (gain * limiter_gain(envelope * gain, ceiling, window))
+        reached = meter.integrated_loudness(result.T.astype(np.float64))
+        if abs(reached - target_lufs) <= LOUDNESS_TOLERANCE_LU:
+            break
+        if previous is not None and gain_db != previous[0]:
+            # the more the limiter works, the less loudness each dB of gain adds: a secant step
+            slope = float(np.clip((reached - previous[1]) / (gain_db - previous[0]), 0.05, 1.0))
+        previous = (gain_db, reached)
+        gain_db += (target_lufs - reached) / slope
+    return result.astype(np.float32, copy=False)
 
 
 class StreamingEncoder:
@@ -145,10 +211,10 @@ class StreamingEncoder:
             subtype=self.container.subtype,
         )
 
-    def write(self, frames: np.ndarray) -> list[tuple[int, bytes]]:
-        """Encode `frames` ([n] or [n, channels] float in [-1, 1]); return pieces now final."""
-        if len(frames):
-            self._sound.write(np.clip(frames, -1.0, 1.0))
+    def write(self, pcm: np.ndarray) -> list[tuple[int, bytes]]:
+        """Encode `pcm` ([channels, n] float in [-1, 1]); return pieces now final."""
+        if pcm.shape[1]:
+            self._sound.write(np.clip(pcm.T, -1.0, 1.0))
         return self._file.take()
 
     def close(self) -> list[tuple[int, bytes]]:
@@ -163,8 +229,8 @@ class StreamingEncoder:
 
 
 def encode(audio: np.ndarray, audio_format: int, sample_rate: int) -> bytes:
-    """The whole file for `audio` ([n] mono or [n, 2] stereo) in one go."""
-    encoder = StreamingEncoder(audio_format, sample_rate, 1 if audio.ndim == 1 else audio.shape[1])
+    """The whole file for `audio` ([channels, n]) in one go."""
+    encoder = StreamingEncoder(audio_format, sample_rate, audio.shape[0])
     encoder.write(audio)
     encoder.close()
     return encoder.data

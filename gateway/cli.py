@@ -36,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `songsmith` console script; returns the exit code."""
+    """Entry point of the `songsmith` console script; returns the exit code.
+
+    OpenMP threads sleep between parallel regions unless `OMP_WAIT_POLICY` says otherwise: spinning
+    threads starve every other process on a shared machine (stages, or a `generate` beside them).
+    The default is set here, before the parser imports the stage commands and with them torch
+    (libgomp reads it once, when torch loads); the processes `up` starts inherit it.
+    """
     serve.passive_openmp()
     from services.runtime.cli import USAGE_ERROR, report_error
     from services.runtime.errors import InvalidArgumentError, ServiceError

@@ -91,8 +91,9 @@ def duration(seconds: float) -> Duration:
     return value
 
 
-class _SongWriter:
-    """PCM [channels, n] in, audio events out: fake stereo for mono models, loudness, the container."""
+class SongWriter:
+    """PCM [channels, n] in, audio events out: fake stereo for mono models, loudness normalization of
+    the final channels, the container."""
 
     def __init__(self, spec: SongSpec, sample_rate: int, channels: int, emit: EventSink) -> None:
         self.channels = 2 if spec.stereo and channels == 1 else channels
@@ -105,28 +106,28 @@ class _SongWriter:
         self._stereo = FakeStereo(sample_rate) if self.channels != channels else None
         self._held: list[np.ndarray] = []
 
-    def add(self, samples: np.ndarray) -> None:
+    def add(self, pcm: np.ndarray) -> None:
         """Encode and send the next samples (held back to the end when normalizing loudness)."""
-        self.samples += samples.shape[1]
-        frames = self._stereo(samples[0]) if self._stereo else samples.T
+        self.samples += pcm.shape[1]
+        final = self._stereo(pcm) if self._stereo else pcm
         if self._spec.normalize_loudness:
-            self._held.append(frames)
+            self._held.append(final)
         else:
-            self._encode(frames)
+            self._encode(final)
 
     def finish(self) -> bytes:
         """Send the rest of the file; return the whole file."""
         if self._spec.normalize_loudness:
-            held = np.concatenate(self._held) if self._held else np.zeros((0, self.channels), np.float32)
-            self._encode(normalize_loudness(held, self._sample_rate, self._spec.target_lufs))
+            song = np.concatenate([np.zeros((self.channels, 0), np.float32), *self._held], axis=1)
+            self._encode(normalize_loudness(song, self._sample_rate, self._spec.target_lufs))
         started = time.perf_counter()
         self._send(self._encoder.close())
         self.encode_seconds += time.perf_counter() - started
         return self._encoder.data
 
-    def _encode(self, frames: np.ndarray) -> None:
+    def _encode(self, pcm: np.ndarray) -> None:
         started = time.perf_counter()
-        self._send(self._encoder.write(frames))
+        self._send(self._encoder.write(pcm))
         self.encode_seconds += time.perf_counter() - started
 
     def _send(self, pieces: list[tuple[int, bytes]]) -> None:
@@ -181,7 +182,7 @@ class Pipeline:
         )
         song = SongGeneration(request, spec.options_field, spec.options)
         vocoder = model.info(token, stage="vocoder")
-        writer = _SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit)
+        writer = SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit)
         frames = self._frame_stream(model, info, song, token, emit, timings, kept, keep)
         decode_started = time.perf_counter()
         for piece in model.vocoder.decode(frames, spec.job_id, token):

@@ -75,7 +75,7 @@ def run_models(args: argparse.Namespace) -> int:
         return 0
     try:
         paths = model_store.pull(
-            args.family, root, report=lambda line: print(line, file=sys.stderr), endpoint=args.endpoint
+            args.model, root, report=lambda line: print(line, file=sys.stderr), endpoint=args.endpoint
         )
     except model_store.OfflineError as exc:
         raise CommandError(str(exc)) from exc
@@ -87,6 +87,8 @@ def run_models(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the `models` group."""
+    from gateway import model_store
+
     models = commands.add_parser("models", help="list models, get their weights")
     models_commands = models.add_subparsers(dest="models_command", required=True)
     listing = models_commands.add_parser(
@@ -94,7 +96,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_connection_options(listing, "")
     pull = models_commands.add_parser("pull", help="download published weights from the Hugging Face Hub")
-    pull.add_argument("family", choices=("diffrhythm2",))
+    pull.add_argument("model", choices=sorted(model_store.MODELS), help="the model to download")
     pull.add_argument(
         "--endpoint", default=None, help="a Hub mirror's URL (default: $HF_ENDPOINT or the Hub)"
     )

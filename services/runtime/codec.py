@@ -1,7 +1,8 @@
 """Tensors to and from the wire: raw little-endian bytes with dtype and shape, bit-exact.
 
 A tensor of at most 1 MiB goes as one `Tensor` message; a larger one as a stream of `TensorChunk`
-messages of at most 1 MiB each, reassembled with size and CRC-32 checks. numpy arrays and torch
+messages of at most 1 MiB each, reassembled with size and CRC-32 checks. A received shape is bounded
+(rank, every dimension, the bytes it needs) before any buffer is allocated. numpy arrays and torch
 tensors are both accepted; bfloat16 maps to `ml_dtypes.bfloat16` on the numpy side.
 
 The CRC-32 is zlib's (the same polynomial and value), computed with ISA-L, which runs several times
@@ -23,6 +24,10 @@ from services.runtime.errors import InvalidArgumentError, ResourceExhaustedError
 from songsmith.v1 import tensor_pb2
 
 MAX_CHUNK_BYTES = 1 << 20
+# Bounds on a received shape, checked before anything is allocated or reshaped: no tensor of ours
+# has more than 4 dimensions (numpy itself stops at 64), and none has a side of 2^31 elements.
+MAX_RANK = 8
+MAX_DIM = (1 << 31) - 1
 
 _NUMPY_DTYPES: dict[int, np.dtype] = {
     tensor_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
@@ -89,9 +94,15 @@ def _checked_dtype(code: int, field: str) -> np.dtype:
 
 
 def _checked_nbytes(shape: Iterable[int], dtype: np.dtype, field: str) -> int:
+    """The byte count a shape needs; INVALID_ARGUMENT naming `field` for a rank over MAX_RANK or a
+    dimension outside 0..MAX_DIM (an empty tensor included: [0, 2^62] holds no bytes but no array)."""
     dims = list(shape)
+    if len(dims) > MAX_RANK:
+        raise InvalidArgumentError(field, f"shape has {len(dims)} dimensions, more than {MAX_RANK}")
     if any(d < 0 for d in dims):
         raise InvalidArgumentError(field, f"negative dimension in shape {dims}")
+    if any(d > MAX_DIM for d in dims):
+        raise InvalidArgumentError(field, f"dimension over {MAX_DIM} in shape {dims}")
     return math.prod(dims) * dtype.itemsize
 
 

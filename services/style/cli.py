@@ -12,8 +12,15 @@ from services.runtime.errors import ServiceError
 from services.style.engine import CROP_WHOLE, StyleLimits, StyleSettings
 from services.style.families import STYLE_FAMILIES
 
-# The CLI embeds local files its user chose, so the service's size caps do not apply.
-CLI_LIMITS = StyleLimits(max_prompt_chars=1_000_000, max_audio_seconds=float("inf"), max_audio_bytes=1 << 62)
+# The CLI embeds local files its user chose, so the service's size caps do not apply (decoding keeps
+# memory to the recording at the model rate whatever the source's rate and channels).
+CLI_LIMITS = StyleLimits(
+    max_prompt_chars=1_000_000,
+    max_audio_seconds=float("inf"),
+    max_audio_bytes=1 << 62,
+    max_audio_sample_rate=1 << 31,
+    max_audio_channels=1 << 16,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

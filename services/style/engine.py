@@ -27,11 +27,14 @@ CropMode = Literal["whole", "random", "middle"]
 
 @dataclass(frozen=True)
 class StyleLimits:
-    """Input bounds; requests beyond them get INVALID_ARGUMENT."""
+    """Input bounds; requests beyond them get INVALID_ARGUMENT naming the limit. The recording's
+    sample rate, channel count and duration are read from its header and checked before decoding."""
 
     max_prompt_chars: int = 1000
     max_audio_seconds: float = 600.0
     max_audio_bytes: int = 32 * MIB
+    max_audio_sample_rate: int = 192_000
+    max_audio_channels: int = 8
 
 
 @dataclass(frozen=True)

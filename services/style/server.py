@@ -38,6 +38,10 @@ class StyleConfig(ServerConfig):
     max_prompt_chars: int = option(1000, "longest prompt accepted, in characters")
     max_audio_seconds: float = option(600.0, "longest reference recording accepted, in seconds")
     max_audio_bytes: int = option(32 * MIB, "largest reference audio file accepted, in bytes")
+    max_audio_sample_rate: int = option(
+        192_000, "highest sample rate of a reference recording accepted, in Hz"
+    )
+    max_audio_channels: int = option(8, "most channels of a reference recording accepted")
 
 
 def build_spec(config: StyleConfig) -> StageSpec:
@@ -46,6 +50,8 @@ def build_spec(config: StyleConfig) -> StageSpec:
         max_prompt_chars=config.max_prompt_chars,
         max_audio_seconds=config.max_audio_seconds,
         max_audio_bytes=config.max_audio_bytes,
+        max_audio_sample_rate=config.max_audio_sample_rate,
+        max_audio_channels=config.max_audio_channels,
     )
 
     def load() -> StyleEngine:

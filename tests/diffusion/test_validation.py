@@ -43,9 +43,9 @@ CASES = {
     "zero frames": ("max_frames", {"max_frames": 0}),
     "frames over the cap": ("max_frames", {"max_frames": 3001}),
     "prefix as long as the song": ("prefix", {"max_frames": 20, "prefix": [ZERO_BLOCK] * 2}),
-    "prefix block of 9 frames": ("prefix[0].latents", {"prefix": [np.zeros((9, 64), np.float32)]}),
-    "prefix block with NaN": ("prefix[0].latents", {"prefix": [np.full((10, 64), np.nan, np.float32)]}),
-    "prefix block that ends the song": ("prefix[0].latents", {"prefix": [_ending_block()]}),
+    "prefix block of 9 frames": ("prefix[0].frames", {"prefix": [np.zeros((9, 64), np.float32)]}),
+    "prefix block with NaN": ("prefix[0].frames", {"prefix": [np.full((10, 64), np.nan, np.float32)]}),
+    "prefix block that ends the song": ("prefix[0].frames", {"prefix": [_ending_block()]}),
 }
 
 

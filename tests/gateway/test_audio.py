@@ -26,8 +26,9 @@ RATE = 48_000
 
 
 def _tone(seconds: float, amplitude: float = 0.3) -> np.ndarray:
+    """A 440 Hz tone as [1, n] mono PCM."""
     t = np.arange(int(seconds * RATE)) / RATE
-    return (amplitude * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    return (amplitude * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
 
 
 @pytest.mark.parametrize("audio_format", list(CONTAINERS), ids=lambda f: CONTAINERS[f].extension)
@@ -36,8 +37,8 @@ def test_pieces_written_at_their_offsets_give_the_stored_file(audio_format: int)
     encoder = StreamingEncoder(audio_format, RATE, 1)
     file = bytearray()
     pieces = []
-    for start in range(0, len(audio), 9600):
-        pieces += encoder.write(audio[start : start + 9600])
+    for start in range(0, audio.shape[1], 9600):
+        pieces += encoder.write(audio[:, start : start + 9600])
     streamed_before_close = sum(len(data) for _, data in pieces)
     pieces += encoder.close()
     for offset, data in pieces:
@@ -45,33 +46,35 @@ def test_pieces_written_at_their_offsets_give_the_stored_file(audio_format: int)
     assert bytes(file) == encoder.data
     assert streamed_before_close > 0, "nothing was streamed before the end"
     decoded, rate = soundfile.read(io.BytesIO(bytes(file)), dtype="float32")
-    assert rate == RATE and abs(len(decoded) - len(audio)) <= 1152
+    assert rate == RATE and abs(len(decoded) - audio.shape[1]) <= 1152
 
 
 def test_wav_is_the_pcm_at_16_bits() -> None:
     audio = _tone(1.0)
     decoded, _ = soundfile.read(io.BytesIO(encode(audio, song_pb2.AUDIO_FORMAT_WAV, RATE)), dtype="float32")
-    assert np.max(np.abs(decoded - audio)) <= 1 / 32768 + 1e-7
+    assert np.max(np.abs(decoded - audio[0])) <= 1 / 32768 + 1e-7
 
 
 def test_fake_stereo_delays_and_scales_the_right_channel() -> None:
-    mono = np.random.default_rng(0).uniform(-1, 1, 5000).astype(np.float32)
+    mono = np.random.default_rng(0).uniform(-1, 1, (1, 5000)).astype(np.float32)
     whole = fake_stereo(mono, RATE)
-    assert np.array_equal(whole[:, 0], mono)
-    assert np.all(whole[:480, 1] == 0)
-    assert np.allclose(whole[480:, 1], mono[:-480] * 0.8)
+    assert whole.shape == (2, 5000) and whole.dtype == np.float32
+    assert np.array_equal(whole[0], mono[0])
+    assert np.all(whole[1, :480] == 0)
+    assert np.allclose(whole[1, 480:], mono[0, :-480] * 0.8)
     chunked = FakeStereo(RATE)
-    pieces = np.concatenate([chunked(mono[i : i + 700]) for i in range(0, len(mono), 700)])
+    pieces = np.concatenate([chunked(mono[:, i : i + 700]) for i in range(0, mono.shape[1], 700)], axis=1)
     assert np.array_equal(pieces, whole)
 
 
 def test_loudness_is_normalized_to_the_target() -> None:
     quiet = _tone(3.0, amplitude=0.02)
     louder = normalize_loudness(quiet, RATE, -14.0)
-    assert pyloudnorm.Meter(RATE).integrated_loudness(louder.astype(np.float64)) == pytest.approx(
-        -14.0, abs=0.5
+    assert louder.shape == quiet.shape
+    assert pyloudnorm.Meter(RATE).integrated_loudness(louder[0].astype(np.float64)) == pytest.approx(
+        -14.0, abs=0.1
     )
-    silence = np.zeros(RATE, np.float32)
+    silence = np.zeros((1, RATE), np.float32)
     assert np.array_equal(normalize_loudness(silence, RATE, -14.0), silence)
 
 

@@ -167,6 +167,15 @@ def test_header_must_be_first_and_consistent() -> None:
         assemble_tensor(second, 1 << 30)
 
 
+@pytest.mark.parametrize(("shape", "reason"), [([1] * 70, "70 dimensions"), ([0, 1 << 40], "dimension over")])
+def test_a_chunked_header_with_an_absurd_shape_is_refused(shape: list[int], reason: str) -> None:
+    header = tensor_pb2.TensorHeader(dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=shape, total_bytes=0)
+    assembler = TensorAssembler(1 << 20, field="latents")
+    with pytest.raises(InvalidArgumentError, match=reason) as caught:
+        assembler.add(tensor_pb2.TensorChunk(header=header, index=0))
+    assert caught.value.violations[0].field == "latents"
+
+
 def test_empty_stream_is_refused() -> None:
     assembler = TensorAssembler(1 << 20, field="latents")
     with pytest.raises(InvalidArgumentError) as caught:
@@ -181,6 +190,12 @@ def test_empty_stream_is_refused() -> None:
         (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=[3], data=bytes(8)), "needs 12 bytes"),
         (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_INT16, shape=[-1], data=b""), "negative"),
         (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_BOOL, shape=[2], data=b"\x01\x02"), "boolean"),
+        (
+            tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_INT64, shape=[1] * 100, data=bytes(8)),
+            "100 dimensions",
+        ),
+        (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_FLOAT32, shape=[1] * 9, data=bytes(4)), "9 dimensions"),
+        (tensor_pb2.Tensor(dtype=tensor_pb2.DATA_TYPE_INT64, shape=[0, 1 << 62], data=b""), "dimension over"),
     ],
 )
 def test_malformed_tensor_names_its_field(message: tensor_pb2.Tensor, reason: str) -> None:

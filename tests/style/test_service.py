@@ -139,7 +139,7 @@ def test_audio_content_errors(stub: style_pb2_grpc.StyleEncoderServiceStub) -> N
     data = long_recording.getvalue()
     code, violations = bad_request(lambda: stub.EmbedAudio(audio_stream(data), timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert violations == [("data", "the recording lasts 25.0 s; the limit is 20 s")]
+    assert violations == [("data", "the recording lasts 25.0 s; the duration limit is 20 s")]
 
 
 def test_audio_byte_cap_stops_reading_early(stub: style_pb2_grpc.StyleEncoderServiceStub) -> None:

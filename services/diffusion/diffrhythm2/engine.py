@@ -21,7 +21,12 @@ from services.diffusion.diffrhythm2.dit import COND_DIM, DiT
 from services.diffusion.diffrhythm2.sampler import BlockSampler, SampledBlock, block_count, end_of_song
 from services.diffusion.engine import GeneratedBlock, GenerationRequest, GenerationSettings
 from services.runtime.cancellation import CancellationToken
-from services.runtime.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
+from services.runtime.errors import (
+    FailedPreconditionError,
+    FieldViolation,
+    InternalError,
+    InvalidArgumentError,
+)
 from services.runtime.model_info import (
     LYRICS,
     STYLE_AUDIO,
@@ -40,6 +45,10 @@ CFG_RANGE = (0.0, 20.0)
 DEFAULT_MAX_FRAMES_CAP = 3000
 DEFAULT_SONG_FRAMES = 1050  # 210 s, the reference's default length cap
 MAX_TOKENS = 8192
+# Input value bounds. A MuQ-MuLan style vector has unit length, so every value lies in [-1, 1]; the
+# model's latents stay within a few units. Far larger values only overflow the network into NaN.
+STYLE_LIMIT = 100.0
+LATENT_LIMIT = 1000.0
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -81,7 +90,9 @@ class DiffusionEngine:
         self.model = model
         self.config = model.config
         self.max_frames_cap = max_frames_cap
-        self.info = info or ModelInfo(name=FAMILY, family=FAMILY, revision="", families=(FAMILY,))
+        self.info = info or ModelInfo(
+            name=FAMILY, family=FAMILY, revision="", families=(FAMILY,), frame_rate=float(FRAMES_PER_SECOND)
+        )
         self._sampler = BlockSampler(model)
 
     @classmethod
@@ -191,6 +202,13 @@ class DiffusionEngine:
 
     @staticmethod
     def _result(block: SampledBlock, max_blocks: int) -> LatentBlockResult:
+        """The block as a result; a block with NaN or infinite latents fails the song instead (INTERNAL),
+        so non-finite output never reaches a caller as success."""
+        if not np.isfinite(block.latents).all():
+            raise InternalError(
+                f"the model produced NaN or infinite latents in block {block.index}; "
+                "the song stops here instead of returning them"
+            )
         return LatentBlockResult(block.index, block.latents, block.final, max_blocks)
 
     def _validate(
@@ -222,6 +240,8 @@ class DiffusionEngine:
             bad("style", f"must be a float [{COND_DIM}] vector, got {_describe(style)}")
         elif not np.isfinite(style).all():
             bad("style", "contains NaN or infinite values")
+        elif np.abs(style).max() > STYLE_LIMIT:
+            bad("style", f"values must lie within ±{STYLE_LIMIT:g}, got {float(np.abs(style).max()):g}")
         if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
             bad("seed", "must be an integer in 0..2^64-1")
         if not STEPS_RANGE[0] <= steps <= STEPS_RANGE[1]:
@@ -250,8 +270,10 @@ class DiffusionEngine:
         for index, block in enumerate(prefix):
             block = np.asarray(block)
             if block.shape != shape or not np.issubdtype(block.dtype, np.floating):
-                bad(f"prefix[{index}].latents", f"must be float {list(shape)}, got {_describe(block)}")
+                bad(f"prefix[{index}].frames", f"must be float {list(shape)}, got {_describe(block)}")
             elif not np.isfinite(block).all():
-                bad(f"prefix[{index}].latents", "contains NaN or infinite values")
+                bad(f"prefix[{index}].frames", "contains NaN or infinite values")
+            elif np.abs(block).max() > LATENT_LIMIT:
+                bad(f"prefix[{index}].frames", f"values must lie within ±{LATENT_LIMIT:g}")
             elif end_of_song(block) is not None:
-                bad(f"prefix[{index}].latents", "ends the song (its last frame is the end marker)")
+                bad(f"prefix[{index}].frames", "ends the song (its last frame is the end marker)")

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from services.runtime.cancellation import CancellationToken
-from services.runtime.errors import InvalidArgumentError
+from services.runtime.errors import InternalError, InvalidArgumentError
 from services.runtime.model_info import (
     STYLE_AUDIO,
     STYLE_TEXT,
@@ -164,12 +164,12 @@ class StyleEngine:
         """Embed an encoded recording (WAV, FLAC, MP3 or OGG; any rate and channel count).
         `crop="whole"` averages every 10 s clip (deterministic); `crop="random"` embeds one 10 s
         window drawn from `seed`, as DiffRhythm 2 does. INVALID_ARGUMENT on field `data` for empty,
-        undecodable, over-long or over-size audio."""
+        undecodable, over-long or over-size audio, or a sample rate or channel count over the limits."""
         if len(data) > self.limits.max_audio_bytes:
             raise InvalidArgumentError(
                 DATA_FIELD, f"the file has {len(data)} bytes; the limit is {self.limits.max_audio_bytes}"
             )
-        decoded = decode_audio(data, self.sample_rate, self.limits.max_audio_seconds)
+        decoded = decode_audio(data, self.sample_rate, self.limits)
         return self.embed_waveform(decoded.samples, crop, seed, token, seconds=decoded.seconds)
 
     def embed_waveform(
@@ -189,7 +189,10 @@ class StyleEngine:
             samples = random_crop(samples, self.clip_samples, seed)
         latents = self.clip_latents(whole_recording_clips(samples, self.clip_samples), token)
         duration = samples.size / self.sample_rate if seconds is None else seconds
-        return Embedding(latents.mean(axis=0), clips=latents.shape[0], seconds=duration)
+        vector = latents.mean(axis=0)
+        if not np.isfinite(vector).all():
+            raise InternalError("the model produced a NaN or infinite style vector for this recording")
+        return Embedding(vector, clips=latents.shape[0], seconds=duration)
 
     def clip_latents(self, clips: list[np.ndarray], token: CancellationToken | None = None) -> np.ndarray:
         """The unit latent of each clip, [n_clips, 512], one clip at a time as the reference does."""

@@ -1,10 +1,16 @@
 """The BigVGAN-v2 generator that DiffRhythm 2 uses as its decoder: 64-channel 5 Hz latents to 48 kHz audio.
 
-One architecture in one file: the config read from `decoder.json`, the SnakeBeta activation with
-log-scale parameters, the alias-free activation (2x kaiser-sinc upsample, activation, 2x low-pass
-downsample; both filters are state-dict buffers), the AMPBlock1 residual block and the generator.
-Convolutions are plain (weight norm already fused by the loader), so the module's state-dict keys
-are the published ones with `weight` in place of each `weight_g`/`weight_v` pair.
+One architecture in one file: the config read from `decoder.json`, the Snake and SnakeBeta
+activations (optionally with log-scale parameters), the alias-free activation (2x kaiser-sinc
+upsample, activation, 2x low-pass downsample; both filters are state-dict buffers), the AMPBlock1
+and AMPBlock2 residual blocks and the generator. Convolutions are plain (weight norm already fused by
+the loader), so the module's state-dict keys are the published ones with `weight` in place of each
+`weight_g`/`weight_v` pair.
+
+Every config the reference BigVGAN builds is accepted, with its choices: channel counts are floored
+(`upsample_initial_channel // 2**stage`, so a width that does not halve evenly still builds), extra
+kernel sizes or dilation rows beyond the stages and branches that use them are ignored. What the
+reference cannot build or run is refused with the offending field named.
 """
 
 from __future__ import annotations
@@ -23,6 +29,14 @@ ALIAS_FREE_TAPS = 12
 SNAKE_EPSILON = 1e-9
 
 
+RESBLOCKS = ("1", "2")
+ACTIVATIONS = ("snake", "snakebeta")
+
+
+def _positive(values: tuple[int, ...]) -> bool:
+    return all(value > 0 for value in values)
+
+
 @dataclass(frozen=True)
 class DecoderConfig:
     """The decoder hyperparameters that shape the network (the rest of decoder.json is training-side)."""
@@ -34,7 +48,6 @@ class DecoderConfig:
     resblock_kernel_sizes: tuple[int, ...]
     resblock_dilation_sizes: tuple[tuple[int, ...], ...]
     sampling_rate: int
-    fps: int
     resblock: str = "1"
     activation: str = "snakebeta"
     snake_logscale: bool = True
@@ -42,26 +55,68 @@ class DecoderConfig:
     use_bias_at_final: bool = True
 
     def __post_init__(self) -> None:
-        if self.resblock != "1":
-            raise ValueError(f'decoder.json: resblock {self.resblock!r} is not supported (only "1")')
-        if self.activation != "snakebeta":
-            raise ValueError(f"decoder.json: activation {self.activation!r} is not supported")
-        if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
-            raise ValueError("decoder.json: upsample_rates and upsample_kernel_sizes differ in length")
-        if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes):
-            raise ValueError("decoder.json: resblock kernel and dilation lists differ in length")
-        if self.upsample_initial_channel % (2 ** len(self.upsample_rates)):
-            raise ValueError("decoder.json: upsample_initial_channel must halve cleanly at every stage")
-        if self.sampling_rate % self.fps or self.samples_per_frame != self.sampling_rate // self.fps:
-            raise ValueError(
-                f"decoder.json: upsample rates multiply to {self.samples_per_frame}, "
-                f"but sampling_rate / fps is {self.sampling_rate / self.fps:g}"
+        problems = self._problems()
+        if problems:
+            raise ValueError("decoder.json: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        """What keeps this config from building a network that runs, each naming its field."""
+        problems = []
+        if self.resblock not in RESBLOCKS:
+            problems.append(f'resblock {self.resblock!r} is not a BigVGAN residual block ("1" or "2")')
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"activation {self.activation!r} is not snake or snakebeta")
+        if self.in_channels <= 0 or self.sampling_rate <= 0:
+            problems.append("in_channels and sampling_rate must be positive")
+        stages = len(self.upsample_rates)
+        if stages == 0 or not _positive(self.upsample_rates):
+            problems.append(
+                f"upsample_rates {list(self.upsample_rates)} must list at least one positive rate"
             )
+        kernels = self.upsample_kernel_sizes[:stages]
+        if len(kernels) < stages:
+            problems.append(
+                f"upsample_kernel_sizes lists {len(kernels)} kernels for {stages} upsample stages"
+            )
+        for stage, (rate, kernel) in enumerate(zip(self.upsample_rates, kernels, strict=False)):
+            if kernel < rate:
+                problems.append(f"upsample_kernel_sizes[{stage}] is {kernel}, smaller than its rate {rate}")
+        if self.upsample_initial_channel // 2**stages < 1:
+            problems.append(
+                f"upsample_initial_channel {self.upsample_initial_channel} leaves no channel after "
+                f"{stages} upsample stages (it must be at least {2**stages})"
+            )
+        problems += self._resblock_problems()
+        return problems
+
+    def _resblock_problems(self) -> list[str]:
+        branches = len(self.resblock_kernel_sizes)
+        if branches == 0 or not _positive(self.resblock_kernel_sizes):
+            return [f"resblock_kernel_sizes {list(self.resblock_kernel_sizes)} must list positive kernels"]
+        rows = self.resblock_dilation_sizes[:branches]
+        if len(rows) < branches:
+            return [f"resblock_dilation_sizes lists {len(rows)} rows for {branches} resblock kernels"]
+        problems = []
+        for branch, (kernel, dilations) in enumerate(zip(self.resblock_kernel_sizes, rows, strict=True)):
+            # A residual conv keeps the length only when dilation * (kernel - 1) is even.
+            uses = dilations + (1,) * len(dilations) if self.resblock == "1" else dilations
+            if not _positive(dilations):
+                problems.append(f"resblock_dilation_sizes[{branch}] {list(dilations)} must be positive")
+            elif any(dilation * (kernel - 1) % 2 for dilation in uses):
+                problems.append(
+                    f"resblock_kernel_sizes[{branch}] {kernel} with dilations {list(dilations)} changes the "
+                    "signal length, so the residual sum cannot be formed (use an odd kernel)"
+                )
+        return problems
 
     @property
     def samples_per_frame(self) -> int:
         """Audio samples produced per latent frame (the product of the upsample rates)."""
         return math.prod(self.upsample_rates)
+
+    def stage_channels(self, stage: int) -> int:
+        """Channels after upsample stage `stage` (0-based), floored as the reference does."""
+        return self.upsample_initial_channel // 2 ** (stage + 1)
 
     @classmethod
     def from_dict(cls, raw: dict) -> DecoderConfig:
@@ -105,14 +160,34 @@ def kaiser_sinc_filter(cutoff: float, half_width: float, taps: int) -> torch.Ten
     return (response / response.sum()).view(1, 1, taps)
 
 
+def _log_scale_parameter(channels: int, logscale: bool) -> nn.Parameter:
+    return nn.Parameter(torch.zeros(channels) if logscale else torch.ones(channels))
+
+
+class Snake(nn.Module):
+    """x + sin^2(alpha x) / alpha per channel; alpha is stored as a logarithm when `logscale`."""
+
+    def __init__(self, channels: int, logscale: bool) -> None:
+        super().__init__()
+        self.logscale = logscale
+        self.alpha = _log_scale_parameter(channels, logscale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the activation to [batch, channels, time]."""
+        alpha = self.alpha[None, :, None]
+        if self.logscale:
+            alpha = torch.exp(alpha)
+        return x + (1.0 / (alpha + SNAKE_EPSILON)) * torch.sin(x * alpha).pow(2)
+
+
 class SnakeBeta(nn.Module):
     """x + sin^2(alpha x) / beta per channel; alpha and beta are stored as logarithms when `logscale`."""
 
     def __init__(self, channels: int, logscale: bool) -> None:
         super().__init__()
         self.logscale = logscale
-        self.alpha = nn.Parameter(torch.zeros(channels) if logscale else torch.ones(channels))
-        self.beta = nn.Parameter(torch.zeros(channels) if logscale else torch.ones(channels))
+        self.alpha = _log_scale_parameter(channels, logscale)
+        self.beta = _log_scale_parameter(channels, logscale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the activation to [batch, channels, time]."""
@@ -176,12 +251,13 @@ class DownsampleBy2(nn.Module):
         return self.lowpass(x)
 
 
-class AliasFreeSnakeBeta(nn.Module):
-    """SnakeBeta run at twice the sample rate, so its harmonics are filtered out before decimation."""
+class AliasFreeActivation(nn.Module):
+    """Snake or SnakeBeta run at twice the sample rate, its harmonics filtered out before decimation."""
 
-    def __init__(self, channels: int, logscale: bool) -> None:
+    def __init__(self, config: DecoderConfig, channels: int) -> None:
         super().__init__()
-        self.act = SnakeBeta(channels, logscale)
+        activation = SnakeBeta if config.activation == "snakebeta" else Snake
+        self.act = activation(channels, config.snake_logscale)
         self.upsample = UpsampleBy2()
         self.downsample = DownsampleBy2()
 
@@ -194,21 +270,23 @@ def _same_padding(kernel_size: int, dilation: int) -> int:
     return (kernel_size * dilation - dilation) // 2
 
 
+def _dilated_conv(channels: int, kernel_size: int, dilation: int) -> nn.Conv1d:
+    return nn.Conv1d(
+        channels, channels, kernel_size, dilation=dilation, padding=_same_padding(kernel_size, dilation)
+    )
+
+
 class AMPBlock1(nn.Module):
     """Residual block: per dilation, activation, dilated conv, activation, plain conv, then add."""
 
-    def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...], logscale: bool) -> None:
+    def __init__(
+        self, config: DecoderConfig, channels: int, kernel_size: int, dilations: tuple[int, ...]
+    ) -> None:
         super().__init__()
-        self.convs1 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=_same_padding(kernel_size, d))
-            for d in dilations
-        )
-        self.convs2 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel_size, padding=_same_padding(kernel_size, 1))
-            for _ in dilations
-        )
+        self.convs1 = nn.ModuleList(_dilated_conv(channels, kernel_size, d) for d in dilations)
+        self.convs2 = nn.ModuleList(_dilated_conv(channels, kernel_size, 1) for _ in dilations)
         self.activations = nn.ModuleList(
-            AliasFreeSnakeBeta(channels, logscale) for _ in range(2 * len(dilations))
+            AliasFreeActivation(config, channels) for _ in range(2 * len(dilations))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -219,32 +297,51 @@ class AMPBlock1(nn.Module):
         return x
 
 
+class AMPBlock2(nn.Module):
+    """Residual block without the plain convs: per dilation, activation, dilated conv, then add."""
+
+    def __init__(
+        self, config: DecoderConfig, channels: int, kernel_size: int, dilations: tuple[int, ...]
+    ) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(_dilated_conv(channels, kernel_size, d) for d in dilations)
+        self.activations = nn.ModuleList(AliasFreeActivation(config, channels) for _ in dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Same shape in and out."""
+        for conv, activation in zip(self.convs, self.activations, strict=True):
+            x = x + conv(activation(x))
+        return x
+
+
 class BigVGANGenerator(nn.Module):
-    """Latents [batch, in_channels, frames] to audio [batch, 1, frames * samples_per_frame] in [-1, 1]."""
+    """Latents [batch, in_channels, frames] to audio [batch, 1, samples] in [-1, 1]."""
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
         self.config = config
         width = config.upsample_initial_channel
+        block = AMPBlock1 if config.resblock == "1" else AMPBlock2
         self.conv_pre = nn.Conv1d(config.in_channels, width, 7, padding=3)
         self.ups = nn.ModuleList()
         self.resblocks = nn.ModuleList()
-        upsamplers = zip(config.upsample_rates, config.upsample_kernel_sizes, strict=True)
-        branches = list(zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes, strict=True))
+        upsamplers = zip(config.upsample_rates, config.upsample_kernel_sizes, strict=False)
+        branches = list(zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes, strict=False))
         for stage, (rate, kernel) in enumerate(upsamplers):
-            channels_in, channels_out = width // 2**stage, width // 2 ** (stage + 1)
+            channels_in, channels_out = width // 2**stage, config.stage_channels(stage)
             upsample = nn.ConvTranspose1d(
                 channels_in, channels_out, kernel, rate, padding=(kernel - rate) // 2
             )
             self.ups.append(nn.ModuleList([upsample]))
             for kernel_size, dilations in branches:
-                self.resblocks.append(AMPBlock1(channels_out, kernel_size, dilations, config.snake_logscale))
-        final_channels = width // 2 ** len(config.upsample_rates)
-        self.activation_post = AliasFreeSnakeBeta(final_channels, config.snake_logscale)
+                self.resblocks.append(block(config, channels_out, kernel_size, dilations))
+        final_channels = config.stage_channels(len(config.upsample_rates) - 1)
+        self.activation_post = AliasFreeActivation(config, final_channels)
         self.conv_post = nn.Conv1d(final_channels, 1, 7, padding=3, bias=config.use_bias_at_final)
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        """Decode one window of latents; the output length is exactly frames * samples_per_frame."""
+        """Decode one window of latents into frames * samples_per_frame samples (one more at the end
+        for every upsample stage whose kernel and rate differ by an odd number, as in the reference)."""
         x = self.conv_pre(latents)
         branches = len(self.config.resblock_kernel_sizes)
         for stage, upsample in enumerate(self.ups):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from services.runtime.cancellation import CancellationToken
-from services.runtime.errors import InvalidArgumentError
+from services.runtime.errors import InternalError, InvalidArgumentError
 from services.runtime.model_info import ModelInfo, model_name, weights_revision
 from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator
 from services.vocoder.diffrhythm2.checkpoint import load_generator
@@ -93,11 +93,18 @@ class VocoderEngine:
         self.decode_window(np.zeros((WINDOW_FRAMES, self.channels), np.float32))
 
     def decode_window(self, latents: np.ndarray) -> np.ndarray:
-        """Decode one window [frames, channels] on its own into [1, frames * samples_per_frame] samples."""
+        """Decode one window [frames, channels] on its own into [1, frames * samples_per_frame] samples
+        (a decoder whose stages add a sample at the end keeps only the first frames * samples_per_frame).
+        NaN or infinite output fails the call (INTERNAL) rather than reaching the song."""
         batch = torch.from_numpy(np.ascontiguousarray(latents.T))[None].to(self.device)
         with torch.inference_mode():
-            audio = self.generator(batch)
-        return audio[0].to("cpu", torch.float32).numpy()
+            audio = self.generator(batch)[0, :, : len(latents) * self.samples_per_frame]
+        samples = audio.to("cpu", torch.float32).numpy()
+        if not np.isfinite(samples).all():
+            raise InternalError(
+                "the decoder produced NaN or infinite samples; the song stops here instead of returning them"
+            )
+        return samples
 
     def decode(
         self, latents: np.ndarray, token: CancellationToken | None = None, options: Any = None

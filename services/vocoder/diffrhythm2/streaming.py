@@ -25,10 +25,13 @@ from services.vocoder.diffrhythm2.windows import (
 from services.vocoder.engine import PcmPiece
 
 WindowDecoder = Callable[[np.ndarray], np.ndarray]
+# DiffRhythm 2's latents stay within a few units; far larger values only overflow the decoder.
+LATENT_LIMIT = 1000.0
 
 
 def validate_latents(latents: np.ndarray, channels: int, field: str = "frames") -> np.ndarray:
-    """`latents` as a float32 [frames, channels] array; InvalidArgumentError naming `field` otherwise."""
+    """`latents` as a float32 [frames, channels] array of finite values within ±LATENT_LIMIT;
+    InvalidArgumentError naming `field` otherwise."""
     array = np.asarray(latents)
     if array.ndim != 2 or array.shape[1] != channels:
         raise InvalidArgumentError(field, f"expected shape [frames, {channels}], got {list(array.shape)}")
@@ -36,6 +39,8 @@ def validate_latents(latents: np.ndarray, channels: int, field: str = "frames") 
         raise InvalidArgumentError(field, f"dtype must be float32, got {array.dtype}")
     if not np.isfinite(array).all():
         raise InvalidArgumentError(field, "latents contain NaN or infinite values")
+    if array.size and np.abs(array).max() > LATENT_LIMIT:
+        raise InvalidArgumentError(field, f"latent values must lie within ±{LATENT_LIMIT:g}")
     return array
 
 
