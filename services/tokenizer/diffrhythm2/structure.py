@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from services.runtime.errors import InvalidArgumentError
-
-LYRICS_FIELD = "lyrics"
+from services.tokenizer.engine import LYRICS_FIELD
 
 STRUCTURE_TAGS: dict[str, int] = {
     "start": 500,
