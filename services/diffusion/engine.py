@@ -39,8 +39,9 @@ class GenerationRequest:
     for a melody recording (families that take one beside a prompt). steps, cfg_strength,
     max_frames: 0 / None mean the family's default; seconds: the requested length for families that
     generate a fixed length (0 = default). prefix: blocks 0..k-1 of an earlier run of this exact
-    request; generation continues at block k and gives the same song. options: the family's own
-    typed options (from `Family.parse_options`), None for its defaults.
+    request; generation continues at block k and gives the same song. reference: frames of an
+    existing recording (the vocoder's encoding) for families that edit or continue one. options:
+    the family's own typed options (from `Family.parse_options`), None for its defaults.
     """
 
     job_id: str = ""
@@ -53,6 +54,7 @@ class GenerationRequest:
     max_frames: int = 0
     seconds: float = 0.0
     prefix: Sequence[np.ndarray] = field(default_factory=tuple)
+    reference: np.ndarray | None = None
     options: Any = None
 
 
