@@ -15,7 +15,7 @@ from grpc_status import rpc_status
 
 from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy, tensor_to_proto
 from services.vocoder.diffrhythm2.engine import VocoderEngine
-from services.vocoder.diffrhythm2.streaming import PcmPiece
+from services.vocoder.engine import PcmPiece
 from services.vocoder.server import SERVICE_NAME, VocoderConfig, build_spec
 from services.vocoder.servicer import pcm_chunks
 from songsmith.v1 import tensor_pb2, vocoder_pb2, vocoder_pb2_grpc
