@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -10,7 +12,15 @@ import pytest
 
 from services.runtime.errors import InvalidArgumentError
 from services.tokenizer.diffrhythm1.length import song_length
-from services.tokenizer.diffrhythm1.lrc import TimedLine, line_tokens, parse_lrc, place_lines, sung_lines
+from services.tokenizer.diffrhythm1.lrc import (
+    TimedLine,
+    line_tokens,
+    parse_lrc,
+    place_lines,
+    read_song,
+    sung_lines,
+)
+from services.tokenizer.diffrhythm2.structure import LyricsLimits
 from services.tokenizer.engine import TokenizerEngine
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "diffrhythm1-tiny"
@@ -161,3 +171,17 @@ def test_size_limits(engine: TokenizerEngine) -> None:
     with pytest.raises(InvalidArgumentError) as exc:
         v1(engine, "[00:01.00]" + "la " * 200)
     assert violations(exc) == [("lyrics", "line 1: 599 characters, more than the 500 allowed")]
+
+
+def test_read_song_checks_lyrics_without_loading_the_reader() -> None:
+    song = read_song("[00:01.00]a\n[02:00.00]b", 100, LyricsLimits())
+    assert [line.number for line in song.kept] == [1] and [line.number for line in song.dropped] == [2]
+    with pytest.raises(InvalidArgumentError) as exc:
+        read_song("[ti:Song]", 100, LyricsLimits())
+    assert violations(exc)[0][0] == "lyrics"
+    probe = (
+        "import sys, services.tokenizer.diffrhythm1.lrc; "
+        "print(sorted(m for m in ('jieba', 'onnxruntime', 'phonemizer', 'torch') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

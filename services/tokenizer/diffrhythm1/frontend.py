@@ -11,18 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from services.runtime.cancellation import CancellationToken
-from services.runtime.errors import FieldViolation, InvalidArgumentError
-from services.tokenizer.diffrhythm1.length import SAMPLE_RATE, SAMPLES_PER_FRAME, frame_of, song_length
-from services.tokenizer.diffrhythm1.lrc import (
-    Placement,
-    TimedLine,
-    line_tokens,
-    parse_lrc,
-    place_lines,
-    sung_lines,
-)
+from services.tokenizer.diffrhythm1.length import SAMPLE_RATE, SAMPLES_PER_FRAME, frame_of
+from services.tokenizer.diffrhythm1.lrc import Placement, TimedLine, line_tokens, place_lines, read_song
 from services.tokenizer.engine import (
-    LYRICS_FIELD,
     TokenizedLine,
     TokenizedLyrics,
     TokenizerSettings,
@@ -46,17 +37,8 @@ class DiffRhythm1Lyrics:
         0 means 95). INVALID_ARGUMENT on `seconds` for another length, on `lyrics` for text past the
         size limits, for text with lines but none timed, and for a sung line that cannot be read
         (naming its line). Empty lyrics make an instrumental (all zeros). No options."""
-        length = song_length(seconds)
-        self._check_size(lyrics)
-        parsed = parse_lrc(lyrics)
-        if not parsed.lines and parsed.untimed:
-            raise InvalidArgumentError(
-                LYRICS_FIELD,
-                f"no line starts with an [mm:ss.xx] timestamp (line {parsed.untimed[0]} is the first "
-                "line without one); DiffRhythm v1 sings LRC lyrics; send empty lyrics for an instrumental",
-            )
-        kept, dropped = sung_lines(parsed.lines, length)
-        self._check_lines(kept)
+        song = read_song(lyrics, seconds, self.settings)
+        length, parsed, kept, dropped = song.length, song.parsed, song.kept, song.dropped
         if token is not None:
             token.check()
         readings = self._read(kept, token)
@@ -71,36 +53,6 @@ class DiffRhythm1Lyrics:
         if not parsed.lines:
             warnings.append("empty lyrics: an instrumental")
         return TokenizedLyrics(tokens, lines, warnings)
-
-    def _check_size(self, lyrics: str) -> None:
-        limits = self.settings
-        if len(lyrics) > limits.max_chars:
-            raise InvalidArgumentError(
-                LYRICS_FIELD, f"{len(lyrics)} characters, more than the {limits.max_chars} allowed"
-            )
-        non_empty = sum(1 for line in lyrics.split("\n") if line.strip())
-        if non_empty > limits.max_lines:
-            raise InvalidArgumentError(
-                LYRICS_FIELD, f"{non_empty} non-empty lines, more than the {limits.max_lines} allowed"
-            )
-
-    def _check_lines(self, kept: list[TimedLine]) -> None:
-        violations = []
-        for line in kept:
-            if not line.text:
-                violations.append(
-                    FieldViolation(LYRICS_FIELD, f"line {line.number}: a timestamp without words to sing")
-                )
-            elif len(line.text) > self.settings.max_line_chars:
-                violations.append(
-                    FieldViolation(
-                        LYRICS_FIELD,
-                        f"line {line.number}: {len(line.text)} characters, more than the "
-                        f"{self.settings.max_line_chars} allowed",
-                    )
-                )
-        if violations:
-            raise InvalidArgumentError(violations=violations)
 
     def _read(self, kept: list[TimedLine], token: CancellationToken | None) -> list[LineReading]:
         distinct = list(dict.fromkeys(line.text for line in kept))

@@ -12,14 +12,19 @@ Exactly the reference's reading (`parse_lyrics` and `get_lrc_token`):
   time, or right after the previous line when that one is still running (a line never overwrites
   the one before it), and are cut at the song's end.
 We read a UTF-8 byte order mark as nothing (the reference would skip the first line over it).
+`read_song` also refuses what the reference would sing as silence or fail on (see its docstring);
+it loads nothing, so the gateway can run it before it accepts a song.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from services.tokenizer.diffrhythm1.length import SongLength, frame_of
+from services.runtime.errors import FieldViolation, InvalidArgumentError
+from services.tokenizer.diffrhythm1.length import SongLength, frame_of, song_length
 
+LYRICS_FIELD = "lyrics"
 BYTE_ORDER_MARK = "\ufeff"
 COMMA_ID = 1
 PERIOD_ID = 2
@@ -109,3 +114,54 @@ def place_lines(
         placements.append(Placement(start, sung, len(line_ids)))
         previous_end = start + sung
     return array, placements
+
+
+@dataclass(frozen=True)
+class SongLines:
+    """An LRC text read for one song length: the length mode, the parsed text, and the lines the
+    song sings and drops."""
+
+    length: SongLength
+    parsed: ParsedLrc
+    kept: list[TimedLine]
+    dropped: list[TimedLine]
+
+
+def read_song(lyrics: str, seconds: float, limits: Any) -> SongLines:
+    """Which lines of `lyrics` a song of `seconds` sings, checked without reading them.
+
+    `limits` has `max_chars`, `max_lines` and `max_line_chars` (the tokenizer's settings or the
+    gateway's LyricsLimits). INVALID_ARGUMENT on `seconds` outside 95 and 96..285; on `lyrics` for
+    text past the limits, for text with lines but none timed (the reference would make silence of
+    it), and naming each sung line that has no words or is too long.
+    """
+    length = song_length(seconds)
+    if len(lyrics) > limits.max_chars:
+        raise InvalidArgumentError(
+            LYRICS_FIELD, f"{len(lyrics)} characters, more than the {limits.max_chars} allowed"
+        )
+    non_empty = sum(1 for line in lyrics.split("\n") if line.strip())
+    if non_empty > limits.max_lines:
+        raise InvalidArgumentError(
+            LYRICS_FIELD, f"{non_empty} non-empty lines, more than the {limits.max_lines} allowed"
+        )
+    parsed = parse_lrc(lyrics)
+    if not parsed.lines and parsed.untimed:
+        raise InvalidArgumentError(
+            LYRICS_FIELD,
+            f"no line starts with an [mm:ss.xx] timestamp (line {parsed.untimed[0]} is the first "
+            "line without one); DiffRhythm v1 sings LRC lyrics; send empty lyrics for an instrumental",
+        )
+    kept, dropped = sung_lines(parsed.lines, length)
+    violations = []
+    for line in kept:
+        if not line.text:
+            problem = "a timestamp without words to sing"
+        elif len(line.text) > limits.max_line_chars:
+            problem = f"{len(line.text)} characters, more than the {limits.max_line_chars} allowed"
+        else:
+            continue
+        violations.append(FieldViolation(LYRICS_FIELD, f"line {line.number}: {problem}"))
+    if violations:
+        raise InvalidArgumentError(violations=violations)
+    return SongLines(length, parsed, kept, dropped)
