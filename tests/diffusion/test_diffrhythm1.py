@@ -31,6 +31,16 @@ CASE = json.loads((FIXTURE / "case.json").read_text(encoding="utf-8"))
 MODEL_FILES = ("cfm_model.pt", "config.json", "negative_style.npy")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def single_thread_torch():
+    """One intra-op thread: the machine's cores are shared, and spin-waiting OpenMP threads on a busy
+    machine make these small models many times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def engine() -> DiffRhythm1Engine:
     """The tiny reference model (a full, 6144-frame model) loaded by our engine."""
