@@ -245,6 +245,10 @@ def test_invalid_requests_name_their_fields(engine: DiffRhythm1Engine, style: np
     nine = DiffRhythm1Options(candidates=9)
     assert invalid(engine, style=style, seconds=96, options=nine)[0][0] == "diffrhythm1.candidates"
     assert invalid(engine, style=style, seconds=96, prefix=[np.zeros((10, 64), np.float32)])[0][0] == "prefix"
+    capped = DiffRhythm1Engine(engine.model, engine.sampler.negative_style, max_frames_cap=2100)
+    assert invalid(capped, style=style, seconds=100) == [
+        ("seconds", "2153 frames is more than this stage's cap of 2100")
+    ]
 
 
 def test_invalid_edits_name_their_fields(engine: DiffRhythm1Engine, style: np.ndarray) -> None:

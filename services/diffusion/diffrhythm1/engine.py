@@ -108,19 +108,29 @@ def _describe(array: np.ndarray) -> str:
 class DiffRhythm1Engine:
     """A loaded DiffRhythm v1 DiT (base or full) with the negative style and request validation."""
 
-    def __init__(self, model: DiT, negative_style: np.ndarray, info: ModelInfo | None = None) -> None:
-        """Wrap a loaded model; `negative_style` [512] is already fp16-rounded."""
+    def __init__(
+        self, model: DiT, negative_style: np.ndarray, info: ModelInfo | None = None, max_frames_cap: int = 0
+    ) -> None:
+        """Wrap a loaded model; `negative_style` [512] is already fp16-rounded; `max_frames_cap` bounds
+        the songs a request may ask for (0: the model's own limit)."""
         self.model = model
         self.config = model.config
+        self.max_frames_cap = max_frames_cap
         self.info = info or ModelInfo(name=FAMILY, family=FAMILY, revision="", families=(FAMILY,))
         self.sampler = CfmSampler(model, negative_style)
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, device: str = "cpu", dtype: str = "float32", name: str = ""
+        cls,
+        model_dir: str | Path,
+        device: str = "cpu",
+        dtype: str = "float32",
+        name: str = "",
+        max_frames_cap: int = 0,
     ) -> DiffRhythm1Engine:
         """Load `cfm_model.pt`, `config.json` and `negative_style.npy` from `model_dir`; `name` is the
-        name to serve the model under (default: the manifest's, else the folder's).
+        name to serve the model under (default: the manifest's, else the folder's); `max_frames_cap`
+        bounds the songs requests may ask for (0: the model's own limit).
 
         FailedPreconditionError naming the missing file when the model is not installed.
         """
@@ -140,12 +150,12 @@ class DiffRhythm1Engine:
             inputs=(LYRICS, STYLE_TEXT, STYLE_AUDIO),
         )
         model = load_dit(path, device, resolve_dtype(device, dtype))
-        return cls(model, read_negative_style(path / NEGATIVE_STYLE_FILE), info)
+        return cls(model, read_negative_style(path / NEGATIVE_STYLE_FILE), info, max_frames_cap)
 
     @classmethod
     def from_settings(cls, model_dir: Path, settings: GenerationSettings) -> DiffRhythm1Engine:
         """`load` with the stage's settings (the family registry's entry point)."""
-        return cls.load(model_dir, settings.device, settings.dtype, settings.name)
+        return cls.load(model_dir, settings.device, settings.dtype, settings.name, settings.max_frames_cap)
 
     @property
     def seconds_range(self) -> tuple[int, int]:
@@ -236,8 +246,16 @@ class DiffRhythm1Engine:
         return SongPlan(song, [int(seed) + i for i in range(candidates)], steps, cfg, edit, skip)
 
     def _frames(self, request: GenerationRequest, bad: Report) -> int:
+        """The song's frame count (see `_requested_frames`), within the stage's cap."""
+        frames = self._requested_frames(request, bad)
+        if self.max_frames_cap and frames > self.max_frames_cap:
+            bad("seconds", f"{frames} frames is more than this stage's cap of {self.max_frames_cap}")
+            return 0
+        return frames
+
+    def _requested_frames(self, request: GenerationRequest, bad: Report) -> int:
         """The song's frame count: from `seconds`; without it, from the tokens (one per frame), or
-        the model's default length when there are none either. 0 after reporting a bad length."""
+        the model's longest song when there are none either. 0 after reporting a bad length."""
         low, high = self.seconds_range
         seconds = request.seconds
         if seconds:
@@ -246,7 +264,7 @@ class DiffRhythm1Engine:
             bad("seconds", f"this model makes songs of {low}..{high} s, got {seconds:g}")
             return 0
         if request.tokens is None:
-            return self.frames_for(high if self.config.full_model else low)
+            return self.frames_for(high)
         given = np.asarray(request.tokens).shape[0] if np.asarray(request.tokens).ndim == 1 else 0
         if given in {self.frames_for(value) for value in range(low, high + 1)}:
             return given
