@@ -14,9 +14,9 @@ from services.runtime.errors import InternalError, InvalidArgumentError
 from services.runtime.model_info import ModelInfo, model_name, weights_revision
 from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator
 from services.vocoder.diffrhythm2.checkpoint import load_generator
-from services.vocoder.diffrhythm2.streaming import StreamingDecoder, validate_latents
-from services.vocoder.diffrhythm2.windows import WINDOW_FRAMES, reference_pastes
+from services.vocoder.diffrhythm2.windows import WINDOW_FRAMES, WINDOWS
 from services.vocoder.engine import VocoderSettings
+from services.vocoder.streaming import StreamingDecoder, validate_latents
 
 FAMILY = "diffrhythm2"
 DEFAULT_MAX_FRAMES = 3000
@@ -121,7 +121,7 @@ class VocoderEngine:
             )
         spf = self.samples_per_frame
         audio = np.zeros((1, len(frames) * spf), np.float32)
-        for paste in reference_pastes(len(frames)):
+        for paste in WINDOWS.pastes(len(frames)):
             if token is not None:
                 token.check()
             window = self.decode_window(frames[paste.start : paste.start + paste.frames])
@@ -134,5 +134,5 @@ class VocoderEngine:
     def stream(self, token: CancellationToken | None = None) -> StreamingDecoder:
         """A decoder for one song whose latents arrive in pieces; see `StreamingDecoder`."""
         return StreamingDecoder(
-            self.decode_window, self.channels, self.samples_per_frame, self.max_frames, token
+            self.decode_window, self.channels, self.samples_per_frame, self.max_frames, WINDOWS, token
         )
