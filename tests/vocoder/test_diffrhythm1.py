@@ -164,7 +164,7 @@ def test_bad_reference_audio_is_invalid(vocoder: DiffRhythm1Vocoder) -> None:
 def test_bad_latents_are_invalid(vocoder: DiffRhythm1Vocoder) -> None:
     with pytest.raises(InvalidArgumentError) as exc:
         vocoder.decode(np.zeros((10, 32), np.float32))
-    assert exc.value.code == grpc.StatusCode.INVALID_ARGUMENT and exc.value.violations[0].field == "latents"
+    assert exc.value.code == grpc.StatusCode.INVALID_ARGUMENT and exc.value.violations[0].field == "frames"
 
 
 def test_peak_normalisation_as_the_reference() -> None:
