@@ -1,8 +1,9 @@
-"""Decode a reference recording sent as file bytes into 24 kHz mono float32 samples.
+"""Decode a reference recording sent as file bytes into float32 samples.
 
-soundfile (libsndfile) reads WAV, FLAC, MP3 and OGG from memory; channels are averaged and soxr
-resamples to the model rate. The duration cap is checked from the header before the samples are
-decoded, so an over-long file costs almost nothing.
+soundfile (libsndfile) reads WAV, FLAC, MP3 and OGG from memory (`read_audio`); `decode_audio`
+then averages the channels and resamples to the model rate with soxr (a family with its own
+resampler reads with `read_audio` and resamples itself). The duration cap is checked from the
+header before the samples are decoded, so an over-long file costs almost nothing.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ class DecodedAudio:
     seconds: float
 
 
-def decode_audio(data: bytes, sample_rate: int, max_seconds: float) -> DecodedAudio:
-    """Decode encoded audio bytes to mono float32 at `sample_rate`; INVALID_ARGUMENT on field
-    `data` when the bytes are empty or undecodable, the recording is silent-length (no samples),
-    longer than `max_seconds`, or holds NaN/infinite samples."""
+def read_audio(data: bytes, max_seconds: float) -> tuple[np.ndarray, int]:
+    """Decode encoded audio bytes to float32 samples [samples, channels] at the file's own rate;
+    INVALID_ARGUMENT on field `data` when the bytes are empty or undecodable, the recording holds no
+    samples, lasts longer than `max_seconds` (checked from the header, before decoding), or holds
+    NaN/infinite samples."""
     if not data:
         raise InvalidArgumentError(DATA_FIELD, "no audio bytes were sent")
     try:
@@ -53,6 +55,13 @@ def decode_audio(data: bytes, sample_rate: int, max_seconds: float) -> DecodedAu
         raise InvalidArgumentError(DATA_FIELD, "the recording holds no samples")
     if not np.isfinite(samples).all():
         raise InvalidArgumentError(DATA_FIELD, "the recording holds NaN or infinite samples")
+    return samples, source_rate
+
+
+def decode_audio(data: bytes, sample_rate: int, max_seconds: float) -> DecodedAudio:
+    """Decode encoded audio bytes to mono float32 at `sample_rate` (channels averaged, soxr
+    resampling); INVALID_ARGUMENT on field `data` as `read_audio` says."""
+    samples, source_rate = read_audio(data, max_seconds)
     mono = samples.mean(axis=1, dtype=np.float32) if samples.shape[1] > 1 else samples[:, 0]
     if source_rate != sample_rate:
         mono = soxr.resample(mono, source_rate, sample_rate).astype(np.float32, copy=False)
