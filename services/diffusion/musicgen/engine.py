@@ -65,14 +65,21 @@ class MusicgenEngine:
     """A loaded MusicGen LM with request validation and the streaming sampler."""
 
     def __init__(
-        self, lm: MusicgenLm, max_frames_cap: int = DEFAULT_MAX_FRAMES_CAP, info: ModelInfo | None = None
+        self,
+        lm: MusicgenLm,
+        max_frames_cap: int = DEFAULT_MAX_FRAMES_CAP,
+        info: ModelInfo | None = None,
+        window: int = 0,
+        stride: int = 0,
     ):
-        """Wrap a loaded LM; `max_frames_cap` is the longest song a request may ask for."""
+        """Wrap a loaded LM; `max_frames_cap` is the longest song a request may ask for; `window` and
+        `stride` the extended-generation geometry in frames (0: AudioCraft's 30 s and 18 s)."""
         self.lm = lm
         self.config: LmConfig = lm.config
         self.max_frames_cap = max_frames_cap
         self.info = info or ModelInfo(name=FAMILY, family=FAMILY, revision="", families=(FAMILY,))
-        self.window, self.stride = window_frames(self.config.frame_rate)
+        default_window, default_stride = window_frames(self.config.frame_rate)
+        self.window, self.stride = window or default_window, stride or default_stride
         self.block_frames = round(self.config.frame_rate)
         self.sampler = CodeSampler(lm, self.window, self.stride)
 
