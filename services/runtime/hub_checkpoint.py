@@ -5,7 +5,7 @@ The weights are `model.safetensors`, an older `pytorch_model.bin`, or either of 
 index (`model.safetensors.index.json` / `pytorch_model.bin.index.json` naming the shard of every key).
 Each stage reads only the keys under its own prefixes. Pickles open with `weights_only=True`. A stage
 then checks the keys it read against its network strictly: a missing, unexpected or misshapen tensor
-is an error that names it.
+is an error that names it. torch loads only when weights are read, so family detection stays light.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-
-import torch
-from safetensors import safe_open
+from typing import TYPE_CHECKING
 
 from services.runtime.errors import FailedPreconditionError
+
+if TYPE_CHECKING:
+    import torch
 
 SAFETENSORS = "model.safetensors"
 PICKLE = "pytorch_model.bin"
@@ -59,6 +60,9 @@ def _weight_map(index: Path) -> dict[str, str]:
 
 def read_tensors(model_dir: Path, prefixes: Iterable[str]) -> dict[str, torch.Tensor]:
     """Every tensor whose key starts with one of `prefixes`, keys unchanged, on the CPU."""
+    import torch
+    from safetensors import safe_open
+
     wanted = tuple(prefixes)
     tensors: dict[str, torch.Tensor] = {}
     for path in weight_files(model_dir):

@@ -4,6 +4,8 @@ layout of `latents generate` / `latents decode`, detected from the model folder.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -70,3 +72,15 @@ def test_diffrhythm2_folders_are_not_taken_for_musicgen():
     assert GENERATION_FAMILIES.detect(FIXTURES / "diffrhythm2-tiny").name == "diffrhythm2"
     assert VOCODER_FAMILIES.detect(FIXTURES / "diffrhythm2-tiny").name == "diffrhythm2"
     assert STYLE_FAMILIES.detect(FIXTURES / "muq-mulan-tiny" / "MuQ-MuLan-tiny").name == "muq-mulan"
+
+
+def test_family_entries_load_without_torch():
+    """Detection runs in the gateway and the CLI, which must not pay for importing torch."""
+    script = (
+        "import sys; import services.diffusion.families, services.vocoder.families, services.style.families; "
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "False"

@@ -246,21 +246,28 @@ def write_manifest(folder: Path, name: str, source: dict) -> Path:
     return path
 
 
-def write_demo_model(folder: Path, kind: str = "mono", name: str = "", seed: int = DEMO_SEED) -> Path:
-    """Write a tiny random-weight MusicGen model of `kind` ("mono", "stereo" or "melody") into `folder`
-    in the Hub layout, with its manifest (named `name`, default musicgen-<kind>-demo); return the folder."""
+def write_random_model(folder: Path, config: dict, name: str, seed: int = DEMO_SEED) -> Path:
+    """Write a seeded random-weight MusicGen model for any `config.json` dict into `folder` in the Hub
+    layout (the demo tokenizer included, so the T5 vocabulary must hold its 240 pieces), with its
+    manifest under `name`; return the folder. Benchmarks use it for models of other sizes."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    config = demo_config(kind)
+    melody = config["model_type"] == "musicgen_melody"
     save_file(random_state_dict(config, seed), str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
     documents = {
         "config.json": config,
         "generation_config.json": GENERATION_CONFIG,
-        "preprocessor_config.json": CHROMA_FEATURES if kind == "melody" else ENCODEC_FEATURES,
+        "preprocessor_config.json": CHROMA_FEATURES if melody else ENCODEC_FEATURES,
     }
     for file_name, document in documents.items():
         (folder / file_name).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     for file_name in TOKENIZER_FILES:
         shutil.copyfile(TOKENIZER_DIR / file_name, folder / file_name)
-    write_manifest(folder, name or f"musicgen-{kind}-demo", {"demo": kind, "seed": seed})
+    write_manifest(folder, name, {"random": True, "seed": seed})
     return folder
+
+
+def write_demo_model(folder: Path, kind: str = "mono", name: str = "", seed: int = DEMO_SEED) -> Path:
+    """Write a tiny random-weight MusicGen model of `kind` ("mono", "stereo" or "melody") into `folder`
+    in the Hub layout, with its manifest (named `name`, default musicgen-<kind>-demo); return the folder."""
+    return write_random_model(folder, demo_config(kind), name or f"musicgen-{kind}-demo", seed)

@@ -146,12 +146,16 @@ def sinusoidal_positions(positions: torch.Tensor, width: int) -> torch.Tensor:
 
 class KvCache:
     """Keys and values of every layer for `rows` sequences of up to `capacity` positions, allocated once
-    (a step writes its position in place; nothing is concatenated or copied as the song grows)."""
+    (a step writes its position in place; nothing is concatenated or copied as the song grows), and the
+    position embeddings of those positions."""
 
     def __init__(self, config: LmConfig, rows: int, capacity: int, device: torch.device, dtype: torch.dtype):
         shape = (config.num_layers, rows, config.num_heads, capacity, config.head_dim)
         self.keys = torch.empty(shape, device=device, dtype=dtype)
         self.values = torch.empty(shape, device=device, dtype=dtype)
+        self.positions = sinusoidal_positions(torch.arange(capacity, device=device), config.hidden_size).to(
+            dtype
+        )
         self.capacity = capacity
         self.length = 0
 
@@ -252,7 +256,7 @@ class DecoderLayer(nn.Module):
                 False,
             )
             # The unconditional rows' memory is exactly zero, so is their cross-attention output.
-            hidden = torch.cat([hidden[:conditioned] + cross, hidden[conditioned:]])
+            hidden[:conditioned] += cross
         residual = hidden
         hidden = self.fc2(self.activation(self.fc1(self.final_layer_norm(hidden))))
         return residual + hidden
@@ -334,8 +338,7 @@ class MusicgenLm(nn.Module):
         hidden = self.embed_codes(codes)
         if prefix is not None:
             hidden = torch.cat([prefix.to(hidden.dtype), hidden], dim=1)
-        positions = torch.arange(cache.length, cache.length + hidden.shape[1], device=hidden.device)
-        hidden = hidden + sinusoidal_positions(positions, self.config.hidden_size).to(hidden.dtype)
+        hidden = hidden + cache.positions[cache.length : cache.length + hidden.shape[1]]
         for index, layer in enumerate(self.layers):
             hidden = layer(hidden, index, cache, memory)
         cache.length += hidden.shape[1]
