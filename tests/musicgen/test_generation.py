@@ -272,3 +272,21 @@ def test_default_length_is_seconds_or_30_s(generation_engines):
     assert engine.total_frames(GenerationRequest(seconds=2.5)) == 125
     assert engine.total_frames(GenerationRequest()) == 1500
     assert engine.total_frames(GenerationRequest(max_frames=7, seconds=9.0)) == 7
+
+
+@pytest.mark.parametrize("name", ["musicgen-tiny", "musicgen-stereo-tiny"])
+def test_folded_cross_attention_gives_the_reference_codes(name, fixtures):
+    """The folded cross-attention (query projection folded into the keys, output projection into the
+    values; chosen for short prompts) gives the same codes as the ordinary form, batched or not."""
+    fixture = fixtures[name]
+    engine = MusicgenEngine.load(fixture.folder)
+    engine.lm.fold_cross_attention = True
+    requests = [case_request(fixture, case) for case in fixture.case["cases"]]
+    for request, case in zip(requests, fixture.case["cases"], strict=True):
+        codes = song_codes(engine.generate(request))
+        np.testing.assert_array_equal(codes.T, fixture.array(case["expected_codes"]))
+    same_length = [request for request in requests if request.max_frames == requests[0].max_frames]
+    batched = list(engine.generate_batch(same_length))
+    for index, request in enumerate(same_length):
+        alone = song_codes(engine.generate(request))
+        np.testing.assert_array_equal(np.concatenate([step[index].frames for step in batched]), alone)

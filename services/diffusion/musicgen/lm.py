@@ -174,12 +174,27 @@ class KvCache:
 
 @dataclass(frozen=True)
 class CrossMemory:
-    """Cross-attention keys and values of every layer for the conditional rows [rows, heads, T, head_dim],
-    and the key mask [rows, 1, 1, T] (True = attend) when the rows' prompts differ in length."""
+    """Cross-attention for the conditional rows, prepared once per song for every layer.
+
+    Folded form (`scores`, `outputs`): the query projection is folded into the keys and the output
+    projection into the values, so a step reads two [width, heads x T] matrices per layer instead of
+    two [width, width] ones: `scores[l]` [rows, width, heads x T] (Wq_h^T K_h^T / sqrt(d) per head),
+    `outputs[l]` [rows, heads x T, width] (V_h Wo_h^T per head). Used when heads x T <= width (prompts
+    up to head_dim tokens, which covers typical prompts); otherwise `keys` / `values` [rows, heads, T,
+    head_dim] for the ordinary form. `mask` [rows, T] (True = attend) when the rows' prompts differ
+    in length.
+    """
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
+    scores: list[torch.Tensor]
+    outputs: list[torch.Tensor]
     mask: torch.Tensor | None
+
+    @property
+    def rows(self) -> int:
+        """The conditional rows the memory serves."""
+        return (self.scores or self.keys)[0].shape[0]
 
 
 class Attention(nn.Module):
@@ -247,19 +262,26 @@ class DecoderLayer(nn.Module):
         causal = new > 1 and cache.length == 0
         hidden = hidden + attention.attend(normed, keys, values, mask, causal)
         if memory is not None:
-            conditioned = memory.keys[index].shape[0]
-            cross = self.encoder_attn.attend(
-                self.encoder_attn_layer_norm(hidden[:conditioned]),
-                memory.keys[index],
-                memory.values[index],
-                memory.mask,
-                False,
-            )
             # The unconditional rows' memory is exactly zero, so is their cross-attention output.
-            hidden[:conditioned] += cross
+            conditioned = memory.rows
+            hidden[:conditioned] += self.cross_attend(
+                self.encoder_attn_layer_norm(hidden[:conditioned]), index, memory
+            )
         residual = hidden
         hidden = self.fc2(self.activation(self.fc1(self.final_layer_norm(hidden))))
         return residual + hidden
+
+    def cross_attend(self, normed: torch.Tensor, index: int, memory: CrossMemory) -> torch.Tensor:
+        """Cross-attention output for the conditional rows' normed states [rows, n, width]."""
+        if not memory.scores:
+            key_mask = None if memory.mask is None else memory.mask[:, None, None, :]
+            return self.encoder_attn.attend(normed, memory.keys[index], memory.values[index], key_mask, False)
+        rows, new, _ = normed.shape
+        scores = torch.bmm(normed, memory.scores[index]).view(rows, new, self.encoder_attn.heads, -1)
+        if memory.mask is not None:
+            scores = scores.masked_fill(~memory.mask[:, None, None, :], -float("inf"))
+        weights = scores.softmax(dim=-1).view(rows, new, -1)
+        return torch.bmm(weights, memory.outputs[index])
 
 
 class MusicgenLm(nn.Module):
@@ -282,6 +304,8 @@ class MusicgenLm(nn.Module):
             nn.Linear(config.num_chroma, width) if config.melody and config.num_chroma != width else None
         )
         self.embed_scale = math.sqrt(width) if config.scale_embedding else 1.0
+        # None: fold the cross-attention projections when that reads less (see CrossMemory).
+        self.fold_cross_attention: bool | None = None
 
     @property
     def device(self) -> torch.device:
@@ -299,15 +323,32 @@ class MusicgenLm(nn.Module):
         return self.enc_to_dec_proj(states) if self.enc_to_dec_proj is not None else states
 
     def cross_memory(self, text: torch.Tensor, mask: torch.Tensor | None) -> CrossMemory:
-        """Cross-attention keys and values of every layer for the conditional rows' projected text
-        [rows, T, width]; `mask` [rows, T] marks real positions when the rows were padded."""
-        keys, values = [], []
+        """Cross-attention memory of every layer for the conditional rows' projected text
+        [rows, T, width]; `mask` [rows, T] marks real positions when the rows were padded. The folded
+        form is used when heads x T <= width (where it reads less), unless `fold_cross_attention`
+        says otherwise."""
+        heads, head_dim, width = self.config.num_heads, self.config.head_dim, self.config.hidden_size
+        rows, length, _ = text.shape
+        fold = self.fold_cross_attention
+        if fold is None:
+            fold = heads * length <= width
+        keys, values, scores, outputs = [], [], [], []
         for layer in self.layers:
             attention = layer.encoder_attn
-            keys.append(attention.split(attention.k_proj(text)))
-            values.append(attention.split(attention.v_proj(text)))
-        key_mask = None if mask is None else mask[:, None, None, :].to(self.device)
-        return CrossMemory(keys, values, key_mask)
+            layer_keys = attention.split(attention.k_proj(text))
+            layer_values = attention.split(attention.v_proj(text))
+            if not fold:
+                keys.append(layer_keys)
+                values.append(layer_values)
+                continue
+            query_weight = attention.q_proj.weight.view(heads, head_dim, width)
+            folded = torch.einsum("hdi,rhtd->riht", query_weight, layer_keys) * head_dim**-0.5
+            scores.append(folded.reshape(rows, width, heads * length))
+            output_weight = attention.out_proj.weight.view(width, heads, head_dim)
+            outputs.append(
+                torch.einsum("rhtd,ohd->rhto", layer_values, output_weight).reshape(rows, -1, width)
+            )
+        return CrossMemory(keys, values, scores, outputs, None if mask is None else mask.to(self.device))
 
     def melody_prefix(self, chroma: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """The melody model's prefix [rows, chroma_length + T, width] from chroma [rows, frames, 12]

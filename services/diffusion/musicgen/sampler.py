@@ -25,7 +25,7 @@ import torch
 
 from services.diffusion.musicgen.lm import CrossMemory, KvCache, MusicgenLm
 from services.diffusion.musicgen.options import MusicgenOptions
-from services.diffusion.musicgen.sampling import choose_codes, guide, skip_steps
+from services.diffusion.musicgen.sampling import VariateStream, choose_codes, guide
 from services.diffusion.musicgen.windows import Window, plan_windows, steps_before, window_at
 from services.runtime.cancellation import CancellationToken
 
@@ -113,13 +113,13 @@ class CodeSampler:
         config, device = self.config, self.lm.device
         windows = self.windows(geometry.total, geometry.prompt)
         skipped = steps_before(windows, geometry.known, self.max_delay)
-        generators = []
+        variates = []
         for song in songs:
-            generator = None
+            stream = None
             if not song.options.greedy:
-                generator = torch.Generator().manual_seed(song.seed)
-                skip_steps(generator, skipped, config.num_codebooks, config.vocab_size)
-            generators.append(generator)
+                stream = VariateStream(song.seed, config.num_codebooks, config.vocab_size, device)
+                stream.skip(skipped)
+            variates.append(stream)
         codes = torch.full(
             (len(songs), geometry.total, config.num_codebooks), UNKNOWN, dtype=torch.long, device=device
         )
@@ -129,7 +129,7 @@ class CodeSampler:
         conditioning = _Conditioning(self.lm, songs)
         for window in windows[window_at(windows, geometry.known) :]:
             start_known = max(window.prompt, geometry.known - window.start)
-            for done in self._run_window(window, start_known, songs, conditioning, generators, codes, token):
+            for done in self._run_window(window, start_known, songs, conditioning, variates, codes, token):
                 yield from emitter.ready(done)
 
     def _run_window(
@@ -138,7 +138,7 @@ class CodeSampler:
         known: int,
         songs: Sequence[Song],
         conditioning: _Conditioning,
-        generators: list[torch.Generator | None],
+        variates: list[VariateStream | None],
         codes: torch.Tensor,
         token: CancellationToken | None,
     ) -> Iterator[int]:
@@ -164,7 +164,7 @@ class CodeSampler:
         for step in range(known, last_step + 1):
             if token is not None:
                 token.check()
-            chosen = self._choose(logits, songs, conditioning, generators)
+            chosen = self._choose(logits, songs, conditioning, variates)
             frames = step - delays
             live = (frames >= known) & (frames < window.frames)
             sequence[:, :, step + 1] = torch.where(live, chosen, sequence[:, :, step + 1])
@@ -182,14 +182,14 @@ class CodeSampler:
         logits: torch.Tensor,
         songs: Sequence[Song],
         conditioning: _Conditioning,
-        generators: list[torch.Generator | None],
+        variates: list[VariateStream | None],
     ) -> torch.Tensor:
         """Each song's codes [songs, K] from the step's logits [rows, K, V]."""
         chosen = []
-        for index, (song, generator) in enumerate(zip(songs, generators, strict=True)):
+        for index, (song, stream) in enumerate(zip(songs, variates, strict=True)):
             row = conditioning.unconditional_row(index)
             guided = guide(logits[index], None if row is None else logits[row], song.cfg)
-            chosen.append(choose_codes(guided, song.options, generator))
+            chosen.append(choose_codes(guided, song.options, stream))
         return torch.stack(chosen)
 
 
