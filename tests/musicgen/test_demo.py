@@ -3,18 +3,23 @@ published checkpoints and pick their weight files."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from services.diffusion.engine import GenerationRequest
-from services.diffusion.musicgen.demo import write_demo_model
+from services.diffusion.musicgen.demo import TOKENIZER_DIR, TOKENIZER_FILES, write_demo_model
 from services.diffusion.musicgen.engine import MusicgenEngine
 from services.diffusion.musicgen.hub import HUB_MODELS, select_weight_files
 from services.runtime.model_info import MANIFEST_FILE, model_name, sha256_file
 from services.style.musicgen.engine import MusicgenStyleEngine
 from services.vocoder.musicgen.engine import MusicgenVocoderEngine
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -110,3 +115,13 @@ def test_weight_files_are_picked_from_a_listing():
     assert select_weight_files(["pytorch_model.bin", "compression_state_dict.bin"]) == ("pytorch_model.bin",)
     with pytest.raises(ValueError, match=r"no model\.safetensors"):
         select_weight_files(["state_dict.bin", "compression_state_dict.bin"])
+
+
+def test_the_wheel_ships_the_demo_tokenizer():
+    """`songsmith models demo` copies the tokenizer from the installed package: every file of
+    demo_tokenizer/ matches a package-data pattern of pyproject.toml."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["*"]
+    for file_name in TOKENIZER_FILES:
+        assert (TOKENIZER_DIR / file_name).is_file()
+        assert any(fnmatch.fnmatch(file_name, pattern) for pattern in patterns), file_name
