@@ -5,10 +5,11 @@ musicgen-small / musicgen-medium shapes.
 CPU (default): a random-weight model in the Hub layout at a bench configuration (LM width 512, 8
 layers, 8 heads, FFN 2048, 4 codebooks; the demo's small T5; EnCodec at half the real width), one
 30 s song (1500 frames, the model's window), guidance 3, top-k 250, seeded. The two generators
-alternate, `--repeats` times each, so background load hits both alike; the table shows the median. `transformers` is timed
-from the `generate` call to the end of its sampling loop (when it calls its final EnCodec decode, which
-is not counted); the codes of both are compared. Time to first audio runs the in-process chain
-ours streams: T5 states, then code blocks into the streaming EnCodec decoder, until the first PCM.
+alternate, `--repeats` times each, so background load hits both alike; the table shows the median.
+`transformers` is timed from the `generate` call to the end of its sampling loop (when it calls its
+final EnCodec decode, which is not counted); the codes of both are compared. Time to first audio runs
+the in-process chain ours streams: T5 states, then code blocks into the streaming EnCodec decoder,
+until the first PCM.
 
 The machine this runs on is shared (2 cores, often a load of 10): OMP_WAIT_POLICY=PASSIVE is set
 unless the environment sets it, and the default is one thread, which runs this batch-2 decode both
