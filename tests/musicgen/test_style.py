@@ -15,7 +15,7 @@ import torch
 from services.runtime.errors import InvalidArgumentError
 from services.runtime.model_info import MELODY_AUDIO, STYLE_TEXT
 from services.style.engine import CROP_RANDOM, StyleLimits
-from services.style.musicgen.chroma import ChromaExtractor, ChromaSettings
+from services.style.musicgen.chroma import ChromaExtractor, ChromaSettings, chroma_filter_bank
 from services.style.musicgen.engine import MusicgenStyleEngine
 from services.style.musicgen.resample import sinc_resample
 from tests.musicgen.conftest import FIXTURES, NAMES
@@ -172,3 +172,13 @@ def test_random_crop_is_refused(fixtures, style_engines):
     assert_invalid(
         lambda: style_engines["musicgen-melody-tiny"].embed_audio(data, crop=CROP_RANDOM), "options.crop"
     )
+
+
+def test_chroma_filter_bank_equals_transformers():
+    """Our filter bank (librosa's construction) equals the one transformers' feature extractor uses."""
+    from transformers.audio_utils import chroma_filter_bank as reference_bank
+
+    ours = chroma_filter_bank(32000, 16384, 12)
+    reference = reference_bank(num_frequency_bins=16384, num_chroma=12, sampling_rate=32000, tuning=0)
+    assert ours.shape == (12, 8193)
+    np.testing.assert_array_equal(ours, reference)
