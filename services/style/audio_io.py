@@ -2,13 +2,13 @@
 
 soundfile (libsndfile) reads WAV, FLAC, MP3 and OGG from memory; channels are averaged and soxr
 resamples to the model rate (`decode_audio`), or the samples stay at the file's own rate for a
-family with a resampler of its own (`read_mono`). The limits on sample rate, channel count and duration are checked from
-the header before anything is decoded, so a hostile file costs almost nothing; libsndfile decodes no
-more frames than the header declares (a test holds it to that). Decoding runs in blocks of about a
-million samples that are mixed to mono and resampled as they come (soxr's stream gives the same
-samples as one call), so memory follows the decoded recording at the model rate, never the source's
-rate times its channels: a 590 s FLAC of silence at 655,350 Hz is 1.4 MB on the wire and would be
-1.5 GB of float32.
+family with a resampler of its own (`read_mono`). The limits on sample rate, channel count and
+duration are checked from the header before anything is decoded, so a hostile file costs almost
+nothing; libsndfile decodes no more frames than the header declares (a test holds it to that).
+Decoding runs in blocks of about a million samples that are mixed to mono and resampled as they come
+(soxr's stream gives the same samples as one call), so memory follows the decoded recording at the
+model rate, never the source's rate times its channels: a 590 s FLAC of silence at 655,350 Hz is 1.4
+MB on the wire and would be 1.5 GB of float32.
 """
 
 from __future__ import annotations
