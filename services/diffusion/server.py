@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import grpc
 import torch
 
+from services.diffusion.batching import BatchLimits
 from services.diffusion.diffrhythm2.engine import DEFAULT_MAX_FRAMES_CAP, DiffusionEngine
 from services.diffusion.servicer import DiffusionServicer
 from services.runtime.config import ServerConfig, load_config, option
@@ -22,7 +23,8 @@ class DiffusionConfig(ServerConfig):
 
     port: int = option(50053, "gRPC port")
     metrics_port: int = option(9403, "Prometheus metrics port; 0 disables the metrics endpoint")
-    max_concurrent: int = option(2, "songs sampled at once; sampling is compute-bound, so keep this small")
+    max_concurrent: int = option(16, "songs in the stage at once: the batch and those waiting to join it")
+    max_batch: int = option(8, "songs sampled together, one batched forward per step (continuous batching)")
     model_dir: str = option(
         "models/diffrhythm2", "directory holding model.safetensors and config.json (or model.json)"
     )
@@ -40,7 +42,10 @@ def build_spec(config: DiffusionConfig) -> StageSpec:
     def load() -> DiffusionEngine:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        engine = DiffusionEngine.load(config.model_dir, config.device, config.dtype, config.max_frames_cap)
+        limits = BatchLimits(config.max_batch, config.max_queue, config.retry_after_s)
+        engine = DiffusionEngine.load(
+            config.model_dir, config.device, config.dtype, config.max_frames_cap, limits=limits
+        )
         engine.warm_up()
         return engine
 
