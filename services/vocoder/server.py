@@ -24,7 +24,8 @@ class VocoderConfig(ServerConfig):
 
     port: int = option(50054, "gRPC port")
     metrics_port: int = option(9404, "Prometheus metrics port; 0 disables the metrics endpoint")
-    max_concurrent: int = option(2, "songs decoded at once; decoding is compute-bound, so keep this small")
+    max_concurrent: int = option(16, "songs streamed at once; their windows are decoded in batches")
+    max_batch: int = option(8, "windows of concurrent songs decoded together in one batch")
     model_dir: str = option("models/diffrhythm2", "directory holding decoder.bin and decoder.json")
     device: str = option("cpu", "torch device to run on (cpu, cuda, cuda:1, ...)")
     max_frames_cap: int = option(
@@ -44,7 +45,9 @@ def build_spec(config: VocoderConfig) -> StageSpec:
     def load() -> VocoderEngine:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        engine = VocoderEngine.load(config.model_dir, config.device, config.max_frames_cap)
+        engine = VocoderEngine.load(
+            config.model_dir, config.device, config.max_frames_cap, max_batch=config.max_batch
+        )
         warm_up(engine)
         return engine
 

@@ -1,8 +1,10 @@
 """DiffRhythm 2's vocoder engine: the loaded BigVGAN decoder, the reference one-shot decode and the
-streaming decode, as the stage's `VocoderEngine`."""
+streaming decode, as the stage's `VocoderEngine`. Every window goes through the engine's
+`WindowBatcher`, so the windows of songs decoded concurrently are decoded together."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import InvalidArgumentError
 from services.runtime.model_info import ModelInfo, model_name, weights_revision
+from services.vocoder.batching import WindowBatcher
 from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator
 from services.vocoder.diffrhythm2.checkpoint import load_generator
 from services.vocoder.diffrhythm2.streaming import StreamingDecoder, validate_latents
@@ -19,6 +22,7 @@ from services.vocoder.engine import VocoderSettings
 
 FAMILY = "diffrhythm2"
 DEFAULT_MAX_FRAMES = 3000
+DEFAULT_MAX_BATCH = 8
 
 
 class VocoderEngine:
@@ -30,8 +34,10 @@ class VocoderEngine:
         device: torch.device,
         max_frames: int,
         info: ModelInfo | None = None,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
-        """Wrap an already loaded generator; use `load` to read a model directory."""
+        """Wrap an already loaded generator; use `load` to read a model directory. At most
+        `max_batch` windows of concurrent songs are decoded together."""
         self.generator = generator
         self.device = device
         self.max_frames = max_frames
@@ -43,13 +49,20 @@ class VocoderEngine:
             sample_rate=self.sample_rate,
             channels=1,
         )
+        self.batcher = WindowBatcher(self.decode_windows, max_batch)
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, device: str = "cpu", max_frames: int = DEFAULT_MAX_FRAMES, name: str = ""
+        cls,
+        model_dir: str | Path,
+        device: str = "cpu",
+        max_frames: int = DEFAULT_MAX_FRAMES,
+        name: str = "",
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> VocoderEngine:
         """Load decoder.json + decoder.bin from `model_dir`; FailedPreconditionError if absent or bad.
-        `name` is the name to serve the model under (default: the manifest's, else the folder's)."""
+        `name` is the name to serve the model under (default: the manifest's, else the folder's);
+        `max_batch` bounds the windows decoded together."""
         path = Path(model_dir)
         target = torch.device(device)
         generator = load_generator(path).to(target)
@@ -63,13 +76,17 @@ class VocoderEngine:
             frame_rate=config.sampling_rate / config.samples_per_frame,
             channels=1,
         )
-        return cls(generator, target, max_frames, info)
+        return cls(generator, target, max_frames, info, max_batch)
 
     @classmethod
     def from_settings(cls, model_dir: Path, settings: VocoderSettings) -> VocoderEngine:
         """`load` with the stage's settings (the family registry's entry point)."""
         return cls.load(
-            model_dir, settings.device, settings.max_frames_cap or DEFAULT_MAX_FRAMES, settings.name
+            model_dir,
+            settings.device,
+            settings.max_frames_cap or DEFAULT_MAX_FRAMES,
+            settings.name,
+            settings.max_batch,
         )
 
     @property
@@ -92,11 +109,23 @@ class VocoderEngine:
         self.decode_window(np.zeros((WINDOW_FRAMES, self.channels), np.float32))
 
     def decode_window(self, latents: np.ndarray) -> np.ndarray:
-        """Decode one window [frames, channels] on its own into [1, frames * samples_per_frame] samples."""
-        batch = torch.from_numpy(np.ascontiguousarray(latents.T))[None].to(self.device)
+        """Decode one window [frames, channels] into [1, frames * samples_per_frame] samples, in a
+        batch with the windows other songs hand in at the same time (alone: a batch of one)."""
+        return self.batcher.decode(latents)
+
+    def decode_windows(self, windows: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Decode windows of equal length [frames, channels] as one batch; returns each window's
+        audio [1, frames * samples_per_frame]. The generator treats batch rows independently."""
+        batch = torch.from_numpy(np.stack([window.T for window in windows])).to(self.device)
         with torch.inference_mode():
-            audio = self.generator(batch)
-        return audio[0].to("cpu", torch.float32).numpy()
+            audio = self.generator(batch).to("cpu", torch.float32).numpy()
+        if len(windows) == 1:
+            return [audio[0]]
+        return [audio[index].copy() for index in range(len(windows))]
+
+    def close(self) -> None:
+        """Stop the window batcher's thread."""
+        self.batcher.close()
 
     def decode(self, latents: np.ndarray, token: CancellationToken | None = None) -> np.ndarray:
         """The reference one-shot chunked decode of a whole song: [frames, channels] to [1, frames * 9600].
