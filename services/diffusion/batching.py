@@ -19,6 +19,7 @@ import collections
 import logging
 import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -26,6 +27,7 @@ from typing import Generic, Protocol, TypeVar
 from services.diffusion.engine import GeneratedBlock, GenerationEvent
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import InternalError, ResourceExhaustedError, ServiceError
+from services.runtime.metrics import BATCH_SIZE, BATCH_STEP
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +237,8 @@ class ContinuousBatcher(Generic[SongT]):
         self.stats.steps += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         self.stats.batch_sizes[len(batch)] += 1
+        BATCH_SIZE.labels(self._name).observe(len(batch))
+        started = time.perf_counter()
         try:
             produced = self._model.step([entry.song for entry in batch])
         except Exception as exc:
@@ -242,6 +246,7 @@ class ContinuousBatcher(Generic[SongT]):
             for entry in batch:
                 self._leave(entry, _as_service_error(exc))
             return
+        BATCH_STEP.labels(self._name).observe(time.perf_counter() - started)
         for entry, events in zip(batch, produced, strict=True):
             for event in events:
                 entry.inbox.put(event)

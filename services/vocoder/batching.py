@@ -15,12 +15,14 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from services.runtime.errors import InternalError
+from services.runtime.metrics import BATCH_SIZE, BATCH_STEP
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,8 @@ class WindowBatcher:
             self.stats.batches += 1
             self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
             self.stats.batch_sizes[len(batch)] += 1
+            BATCH_SIZE.labels(self._name).observe(len(batch))
+            started = time.perf_counter()
             try:
                 results = self._decode_batch([window.latents for window in batch])
             except Exception as exc:
@@ -117,6 +121,7 @@ class WindowBatcher:
                     window.error = InternalError(f"decoding failed: {type(exc).__name__}: {exc}")
                     window.done.set()
                 continue
+            BATCH_STEP.labels(self._name).observe(time.perf_counter() - started)
             for window, audio in zip(batch, results, strict=True):
                 window.audio = audio
                 window.done.set()

@@ -25,7 +25,9 @@ class VocoderConfig(ServerConfig):
     port: int = option(50054, "gRPC port")
     metrics_port: int = option(9404, "Prometheus metrics port; 0 disables the metrics endpoint")
     max_concurrent: int = option(16, "songs streamed at once; their windows are decoded in batches")
-    max_batch: int = option(8, "windows of concurrent songs decoded together in one batch")
+    max_window_batch: int = option(
+        0, "windows of concurrent songs decoded together in one batch; 0: 1 on CPU, 16 on CUDA"
+    )
     model_dir: str = option("models/diffrhythm2", "directory holding decoder.bin and decoder.json")
     device: str = option("cpu", "torch device to run on (cpu, cuda, cuda:1, ...)")
     max_frames_cap: int = option(
@@ -46,7 +48,7 @@ def build_spec(config: VocoderConfig) -> StageSpec:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         engine = VocoderEngine.load(
-            config.model_dir, config.device, config.max_frames_cap, max_batch=config.max_batch
+            config.model_dir, config.device, config.max_frames_cap, max_window_batch=config.max_window_batch
         )
         warm_up(engine)
         return engine

@@ -30,7 +30,7 @@ def test_a_batch_of_windows_equals_each_window_decoded_alone(engine: VocoderEngi
 
 
 def test_concurrent_streams_equal_their_one_shot_decodes(fixture_dir) -> None:
-    engine = VocoderEngine.load(fixture_dir, max_batch=4)
+    engine = VocoderEngine.load(fixture_dir, max_window_batch=4)
     songs = {
         name: _latents(frames, seed) for name, frames, seed in [("a", 37, 1), ("b", 50, 2), ("c", 12, 3)]
     }

@@ -80,7 +80,13 @@ class BatchedBlockSampler:
     @torch.inference_mode()
     def join(self, songs: Sequence[SongInBatch]) -> None:
         """Give each song its rows, encode its lyric prefix into them and start its first block."""
+        if not songs:
+            return
         size = self.config.block_size
+        self.cache.reserve(
+            self.cache.rows + sum(2 if song.guided else 1 for song in songs),
+            max(len(song.tokens) + block_count(song.max_frames, size) * size for song in songs),
+        )
         for length in sorted({len(song.tokens) for song in songs}):
             group = [song for song in songs if len(song.tokens) == length]
             for song in group:

@@ -105,17 +105,21 @@ class BatchKVCache:
                     store.append(new)
         self._row_capacity, self.capacity = row_capacity, capacity
 
-    def add_rows(self, count: int, positions: int) -> range:
-        """Rows for a joining song (history 0), each able to hold `positions` keys; the buffers grow
-        (doubling) when the batch or the history outgrows them."""
-        needed_rows = self.rows + count
+    def reserve(self, rows: int, positions: int) -> None:
+        """Make room for `rows` rows of `positions` keys each (songs joining together reserve once,
+        so the buffers grow at most once per join); growth at least doubles."""
         row_capacity, capacity = self._row_capacity, self.capacity
-        if needed_rows > row_capacity:
-            row_capacity = max(needed_rows, 2 * row_capacity)
+        if rows > row_capacity:
+            row_capacity = max(rows, 2 * row_capacity)
         if positions > capacity:
             capacity = max(positions, 2 * capacity)
         if (row_capacity, capacity) != (self._row_capacity, self.capacity):
             self._resize(row_capacity, capacity)
+
+    def add_rows(self, count: int, positions: int) -> range:
+        """Rows for a joining song (history 0), each able to hold `positions` keys."""
+        needed_rows = self.rows + count
+        self.reserve(needed_rows, positions)
         added = range(self.rows, needed_rows)
         self.rows = needed_rows
         self.lengths.extend(0 for _ in added)

@@ -22,7 +22,10 @@ from services.vocoder.engine import VocoderSettings
 
 FAMILY = "diffrhythm2"
 DEFAULT_MAX_FRAMES = 3000
-DEFAULT_MAX_BATCH = 8
+# Windows decoded together when the setting says 0. On CPU a batch of windows is slower per window
+# than one at a time (the activations of one 20-frame window already overflow the caches; measured
+# in docs/vocoder.md), so batching is for accelerators.
+AUTO_WINDOW_BATCH = {"cpu": 1, "cuda": 16}
 
 
 class VocoderEngine:
@@ -34,10 +37,10 @@ class VocoderEngine:
         device: torch.device,
         max_frames: int,
         info: ModelInfo | None = None,
-        max_batch: int = DEFAULT_MAX_BATCH,
+        max_window_batch: int = 0,
     ) -> None:
         """Wrap an already loaded generator; use `load` to read a model directory. At most
-        `max_batch` windows of concurrent songs are decoded together."""
+        `max_window_batch` windows of concurrent songs are decoded together (0: 1 on CPU, 16 on CUDA)."""
         self.generator = generator
         self.device = device
         self.max_frames = max_frames
@@ -49,7 +52,9 @@ class VocoderEngine:
             sample_rate=self.sample_rate,
             channels=1,
         )
-        self.batcher = WindowBatcher(self.decode_windows, max_batch)
+        self.batcher = WindowBatcher(
+            self.decode_windows, max_window_batch or AUTO_WINDOW_BATCH.get(device.type, 1)
+        )
 
     @classmethod
     def load(
@@ -58,11 +63,11 @@ class VocoderEngine:
         device: str = "cpu",
         max_frames: int = DEFAULT_MAX_FRAMES,
         name: str = "",
-        max_batch: int = DEFAULT_MAX_BATCH,
+        max_window_batch: int = 0,
     ) -> VocoderEngine:
         """Load decoder.json + decoder.bin from `model_dir`; FailedPreconditionError if absent or bad.
         `name` is the name to serve the model under (default: the manifest's, else the folder's);
-        `max_batch` bounds the windows decoded together."""
+        `max_window_batch` bounds the windows decoded together."""
         path = Path(model_dir)
         target = torch.device(device)
         generator = load_generator(path).to(target)
@@ -76,7 +81,7 @@ class VocoderEngine:
             frame_rate=config.sampling_rate / config.samples_per_frame,
             channels=1,
         )
-        return cls(generator, target, max_frames, info, max_batch)
+        return cls(generator, target, max_frames, info, max_window_batch)
 
     @classmethod
     def from_settings(cls, model_dir: Path, settings: VocoderSettings) -> VocoderEngine:
@@ -86,7 +91,7 @@ class VocoderEngine:
             settings.device,
             settings.max_frames_cap or DEFAULT_MAX_FRAMES,
             settings.name,
-            settings.max_batch,
+            settings.max_window_batch,
         )
 
     @property
