@@ -182,13 +182,14 @@ class ContinuousBatcher(Generic[SongT]):
         with self._changed:
             self._in_flight -= 1
 
-    def _admit(self) -> list[_Entry[SongT]]:
-        """Wait until there is work; take the waiting songs that fit into the batch."""
+    def _admit(self) -> list[_Entry[SongT]] | None:
+        """Wait until there is work; take the waiting songs that fit into the batch (None once the
+        batcher is closed)."""
         with self._changed:
             while not self._closed and not self._waiting and not self._active:
                 self._changed.wait()
             if self._closed:
-                return []
+                return None
             for entry in list(self._waiting):
                 reason = entry.stop_reason()
                 if reason is not None:
@@ -199,17 +200,19 @@ class ContinuousBatcher(Generic[SongT]):
             return [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
 
     def _run(self) -> None:
-        while True:
-            joining = self._admit()
-            if self._closed:
-                break
+        while (joining := self._admit()) is not None:
             if joining:
                 self._join(joining)
-            for entry in [e for e in self._active if e.stop_reason() is not None]:
-                self._leave(entry, entry.stop_reason())
+            for entry in list(self._active):
+                reason = entry.stop_reason()
+                if reason is not None:
+                    self._leave(entry, reason)
             if self._active:
                 self._step()
-        for entry in [*self._active, *self._waiting]:
+        with self._changed:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        for entry in [*self._active, *waiting]:
             self._leave(entry, InternalError(f"the {self._name} batcher was closed"))
 
     def _join(self, joining: list[_Entry[SongT]]) -> None:
@@ -225,11 +228,10 @@ class ContinuousBatcher(Generic[SongT]):
         self.stats.joined += len(joining)
 
     def _leave(self, entry: _Entry[SongT], error: BaseException | None) -> None:
+        """Take a song out of the batch (if it is in it) and tell its caller it is over."""
         if entry in self._active:
             self._active.remove(entry)
             self._model.leave(entry.song)
-        elif entry in self._waiting:
-            self._waiting.remove(entry)
         self._finish(entry, error)
 
     def _step(self) -> None:

@@ -312,3 +312,16 @@ def test_batch_cache_moves_the_last_row_into_a_freed_one_and_masks_padding() -> 
     assert cache.remove_row(0) == 2
     assert cache.rows == 2 and cache.lengths == [3, 0]
     torch.testing.assert_close(cache._keys[0][0, :, :3], keys[2])
+
+
+def test_closing_the_batcher_ends_every_song_in_flight() -> None:
+    batcher = ContinuousBatcher(CountingModel(), BatchLimits(max_batch=1, max_queue=1), name="test")
+    running = batcher.submit({"name": "long", "length": 10**9})
+    waiting = batcher.submit({"name": "next", "length": 1})
+    next(running)  # the first song is being sampled, the second waits for its place
+    batcher.close()
+    for song in (running, waiting):
+        with pytest.raises(InternalError, match="batcher was closed"):
+            list(song)
+    with pytest.raises(InternalError, match="batcher is closed"):
+        batcher.submit({"name": "late", "length": 1})
