@@ -1,7 +1,8 @@
 """Prometheus metrics of every stage: `songsmith_` prefix, seconds and bytes as units.
 
 Requests by gRPC code, a duration histogram, calls in flight, queue depth and bytes in and out,
-each labelled by `stage` (and `method`, `code` where they apply). Served on the metrics port.
+each labelled by `stage` (and `method`, `code` where they apply); the size and duration of every
+batched step where a stage batches songs. Served on the metrics port.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ DURATION = Histogram(
 )
 IN_FLIGHT = Gauge("songsmith_requests_in_flight", "Calls admitted or waiting, not yet finished.", ["stage"])
 QUEUE_DEPTH = Gauge("songsmith_queue_depth", "Calls waiting for an admission slot.", ["stage"])
+BATCH_SIZE = Histogram(
+    "songsmith_batch_size",
+    "Songs (generation) or windows (vocoder) computed together in one batched step.",
+    ["stage"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128),
+)
+BATCH_STEP = Histogram(
+    "songsmith_batch_step_seconds",
+    "Wall time of one batched step.",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 RECEIVED_BYTES = Counter("songsmith_received_bytes_total", "Serialized request bytes received.", ["stage"])
 SENT_BYTES = Counter("songsmith_sent_bytes_total", "Serialized response bytes sent.", ["stage"])
 

@@ -19,11 +19,14 @@ from services.runtime.model_info import ModelInfo
 @dataclass(frozen=True)
 class VocoderSettings:
     """How a stage loads its decoder: device, the longest song it accepts in frames (0 = the
-    family's default) and the model name to serve under ("" = manifest or folder)."""
+    family's default), the model name to serve under ("" = manifest or folder) and how many windows
+    of concurrent songs a family that batches (`services.vocoder.batching`) decodes together (0: the
+    family's choice for the device)."""
 
     device: str = "cpu"
     max_frames_cap: int = 0
     name: str = ""
+    max_window_batch: int = 0
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def stub(fixture_dir: Path) -> Iterator[vocoder_pb2_grpc.VocoderServiceStub]:
 def song(engine: VocoderEngine) -> tuple[np.ndarray, np.ndarray]:
     """A 37-frame song's latents and its one-shot decode."""
     latents = np.random.default_rng(37).standard_normal((SONG_FRAMES, 64)).astype(np.float32)
-    return latents, engine.decode(latents)
+    return latents, engine.decode(latents)[0]
 
 
 def _requests(latents: np.ndarray, sizes: list[int], mark_final: bool) -> Iterator[vocoder_pb2.DecodeRequest]:
