@@ -77,9 +77,11 @@ class SongResult:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently a lost generation stream is resumed."""
+    """How patiently a lost generation stream is resumed: retried with backoff until `budget_s` have
+    passed without a new block. The default outlasts a generation stage's cold start with its model
+    load (a pod rescheduled, a process restarted under load), so a song survives a replica's restart."""
 
-    attempts: int = 8
+    budget_s: float = 300.0
     first_backoff_s: float = 0.5
     max_backoff_s: float = 5.0
 
@@ -334,6 +336,7 @@ class Pipeline:
     ) -> Iterator[Block | GenerationProgress]:
         """The song's events; an UNAVAILABLE generation stage is retried from the last finished block."""
         failures = 0
+        lost_since = 0.0
         while True:
             prefix = tuple(block.frames for block in done)
             revision = done[-1].revision if done else ""
@@ -346,8 +349,10 @@ class Pipeline:
                     yield event
                 return
             except UnavailableError as exc:
+                now = time.monotonic()
+                lost_since = lost_since if failures else now
                 failures += 1
-                if failures >= self.retry.attempts:
+                if now - lost_since >= self.retry.budget_s:
                     raise
                 backoff = min(self.retry.first_backoff_s * 2 ** (failures - 1), self.retry.max_backoff_s)
                 log.warning(

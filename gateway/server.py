@@ -53,7 +53,11 @@ class GatewayConfig(ServerConfig):
     max_running_jobs: int = option(1, "songs generated at once")
     max_queued_jobs: int = option(64, "songs allowed to wait; past that, RESOURCE_EXHAUSTED")
     job_timeout_s: float = option(3600.0, "longest a song may take, queueing included")
-    diffusion_retries: int = option(8, "attempts to resume a song when the diffusion stage is lost")
+    resume_budget_s: float = option(
+        300.0,
+        "how long a song keeps trying to resume when its generation stage is lost (longer than a cold "
+        "stage start with its model load)",
+    )
 
     def routes(self) -> list[ModelRoute]:
         """The routed models: `models`, else the four targets, else the model folders under model_root.
@@ -76,7 +80,7 @@ def build_job_manager(config: GatewayConfig) -> JobManager:
     resumes unfinished jobs."""
     security = ChannelSecurity(config.stage_tls_ca, config.stage_tls_cert, config.stage_tls_key)
     router = Router(config.routes(), security, config.device)
-    pipeline = Pipeline(router, RetryPolicy(attempts=config.diffusion_retries))
+    pipeline = Pipeline(router, RetryPolicy(budget_s=config.resume_budget_s))
     settings = JobSettings(config.max_running_jobs, config.max_queued_jobs, config.job_timeout_s)
     manager = JobManager(JobStore(config.jobs_db), pipeline, config.results_dir, settings)
     manager.resume_unfinished()
