@@ -29,12 +29,13 @@ from services.runtime.errors import InvalidArgumentError, ServiceError
 from services.runtime.interceptor import error_from_call
 from songsmith.v1 import song_pb2
 
-COMPONENTS = ("gateway", "tokenizer", "style", "diffusion", "vocoder")
+COMPONENTS = ("gateway", "tokenizer", "style", "diffusion", "vocoder", "chart")
 STAGE_CLIS = (
     "services.tokenizer.cli",
     "services.style.cli",
     "services.diffusion.cli",
     "services.vocoder.cli",
+    "services.chart.cli",
 )
 DEFAULT_SERVER_ENV = "SONGSMITH_SERVER"
 TOKEN_ENV = "SONGSMITH_TOKEN"

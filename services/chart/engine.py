@@ -157,7 +157,8 @@ class ChartEngine(Protocol):
         ...
 
     def generate(self, request: ChartRequest, token: CancellationToken | None = None) -> Iterator[ChartEvent]:
-        """Validate `request` at once (InvalidArgumentError naming the field or the feature), then
+        """Validate `request` at once (InvalidArgumentError naming the proto field, for a chart control
+        `options.features.<name>`), then
         return the iterator that makes the charts: a progress event after every sampler step, then
         the charts in order. `token` is checked at every step."""
         ...

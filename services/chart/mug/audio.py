@@ -66,7 +66,8 @@ def decode_song(data: bytes, field: str, max_seconds: float) -> tuple[np.ndarray
 def prepare_song(
     samples: np.ndarray, sample_rate: int, config: AudioFrontEndConfig, field: str, max_seconds: float
 ) -> Song:
-    """PCM [channels, n] or [n] at `sample_rate` as the model's mono signal.
+    """PCM [channels, n] or [n] (float32, or int16 read as n / 32768) at `sample_rate` as the model's
+    mono signal.
 
     INVALID_ARGUMENT on `field` for an empty, over-long or non-finite signal, a bad shape or rate.
     """
@@ -77,7 +78,7 @@ def prepare_song(
             field, f"PCM must be [channels, samples] or [samples], got {samples.shape}"
         )
     if sample_rate <= 0:
-        raise InvalidArgumentError("sample_rate", f"must be positive, got {sample_rate}")
+        raise InvalidArgumentError("options.pcm_sample_rate", f"must be positive, got {sample_rate}")
     if samples.shape[1] == 0:
         raise InvalidArgumentError(field, "the recording holds no samples")
     seconds = samples.shape[1] / sample_rate
@@ -85,7 +86,10 @@ def prepare_song(
         raise InvalidArgumentError(
             field, f"the recording lasts {seconds:.1f} s; the limit is {max_seconds:g} s"
         )
-    samples = samples.astype(np.float32, copy=False)
+    if samples.dtype == np.int16:
+        samples = samples.astype(np.float32) / np.float32(32768)
+    elif samples.dtype != np.float32:
+        raise InvalidArgumentError(field, f"PCM must be float32 or int16, got {samples.dtype}")
     if not np.isfinite(samples).all():
         raise InvalidArgumentError(field, "the recording holds NaN or infinite samples")
     mono = np.mean(samples, axis=0) if samples.shape[0] > 1 else samples[0]

@@ -104,6 +104,15 @@ class MugDiffusion(nn.Module):
         self.alphas_cumprod.copy_(state[SCHEDULE_KEY].to(torch.float32))
 
 
+def build_networks(config: MugConfig, feature_rows: int) -> MugDiffusion:
+    """The networks `config` describes (random weights); CheckpointError when the sizes cannot make
+    them (a group count that does not divide a channel count, for example)."""
+    try:
+        return MugDiffusion(config, feature_rows)
+    except (ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"model.yaml describes networks that cannot be built: {exc}") from exc
+
+
 def _training_only(key: str) -> bool:
     return key in TRAINING_ONLY_KEYS or key.startswith(TRAINING_ONLY_PREFIXES)
 

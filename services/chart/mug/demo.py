@@ -21,13 +21,13 @@ from torch import nn
 
 from services.chart.mug.checkpoint import NETWORK_PREFIX, MugDiffusion
 from services.chart.mug.config import CONFIG_FILE, WEIGHTS_FILE, MugConfig
-from services.chart.mug.features import FeaturePrompt
+from services.chart.mug.features import PUBLISHED_FEATURES, FeaturePrompt
 from services.chart.mug.layers import Downsample, ResnetBlock, group_norm
+from services.chart.mug.model_files import write_manifest
 from services.chart.mug.s4 import S4Layer, StateSpaceKernel
 
 DEMO_SEED = 16
 FEATURE_YAML = "configs/mug/mania_beatmap_features.yaml"
-FEATURE_ASSET = Path(__file__).parent / "assets" / "mania_beatmap_features.yaml"
 LIGHTNING_VERSION = "1.9.0"
 
 # The structure of the released model.yaml (the keys inference reads), with tiny sizes.
@@ -206,7 +206,7 @@ def _init_state_space(kernel: StateSpaceKernel, trained_length: int, generator: 
 def random_model(tree: dict, seed: int = DEMO_SEED) -> tuple[MugDiffusion, FeaturePrompt]:
     """A MugDiffusion for the config tree with seeded random weights (S4 set up at z_length)."""
     config = MugConfig.from_dict(tree)
-    prompt = FeaturePrompt.load(FEATURE_ASSET)
+    prompt = FeaturePrompt.load(PUBLISHED_FEATURES)
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -247,10 +247,13 @@ def write_model(folder: Path, tree: dict, seed: int = DEMO_SEED) -> Path:
     (folder / CONFIG_FILE).write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
     features = folder / FEATURE_YAML
     features.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(FEATURE_ASSET, features)
+    shutil.copyfile(PUBLISHED_FEATURES, features)
     return folder
 
 
 def write_demo_model(folder: Path) -> Path:
-    """Write the tiny untrained demo chart model into `folder` (always the same weights)."""
-    return write_model(folder, DEMO_CONFIG)
+    """Write the tiny untrained demo chart model into `folder` (always the same weights), with a
+    manifest that says it is untrained."""
+    write_model(folder, DEMO_CONFIG)
+    write_manifest(folder, "mug-demo", {"kind": "demo", "untrained": True})
+    return Path(folder)

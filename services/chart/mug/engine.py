@@ -40,7 +40,7 @@ from services.chart.mug.audio import (
     padded_features,
     prepare_song,
 )
-from services.chart.mug.checkpoint import MugDiffusion, read_state_dict
+from services.chart.mug.checkpoint import MugDiffusion, build_networks, read_state_dict
 from services.chart.mug.config import WEIGHTS_FILE, MugConfig
 from services.chart.mug.features import FeaturePrompt
 from services.chart.mug.grid import FALLBACK_GRID, Grid, fit_grid, snap
@@ -53,6 +53,7 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import FailedPreconditionError, InvalidArgumentError
 from services.runtime.model_info import ModelInfo, model_name, weights_revision
 
+FEATURES_FIELD = "options.features"
 MAX_GUIDANCE = 100.0
 MAX_JACK_INTERVAL_MS = 1000.0
 MAX_SEED = 2**64 - 1
@@ -102,7 +103,7 @@ class MugChartEngine:
                 f"model.yaml has x_channels {config.note_decoder.x_channels}"
             )
         prompt = FeaturePrompt.load(path / config.feature_yaml)
-        model = MugDiffusion(config, prompt.rows)
+        model = build_networks(config, prompt.rows)
         model.load_state(read_state_dict(path / WEIGHTS_FILE))
         model.eval().to(settings.device)
         info = ModelInfo(
@@ -138,11 +139,13 @@ class MugChartEngine:
         """The request's audio as the model's mono signal; INVALID_ARGUMENT on a bad song."""
         limit = self.settings.max_audio_seconds
         if (audio.encoded is None) == (audio.pcm is None):
-            raise InvalidArgumentError("audio", "send either encoded audio bytes or PCM samples")
+            raise InvalidArgumentError(
+                "encoded_audio", "send the song either as encoded audio bytes or as PCM"
+            )
         if audio.encoded is not None:
-            pcm, rate = decode_song(audio.encoded, "audio.encoded", limit)
-            return prepare_song(pcm, rate, self.config.audio, "audio.encoded", limit)
-        return prepare_song(audio.pcm, audio.sample_rate, self.config.audio, "audio.pcm", limit)
+            pcm, rate = decode_song(audio.encoded, "encoded_audio", limit)
+            return prepare_song(pcm, rate, self.config.audio, "encoded_audio", limit)
+        return prepare_song(audio.pcm, audio.sample_rate, self.config.audio, "pcm", limit)
 
     def song_features(self, song: Song) -> tuple[np.ndarray, int]:
         """(features [n_mels, L * 64] float32 holding float16 values, latent length L)."""
@@ -222,22 +225,25 @@ class MugChartEngine:
         """Check every field and prepare the song; InvalidArgumentError naming what is wrong."""
         timesteps = self.config.timesteps
         if not 1 <= request.steps <= timesteps:
-            raise InvalidArgumentError("steps", f"must be 1..{timesteps}, got {request.steps}")
+            raise InvalidArgumentError("options.steps", f"must be 1..{timesteps}, got {request.steps}")
         if not 1 <= request.count <= self.settings.max_count:
-            raise InvalidArgumentError("count", f"must be 1..{self.settings.max_count}, got {request.count}")
+            raise InvalidArgumentError(
+                "options.count", f"must be 1..{self.settings.max_count}, got {request.count}"
+            )
         if not math.isfinite(request.guidance) or not 0 <= request.guidance <= MAX_GUIDANCE:
-            raise InvalidArgumentError("guidance", f"must be 0..{MAX_GUIDANCE:g}, got {request.guidance}")
+            raise InvalidArgumentError(
+                "options.guidance", f"must be 0..{MAX_GUIDANCE:g}, got {request.guidance}"
+            )
         if not 0 <= request.seed <= MAX_SEED - (request.count - 1):
             raise InvalidArgumentError(
-                "seed", f"seed + count - 1 must be 0..{MAX_SEED}, got seed {request.seed}"
+                "options.seed", f"seed + count - 1 must be 0..{MAX_SEED}, got seed {request.seed}"
             )
         interval = request.jack_interval_ms
         if not math.isfinite(interval) or not 0 <= interval <= MAX_JACK_INTERVAL_MS:
             raise InvalidArgumentError(
-                "jack_interval_ms", f"must be 0..{MAX_JACK_INTERVAL_MS:g}, got {interval}"
+                "options.mini_jack_interval", f"must be 0..{MAX_JACK_INTERVAL_MS:g}, got {interval}"
             )
-        features = self.prompt.validate(request.features)
-        self.prompt.ids(features)
+        features = self.prompt.validate(request.features, FEATURES_FIELD)
         return _Job(request, self.read_song(request.audio), features)
 
     def generate(self, request: ChartRequest, token: CancellationToken | None = None) -> Iterator[ChartEvent]:

@@ -30,6 +30,8 @@ NUMERIC = "numeric"
 BOOL = "bool"
 CATEGORY = "category"
 FeatureValue = float | bool | str
+# The published feature list (identical to the repository's configs/mug/mania_beatmap_features.yaml).
+PUBLISHED_FEATURES = Path(__file__).parent / "assets" / "mania_beatmap_features.yaml"
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,8 @@ class FeaturePrompt:
 
     def validate(self, values: Mapping[str, FeatureValue], field_prefix: str = "features") -> dict:
         """`values` checked against the feature list; InvalidArgumentError naming the first bad one
-        as `<field_prefix>.<name>` (an unknown name, a value out of range or of the wrong kind)."""
+        as `<field_prefix>.<name>` (an unknown name, a value out of range or of the wrong kind, or the
+        last feature's maximum, whose bucket would point past the embedding table)."""
         checked = {}
         for name, value in values.items():
             feature = self.by_name.get(name)
@@ -163,6 +166,11 @@ class FeaturePrompt:
                     field, "this model has no such feature; known: " + ", ".join(self.by_name)
                 )
             checked[name] = feature.check(value, field)
+        last = self.features[-1]
+        if max(self.ids(checked)) >= self.rows:
+            raise InvalidArgumentError(
+                f"{field_prefix}.{last.name}", "its maximum points past the end of the embedding table"
+            )
         return checked
 
     def parse(self, assignments: list[str]) -> dict:
@@ -189,11 +197,6 @@ class FeaturePrompt:
             value = values.get(feature.name)
             bucket = 0 if value is None else feature.bucket(value)
             ids.extend(first + bucket for first in feature.first_rows)
-        if ids and max(ids) >= self.rows:
-            raise InvalidArgumentError(
-                f"features.{self.features[-1].name}",
-                "the maximum of the last feature points past the embedding table",
-            )
         return ids
 
     def unconditional_ids(self) -> list[int]:
