@@ -32,10 +32,14 @@ PCM_FIELD = "pcm"
 ENCODED_FIELD = "encoded_audio"
 
 
-def _enum_word(enum_type, number: int) -> str:
-    """An enum value as its lower-case word without the enum's prefix (RANK_STATUS_LOVED -> loved)."""
+def _enum_word(enum_type, number: int, field: str) -> str:
+    """An enum value as its lower-case word without the enum's prefix (RANK_STATUS_LOVED -> loved);
+    INVALID_ARGUMENT on `field` for a number the enum does not define."""
+    value = enum_type.values_by_number.get(number)
+    if value is None:
+        raise InvalidArgumentError(field, f"{number} is not a {enum_type.name} value")
     prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum_type.name).upper() + "_"
-    return enum_type.values_by_number[number].name.removeprefix(prefix).lower()
+    return value.name.removeprefix(prefix).lower()
 
 
 def feature_values(features: chart_pb2.ChartFeatures) -> dict[str, FeatureValue]:
@@ -44,7 +48,7 @@ def feature_values(features: chart_pb2.ChartFeatures) -> dict[str, FeatureValue]
     values: dict[str, FeatureValue] = {}
     for field, value in features.ListFields():
         if field.enum_type is not None:
-            values[field.name] = _enum_word(field.enum_type, value)
+            values[field.name] = _enum_word(field.enum_type, value, f"options.features.{field.name}")
         else:
             values[field.name] = value
     return values

@@ -47,7 +47,7 @@ from services.chart.mug.grid import FALLBACK_GRID, Grid, fit_grid, snap
 from services.chart.mug.hit_objects import KEYS, NOTE_CHANNELS, notes_to_hit_objects
 from services.chart.mug.mini_jacks import remove_mini_jacks
 from services.chart.mug.osu import ChartMetadata, osu_text
-from services.chart.mug.sampler import Conditioning, DdimSampler, start_noise
+from services.chart.mug.sampler import Conditioning, DdimSampler, start_noise, visited_timesteps
 from services.chart.mug.unet import UNetPlan
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import FailedPreconditionError, InvalidArgumentError
@@ -226,6 +226,12 @@ class MugChartEngine:
         timesteps = self.config.timesteps
         if not 1 <= request.steps <= timesteps:
             raise InvalidArgumentError("options.steps", f"must be 1..{timesteps}, got {request.steps}")
+        if visited_timesteps(request.steps, timesteps)[0] >= timesteps:
+            raise InvalidArgumentError(
+                "options.steps",
+                f"{request.steps} steps would visit timestep {timesteps}, past the noise schedule "
+                "(the reference fails there too); choose another count",
+            )
         if not 1 <= request.count <= self.settings.max_count:
             raise InvalidArgumentError(
                 "options.count", f"must be 1..{self.settings.max_count}, got {request.count}"

@@ -126,15 +126,16 @@ def import_model(source: Path, destination: Path, name: str = "") -> Path:
     created = not destination.exists()
     destination.mkdir(parents=True, exist_ok=True)
     try:
-        if source.is_file() and zipfile.is_zipfile(source):
-            features_from = _from_zip(source, destination)
+        if source.is_file() and source.name in (WEIGHTS_FILE, CONFIG_FILE):
+            # Checked first: model.ckpt is itself a zip file (torch's format).
+            features_from = _from_files(source.parent, destination)
         elif source.is_dir():
             features_from = _from_files(source, destination)
-        elif source.name in (WEIGHTS_FILE, CONFIG_FILE):
-            features_from = _from_files(source.parent, destination)
+        elif source.is_file() and zipfile.is_zipfile(source):
+            features_from = _from_zip(source, destination)
         else:
             raise ModelImportError(
-                f"{source} is neither the Mug-Diffusion zip bundle nor a folder with {WEIGHTS_FILE}"
+                f"{source} is not the Mug-Diffusion zip bundle or a folder with {WEIGHTS_FILE}"
             )
         feature_yaml = destination / _feature_path(destination / CONFIG_FILE)
         if not features_from:

@@ -1,7 +1,10 @@
 """The DDIM sampler (eta 0) with classifier-free guidance, as the reference's app runs it.
 
 Timesteps: c = T // steps and the visited steps are 0, c, 2c, ... < T, each plus one, run from the
-largest down; that is ceil(T / c) steps, which can exceed the requested count (12 -> 13). Per step,
+largest down; that is ceil(T / c) steps, which can exceed the requested count (12 -> 13). When
+T - 1 is a multiple of c (steps 3, 9, 27, 36, 37, 101-111, 251-333 and 501-1000 for T = 1000) the
+largest visited step is T itself, past the schedule: the reference fails with an index error there,
+and the engine refuses those counts. Per step,
 with a_t = alphas_cumprod[t] and a_prev the value at the previously visited step (at the last step,
 alphas_cumprod[0], not 1): eps = e_u + s (e_c - e_u) from one batched UNet call on [unconditional;
 conditional] (no unconditional half when s == 1), x0 = (x - sqrt(1 - a_t) eps) / sqrt(a_t),
