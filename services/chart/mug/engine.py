@@ -184,6 +184,11 @@ class MugChartEngine:
                 self._plans.popitem(last=False)
             return plan
 
+    def clear_plans(self) -> None:
+        """Forget the kept per-length constants (a benchmark starts each run from an empty cache)."""
+        with self._plans_lock:
+            self._plans.clear()
+
     @torch.inference_mode()
     def decode_notes(self, latents: torch.Tensor) -> np.ndarray:
         """Note logits [count, 16, 8 L] float32 for latents [count, z_channels, L]."""

@@ -119,7 +119,9 @@ class StateSpaceKernel(nn.Module):
         inputs = torch.cat([b, p], dim=0)
         outputs = torch.cat([c, q], dim=0)
         products = inputs.unsqueeze(1) * outputs.unsqueeze(0)
-        resolvent = (products.unsqueeze(-1) / (z - w.unsqueeze(-1))).sum(dim=-2)
+        # The naive Cauchy sum over the stored modes: sum_n v[n] / (z - w[n]), as products with the
+        # reciprocals so that the four (input, output) pairs share one set of divisions.
+        resolvent = torch.einsum("ijhn,hnl->ijhl", products, (z - w.unsqueeze(-1)).reciprocal())
         resolvent = resolvent * dt[None, None, :, None]
         spectrum = resolvent[:-1, :-1] - resolvent[:-1, -1:] * resolvent[-1:, :-1] / (1 + resolvent[-1:, -1:])
         spectrum = spectrum * 2 / (1 + omega)
