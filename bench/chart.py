@@ -103,7 +103,7 @@ def plain_charts(model: MugDiffusion, prompt: FeaturePrompt, pcm: np.ndarray, st
     """The reference app's inference for `count` charts, written plainly (see the module docstring)."""
     config = model.config
     song = prepare_song(pcm, SOURCE_RATE, config.audio, "pcm", 600)
-    mel = mel_features(song.samples, config.audio)
+    mel = mel_features(song, config.audio)
     length = latent_length(mel.shape[1], config.frames_per_latent)
     features = padded_features(mel, length * config.frames_per_latent)
     with torch.inference_mode():

@@ -68,7 +68,6 @@ class ChartRequest:
     title: str = ""
     artist: str = ""
     audio_filename: str = DEFAULT_AUDIO_FILENAME
-    job_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,26 +129,10 @@ class ChartProgress:
 ChartEvent = ChartProgress | Chart
 
 
-@dataclass(frozen=True)
-class FeatureSpec:
-    """One chart control as the model defines it: `kind` is numeric, bool or category; numeric
-    ones accept `minimum`..`maximum`, categories one of `categories`."""
-
-    name: str
-    kind: str
-    minimum: float = 0.0
-    maximum: float = 0.0
-    categories: tuple[str, ...] = ()
-
-
 class ChartEngine(Protocol):
     """A loaded chart model of one family."""
 
     info: ModelInfo
-
-    def features(self) -> list[FeatureSpec]:
-        """The chart controls this model reads, in order."""
-        ...
 
     def parse_features(self, assignments: list[str]) -> dict[str, FeatureValue]:
         """`NAME=VALUE` strings (numbers as decimals, booleans true/false, categories as the word)

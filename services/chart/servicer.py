@@ -115,7 +115,6 @@ def chart_request(options: chart_pb2.ChartOptions, audio: SongAudio) -> ChartReq
         title=options.title,
         artist=options.artist,
         audio_filename=options.audio_filename or DEFAULT_AUDIO_FILENAME,
-        job_id=options.job_id,
     )
 
 

@@ -34,9 +34,9 @@ def test_resampled_length_is_ceil_of_the_ratio(count: int, source: int) -> None:
 def test_stereo_is_averaged_in_float32(engine) -> None:
     left, right = np.full(22050, 0.25, np.float32), np.full(22050, -0.75, np.float32)
     song = prepare_song(np.stack([left, right]), 22050, engine.config.audio, "pcm", 10)
-    np.testing.assert_array_equal(song.samples, np.full(22050, -0.25, np.float32))
+    np.testing.assert_array_equal(song, np.full(22050, -0.25, np.float32))
     int16 = prepare_song(np.full((1, 100), 16384, np.int16), 22050, engine.config.audio, "pcm", 10)
-    np.testing.assert_array_equal(int16.samples, np.full(100, 0.5, np.float32))
+    np.testing.assert_array_equal(int16, np.full(100, 0.5, np.float32))
 
 
 def test_decoded_wav_matches_its_samples() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -29,15 +28,6 @@ _MEL_F_SP = 200.0 / 3
 _MIN_LOG_HZ = 1000.0
 _MIN_LOG_MEL = _MIN_LOG_HZ / _MEL_F_SP
 _LOGSTEP = np.log(6.4) / 27.0
-
-
-@dataclass(frozen=True)
-class Song:
-    """Mono float32 samples at the model's rate and how long the original recording was."""
-
-    samples: np.ndarray
-    sample_rate: int
-    seconds: float
 
 
 def decode_song(data: bytes, field: str, max_seconds: float) -> tuple[np.ndarray, int]:
@@ -65,7 +55,7 @@ def decode_song(data: bytes, field: str, max_seconds: float) -> tuple[np.ndarray
 
 def prepare_song(
     samples: np.ndarray, sample_rate: int, config: AudioFrontEndConfig, field: str, max_seconds: float
-) -> Song:
+) -> np.ndarray:
     """PCM [channels, n] or [n] (float32, or int16 read as n / 32768) at `sample_rate` as the model's
     mono signal.
 
@@ -93,7 +83,7 @@ def prepare_song(
     if not np.isfinite(samples).all():
         raise InvalidArgumentError(field, "the recording holds NaN or infinite samples")
     mono = np.mean(samples, axis=0) if samples.shape[0] > 1 else samples[0]
-    return Song(resample(mono, sample_rate, config.sample_rate), config.sample_rate, seconds)
+    return resample(mono, sample_rate, config.sample_rate)
 
 
 def resample(mono: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:

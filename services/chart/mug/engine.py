@@ -26,14 +26,12 @@ from services.chart.engine import (
     ChartProgress,
     ChartRequest,
     ChartSettings,
-    FeatureSpec,
     FeatureValue,
     HitObject,
     SongAudio,
 )
 from services.chart.mug import NAME
 from services.chart.mug.audio import (
-    Song,
     decode_song,
     latent_length,
     mel_features,
@@ -64,10 +62,10 @@ DEFAULT_ARTIST = "Unknown Artist"
 
 @dataclass(frozen=True)
 class _Job:
-    """A validated request: the prepared song and the checked prompt."""
+    """A validated request: the song as the model's mono signal and the checked prompt."""
 
     request: ChartRequest
-    song: Song
+    song: np.ndarray
     features: dict[str, FeatureValue]
 
 
@@ -117,10 +115,6 @@ class MugChartEngine:
         )
         return cls(model, prompt, info, settings)
 
-    def features(self) -> list[FeatureSpec]:
-        """The chart controls of this model's feature list, in order."""
-        return [FeatureSpec(f.name, f.kind, f.minimum, f.maximum, f.categories) for f in self.prompt.features]
-
     def parse_features(self, assignments: list[str]) -> dict[str, FeatureValue]:
         """`NAME=VALUE` strings as checked values; InvalidArgumentError naming the feature."""
         return self.prompt.parse(assignments)
@@ -135,7 +129,7 @@ class MugChartEngine:
 
     # The pipeline, step by step (public so that tests can check every intermediate).
 
-    def read_song(self, audio: SongAudio) -> Song:
+    def read_song(self, audio: SongAudio) -> np.ndarray:
         """The request's audio as the model's mono signal; INVALID_ARGUMENT on a bad song."""
         limit = self.settings.max_audio_seconds
         if (audio.encoded is None) == (audio.pcm is None):
@@ -147,9 +141,9 @@ class MugChartEngine:
             return prepare_song(pcm, rate, self.config.audio, "encoded_audio", limit)
         return prepare_song(audio.pcm, audio.sample_rate, self.config.audio, "pcm", limit)
 
-    def song_features(self, song: Song) -> tuple[np.ndarray, int]:
+    def song_features(self, song: np.ndarray) -> tuple[np.ndarray, int]:
         """(features [n_mels, L * 64] float32 holding float16 values, latent length L)."""
-        mel = mel_features(song.samples, self.config.audio)
+        mel = mel_features(song, self.config.audio)
         length = latent_length(mel.shape[1], self.config.frames_per_latent)
         return padded_features(mel, length * self.config.frames_per_latent), length
 
@@ -160,7 +154,9 @@ class MugChartEngine:
         return levels[-len(self.config.unet.channel_mult) :]
 
     @torch.inference_mode()
-    def contexts(self, features: dict[str, FeatureValue], count: int, guided: bool) -> tuple:
+    def contexts(
+        self, features: dict[str, FeatureValue], count: int, guided: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(conditional, unconditional or None) prompt contexts, each [count, tokens, embed_dim]."""
 
         def embed(ids: list[int]) -> torch.Tensor:

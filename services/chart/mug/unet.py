@@ -79,7 +79,6 @@ class UNetPlan:
     """Per-length constants of one UNet: S4 kernel spectra and attention position terms, keyed by
     the module that uses them."""
 
-    length: int
     spectra: dict[nn.Module, torch.Tensor] = field(default_factory=dict)
     terms: dict[nn.Module, list] = field(default_factory=dict)
 
@@ -168,7 +167,7 @@ class UNet(nn.Module):
 
     def plan(self, length: int, context_tokens: int) -> UNetPlan:
         """Everything that depends only on the latent length: computed once, reused every step."""
-        plan = UNetPlan(length)
+        plan = UNetPlan()
         for layer, layer_length in self.layer_lengths(length).items():
             if isinstance(layer, S4Layer):
                 plan.spectra[layer] = layer.kernel_spectrum(layer_length)
