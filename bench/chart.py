@@ -11,11 +11,10 @@ The plain form is the reference app's inference written out in this file with ou
 encoder run on `count` stacked copies of the song, then per step one UNet call on
 [unconditional; conditional] in which every S4 layer rebuilds its kernel with the reference's
 expression (the naive Cauchy sum at the stored length 512, one division per pair and mode) and
-every attention rebuilds its position terms, with torch's default convolution and linear paths; then
+every attention rebuilds its position terms, with torch's default linear path; then
 the note decoder and the same post-processing. Ours is the chart stage's engine: the audio encoder
 once, kernels (sharing the divisions) and position terms once per length, one timestep-embedding row,
-the batch-size-invariant convolutions (which cost time at larger batches). Both make the same charts
-(the first chart's latents are compared).
+the per-sample token-wise linears. Both make the same charts (the first chart's latents are compared).
 
 Each form runs `--repeats` times, interleaved, each run from an empty per-length cache; the fastest
 run of each is kept (the machine is shared, so slower runs measure other people's load).
@@ -86,13 +85,11 @@ class PlainStateSpaceKernel(StateSpaceKernel):
 
 
 def reference_paths(model: MugDiffusion) -> MugDiffusion:
-    """A copy of `model` computed as the reference computes it: torch's default convolution and
-    linear paths, and the S4 kernel rebuilt with the reference's expression."""
+    """A copy of `model` computed as the reference computes it: torch's default linear path, and the
+    S4 kernel rebuilt with the reference's expression."""
     plain = copy.deepcopy(model)
     for module in plain.modules():
-        if isinstance(module, batch_invariant.Conv1d):
-            module.__class__ = nn.Conv1d
-        elif isinstance(module, batch_invariant.Linear):
+        if isinstance(module, batch_invariant.Linear):
             module.__class__ = nn.Linear
         elif isinstance(module, StateSpaceKernel):
             module.__class__ = PlainStateSpaceKernel

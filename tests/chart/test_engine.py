@@ -34,6 +34,14 @@ def test_charts_in_one_batch_equal_the_charts_made_alone(engine, case, song_byte
         assert batched.bpm == alone.bpm and batched.offset_ms == alone.offset_ms
 
 
+def test_unguided_charts_in_one_batch_equal_the_charts_made_alone(engine, case, song_bytes) -> None:
+    together = _charts(engine, case, song_bytes, seed=7, count=2, guidance=1.0)
+    for index, batched in enumerate(together):
+        (alone,) = _charts(engine, case, song_bytes, seed=7 + index, guidance=1.0)
+        assert np.abs(batched.latents - alone.latents).max() <= 1e-4
+        assert batched.hit_objects == alone.hit_objects
+
+
 def test_one_batched_unet_call_per_step(engine, case, song_bytes, monkeypatch) -> None:
     batches: list[int] = []
     forward = engine.model.unet_model.forward
@@ -48,6 +56,9 @@ def test_one_batched_unet_call_per_step(engine, case, song_bytes, monkeypatch) -
     batches.clear()
     _charts(engine, case, song_bytes, count=2, guidance=1.0)
     assert batches == [2] * STEPS
+    batches.clear()
+    _charts(engine, case, song_bytes, count=1, guidance=1.0)
+    assert batches == [2] * STEPS  # a lone row runs twice: the convolutions then match larger batches
 
 
 def test_guidance_combines_the_two_halves(engine) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from services.chart.mug.batch_invariant import Conv1d
 from services.chart.mug.config import AudioEncoderConfig
 from services.chart.mug.layers import Downsample, ResnetBlock
 from services.chart.mug.transformer import ContextualTransformer
@@ -56,7 +55,7 @@ class AudioEncoder(nn.Module):
         super().__init__()
         self.config = config
         middle = config.middle_channels
-        self.conv_in = Conv1d(config.n_freq, middle, 3, padding=1)
+        self.conv_in = nn.Conv1d(config.n_freq, middle, 3, padding=1)
         in_mult = (1, *config.channel_mult)
         self.down = nn.ModuleList(
             EncoderStage(middle * in_mult[level], middle * mult, config, 2**level)

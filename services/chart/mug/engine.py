@@ -38,6 +38,7 @@ from services.chart.mug.audio import (
     padded_features,
     prepare_song,
 )
+from services.chart.mug.batch_invariant import at_least_two_rows
 from services.chart.mug.checkpoint import MugDiffusion, build_networks, read_state_dict
 from services.chart.mug.config import WEIGHTS_FILE, MugConfig
 from services.chart.mug.features import FeaturePrompt
@@ -55,13 +56,13 @@ FEATURES_FIELD = "options.features"
 MAX_GUIDANCE = 100.0
 MAX_JACK_INTERVAL_MS = 1000.0
 MAX_SEED = 2**64 - 1
-PLANS_KEPT = 4
+PLANS_KEPT = 2
 DEFAULT_TITLE = "Untitled"
 DEFAULT_ARTIST = "Unknown Artist"
 
 
 @dataclass(frozen=True)
-class _Job:
+class ValidatedRequest:
     """A validated request: the song as the model's mono signal and the checked prompt."""
 
     request: ChartRequest
@@ -188,9 +189,10 @@ class MugChartEngine:
     @torch.inference_mode()
     def decode_notes(self, latents: torch.Tensor) -> np.ndarray:
         """Note logits [count, 16, 8 L] float32 for latents [count, z_channels, L]."""
-        return self.model.decoder(latents.to(self.device)).to("cpu", torch.float32).numpy()
+        notes = at_least_two_rows(self.model.decoder, latents.to(self.device))
+        return notes.to("cpu", torch.float32).numpy()
 
-    def make_chart(self, index: int, notes: np.ndarray, latents: np.ndarray, job: _Job) -> Chart:
+    def make_chart(self, index: int, notes: np.ndarray, latents: np.ndarray, job: ValidatedRequest) -> Chart:
         """Chart `index` of a request from its decoded notes [16, 8 L]."""
         request = job.request
         hits = notes_to_hit_objects(notes, self.config.audio.note_frame_ms)
@@ -222,7 +224,7 @@ class MugChartEngine:
 
     # The request.
 
-    def validate(self, request: ChartRequest) -> _Job:
+    def validate(self, request: ChartRequest) -> ValidatedRequest:
         """Check every field and prepare the song; InvalidArgumentError naming what is wrong."""
         timesteps = self.config.timesteps
         if not 1 <= request.steps <= timesteps:
@@ -251,7 +253,7 @@ class MugChartEngine:
                 "options.mini_jack_interval", f"must be 0..{MAX_JACK_INTERVAL_MS:g}, got {interval}"
             )
         features = self.prompt.validate(request.features, FEATURES_FIELD)
-        return _Job(request, self.read_song(request.audio), features)
+        return ValidatedRequest(request, self.read_song(request.audio), features)
 
     def generate(self, request: ChartRequest, token: CancellationToken | None = None) -> Iterator[ChartEvent]:
         """Validate `request` now (InvalidArgumentError), then return the iterator that makes its
@@ -259,7 +261,7 @@ class MugChartEngine:
         job = self.validate(request)
         return self._charts(job, token)
 
-    def _charts(self, job: _Job, token: CancellationToken | None) -> Iterator[ChartEvent]:
+    def _charts(self, job: ValidatedRequest, token: CancellationToken | None) -> Iterator[ChartEvent]:
         request = job.request
         features, length = self.song_features(job.song)
         levels = self.audio_levels(features)

@@ -12,8 +12,6 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from services.chart.mug.batch_invariant import Conv1d
-
 NORM_EPS = 1e-6
 DEFAULT_GROUPS = 32
 
@@ -47,10 +45,10 @@ class ResnetBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm1 = group_norm(in_channels, groups)
-        self.conv1 = Conv1d(in_channels, out_channels, 3, padding=dilations[0], dilation=dilations[0])
+        self.conv1 = nn.Conv1d(in_channels, out_channels, 3, padding=dilations[0], dilation=dilations[0])
         self.norm2 = group_norm(out_channels, groups)
-        self.conv2 = Conv1d(out_channels, out_channels, 3, padding=dilations[1], dilation=dilations[1])
-        self.nin_shortcut = Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else None
+        self.conv2 = nn.Conv1d(out_channels, out_channels, 3, padding=dilations[1], dilation=dilations[1])
+        self.nin_shortcut = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[batch, in_channels, n] -> [batch, out_channels, n]."""
@@ -65,7 +63,7 @@ class Downsample(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = Conv1d(channels, channels, 3, stride=2, padding=0)
+        self.conv = nn.Conv1d(channels, channels, 3, stride=2, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[batch, c, n] -> [batch, c, n / 2]."""
@@ -77,7 +75,7 @@ class Upsample(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = Conv1d(channels, channels, 3, padding=1)
+        self.conv = nn.Conv1d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[batch, c, n] -> [batch, c, 2 n]."""

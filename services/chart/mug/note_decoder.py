@@ -13,7 +13,6 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from services.chart.mug.batch_invariant import Conv1d
 from services.chart.mug.config import NoteDecoderConfig
 from services.chart.mug.layers import ResnetBlock, Upsample, group_norm
 
@@ -39,7 +38,7 @@ class NoteDecoder(nn.Module):
         self.config = config
         groups = config.num_groups
         channels = config.middle_channels * config.channel_mult[-1]
-        self.conv_in = Conv1d(config.z_channels, channels, 3, padding=1)
+        self.conv_in = nn.Conv1d(config.z_channels, channels, 3, padding=1)
         self.mid = nn.Module()
         self.mid.block_1 = ResnetBlock(channels, channels, groups)
         self.mid.block_2 = ResnetBlock(channels, channels, groups)
@@ -52,7 +51,7 @@ class NoteDecoder(nn.Module):
             channels = out_channels
         self.up = nn.ModuleList(levels)
         self.norm_out = group_norm(channels, groups)
-        self.conv_out = Conv1d(channels, config.x_channels, 3, padding=1)
+        self.conv_out = nn.Conv1d(channels, config.x_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Decode latents (divided by the VAE's scale first, 1.0 for the published model)."""

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from services.chart.mug.batch_invariant import Conv1d
 from services.chart.mug.layers import group_norm
 
 STATE_MODES = 32
@@ -137,7 +136,7 @@ class S4Convolution(nn.Module):
         # The published keys nest the kernel twice (`kernel.kernel.*`).
         self.kernel = nn.Module()
         self.kernel.kernel = StateSpaceKernel(channels)
-        self.output_linear = nn.Sequential(Conv1d(channels, 2 * channels, 1))
+        self.output_linear = nn.Sequential(nn.Conv1d(channels, 2 * channels, 1))
 
     def kernel_spectrum(self, length: int) -> torch.Tensor:
         """rfft of the kernel zero-padded to 2 * length (what the convolution multiplies), [H, length + 1]."""
@@ -160,7 +159,7 @@ class S4Layer(nn.Module):
         super().__init__()
         self.norm = group_norm(channels)
         self.s4_model = S4Convolution(channels)
-        self.out_layer = Conv1d(channels, channels, 3, padding=1)
+        self.out_layer = nn.Conv1d(channels, channels, 3, padding=1)
 
     def kernel_spectrum(self, length: int) -> torch.Tensor:
         """The S4 kernel's spectrum for sequences of `length` (see S4Convolution.kernel_spectrum)."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from services.chart.mug.batch_invariant import at_least_two_rows
 from services.chart.mug.unet import UNet, UNetPlan
 
 
@@ -73,12 +74,15 @@ class DdimSampler:
             context = torch.cat([conditioning.unconditional, conditioning.context])
         else:
             batch_x, context = x, conditioning.context
-        batch = batch_x.shape[0]
         # One timestep row for the whole batch: its embedding broadcasts, so a chart's numbers do not
         # depend on the batch size (a matrix-vector product is not bit-equal to a matrix product).
         timesteps = torch.full((1,), timestep, dtype=torch.long, device=x.device)
-        audio = [level.expand(batch, -1, -1) for level in conditioning.audio]
-        out = self.unet(batch_x, timesteps, context, audio, plan)
+
+        def run(rows: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
+            audio = [level.expand(rows.shape[0], -1, -1) for level in conditioning.audio]
+            return self.unet(rows, timesteps, contexts, audio, plan)
+
+        out = at_least_two_rows(run, batch_x, context)
         if not guided:
             return out
         uncond, cond = out[:count], out[count:]

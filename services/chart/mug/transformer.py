@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from services.chart.mug.batch_invariant import Conv1d, Linear
+from services.chart.mug.batch_invariant import Linear
 from services.chart.mug.layers import group_norm
 
 MAX_DISTANCE = 64
@@ -133,11 +133,11 @@ class ContextualTransformer(nn.Module):
         super().__init__()
         inner = heads * dim_head
         self.norm = group_norm(channels)
-        self.proj_in = Conv1d(channels, inner, 1)
+        self.proj_in = nn.Conv1d(channels, inner, 1)
         self.transformer_blocks = nn.ModuleList(
             TransformerBlock(inner, heads, dim_head, context_dim) for _ in range(depth)
         )
-        self.proj_out = Conv1d(inner, channels, 1)
+        self.proj_out = nn.Conv1d(inner, channels, 1)
 
     def position_terms(self, length: int, context_tokens: int | None) -> list:
         """Every block's position terms for a sequence of `length`, for reuse across calls."""

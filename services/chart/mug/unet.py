@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from services.chart.mug.batch_invariant import Conv1d, Linear
 from services.chart.mug.config import UNetConfig
 from services.chart.mug.layers import Downsample, Upsample, group_norm, timestep_embedding
 from services.chart.mug.s4 import S4Layer
@@ -41,20 +40,20 @@ class TimestepResBlock(nn.Module):
         super().__init__()
         self.scale_shift = scale_shift
         self.in_layers = nn.Sequential(
-            group_norm(channels), nn.SiLU(), Conv1d(channels, out_channels, 3, padding=1)
+            group_norm(channels), nn.SiLU(), nn.Conv1d(channels, out_channels, 3, padding=1)
         )
         self.emb_layers = nn.Sequential(
-            nn.SiLU(), Linear(emb_channels, out_channels * (2 if scale_shift else 1))
+            nn.SiLU(), nn.Linear(emb_channels, out_channels * (2 if scale_shift else 1))
         )
         # Index 2 is the reference's dropout, a no-op at inference.
         self.out_layers = nn.Sequential(
             group_norm(out_channels),
             nn.SiLU(),
             nn.Identity(),
-            Conv1d(out_channels, out_channels, 3, padding=1),
+            nn.Conv1d(out_channels, out_channels, 3, padding=1),
         )
         self.skip_connection = (
-            Conv1d(channels, out_channels, 1) if channels != out_channels else nn.Identity()
+            nn.Conv1d(channels, out_channels, 1) if channels != out_channels else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -91,8 +90,8 @@ class UNet(nn.Module):
         self.config = config
         mc = config.model_channels
         emb = mc * 4
-        self.time_embed = nn.Sequential(Linear(mc, emb), nn.SiLU(), Linear(emb, emb))
-        self.input_blocks = nn.ModuleList([UNetBlock([Conv1d(config.in_channels, mc, 3, padding=1)])])
+        self.time_embed = nn.Sequential(nn.Linear(mc, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.input_blocks = nn.ModuleList([UNetBlock([nn.Conv1d(config.in_channels, mc, 3, padding=1)])])
         skip_channels = [mc]
         channels, factor = mc, 1
         for level, mult in enumerate(config.channel_mult):
@@ -138,7 +137,7 @@ class UNet(nn.Module):
                     factor //= 2
                 self.output_blocks.append(UNetBlock(layers))
         self.out = nn.Sequential(
-            group_norm(channels), nn.SiLU(), Conv1d(channels, config.out_channels, 3, padding=1)
+            group_norm(channels), nn.SiLU(), nn.Conv1d(channels, config.out_channels, 3, padding=1)
         )
 
     def _transformer(self, channels: int) -> ContextualTransformer:
