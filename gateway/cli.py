@@ -19,6 +19,7 @@ STAGE_CLIS = (
     "services.style.cli",
     "services.diffusion.cli",
     "services.vocoder.cli",
+    "services.chart.cli",
 )
 COMMAND_MODULES = (serve, demo, songs, jobs, models)
 
