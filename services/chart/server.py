@@ -29,7 +29,7 @@ class ChartConfig(ServerConfig):
     )
     model_dir: str = option("models/mug", "Mug-Diffusion folder: model.ckpt, model.yaml and the feature list")
     family: str = option("", "model family; empty: detected from the model folder")
-    name: str = option("", "name to serve the model under; empty: the manifest's, else the folder's")
+    model_name: str = option("", "name to serve the model under; empty: the manifest's, else the folder's")
     device: str = option("cpu", "torch device to run on (cpu, cuda, cuda:1, ...)")
     threads: int = option(0, "torch CPU threads; 0 keeps torch's default")
     max_audio_seconds: float = option(600.0, "longest song accepted, in seconds")
@@ -42,7 +42,7 @@ def build_spec(config: ChartConfig) -> StageSpec:
     """The StageSpec that loads (and warms up) the chart engine and registers the ChartService."""
     settings = ChartSettings(
         device=config.device,
-        name=config.name,
+        name=config.model_name,
         max_audio_seconds=config.max_audio_seconds,
         max_count=config.max_count,
     )

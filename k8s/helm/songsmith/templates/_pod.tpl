@@ -189,8 +189,8 @@ exec:
   value: {{ $g.jobs.maxQueued | int64 | quote }}
 - name: SONGSMITH_JOB_TIMEOUT_S
   value: {{ $g.jobs.timeoutSeconds | quote }}
-- name: SONGSMITH_DIFFUSION_RETRIES
-  value: {{ $g.jobs.diffusionRetries | int64 | quote }}
+- name: SONGSMITH_RESUME_BUDGET_S
+  value: {{ $g.jobs.resumeBudgetSeconds | quote }}
 - name: SONGSMITH_AUTH_TOKENS_FILE
   value: /etc/songsmith/auth/{{ $g.auth.tokensKey }}
 {{- with $g.jobs.database.existingSecret }}
