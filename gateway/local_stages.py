@@ -10,6 +10,7 @@ import numpy as np
 
 from gateway.stages import LatentBlock, LatentRequest, PcmPiece
 from services.diffusion.diffrhythm2.engine import DiffusionEngine
+from services.diffusion.engine import GenerationRequest
 from services.runtime.cancellation import CancellationToken
 from services.style.muq_mulan.engine import StyleEngine
 from services.tokenizer.engine import TokenizerEngine
@@ -65,18 +66,17 @@ class LocalStages:
 
     def generate_latents(self, request: LatentRequest, token: CancellationToken) -> Iterator[LatentBlock]:
         """The song's blocks after the prefix, straight from the sampler."""
-        blocks = self.diffusion.generate(
-            request.tokens,
-            request.style,
+        song = GenerationRequest(
+            tokens=request.tokens,
+            style=request.style,
             seed=request.seed,
             steps=request.steps,
             cfg_strength=request.cfg_strength,
             max_frames=request.max_frames,
             prefix=request.prefix,
-            token=token,
         )
-        for block in blocks:
-            yield LatentBlock(block.index, block.latents, block.final, block.max_blocks)
+        for block in self.diffusion.generate(song, token):
+            yield LatentBlock(block.index, block.frames, block.final, block.max_blocks)
 
     def decode(
         self, blocks: Iterable[np.ndarray], job_id: str, token: CancellationToken
@@ -85,9 +85,9 @@ class LocalStages:
         decoder = self.vocoder.stream(token)
         for latents in blocks:
             for piece in decoder.push(latents):
-                yield PcmPiece(piece.offset, piece.samples)
+                yield PcmPiece(piece.offset, piece.samples[0])
         for piece in decoder.finish():
-            yield PcmPiece(piece.offset, piece.samples)
+            yield PcmPiece(piece.offset, piece.samples[0])
 
     def close(self) -> None:
         """Nothing to release: the engines go with the process."""

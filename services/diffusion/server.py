@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import grpc
-import numpy as np
 import torch
 
-from services.diffusion.diffrhythm2.dit import COND_DIM
 from services.diffusion.diffrhythm2.engine import DEFAULT_MAX_FRAMES_CAP, DiffusionEngine
 from services.diffusion.servicer import DiffusionServicer
 from services.runtime.config import ServerConfig, load_config, option
@@ -36,13 +34,6 @@ class DiffusionConfig(ServerConfig):
     threads: int = option(0, "torch CPU threads; 0 keeps torch's default")
 
 
-def warm_up(engine: DiffusionEngine) -> None:
-    """Run one short block so the first real request does not pay for kernel selection."""
-    silence = np.zeros(COND_DIM, np.float32)
-    for _ in engine.generate(np.zeros(1, np.int64), silence, seed=0, steps=2, max_frames=1):
-        pass
-
-
 def build_spec(config: DiffusionConfig) -> StageSpec:
     """The StageSpec that loads (and warms up) the engine and registers the Diffusion servicer."""
 
@@ -50,7 +41,7 @@ def build_spec(config: DiffusionConfig) -> StageSpec:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         engine = DiffusionEngine.load(config.model_dir, config.device, config.dtype, config.max_frames_cap)
-        warm_up(engine)
+        engine.warm_up()
         return engine
 
     def register(server: grpc.Server, slot: ModelSlot) -> None:

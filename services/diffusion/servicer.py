@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 
-from services.diffusion.diffrhythm2.engine import DEFAULT_CFG_STRENGTH, DEFAULT_STEPS, DiffusionEngine
+from services.diffusion.engine import GenerationEngine, GenerationRequest
 from services.runtime.calls import call_token
 from services.runtime.codec import proto_to_numpy, tensor_to_proto
 from services.runtime.errors import InvalidArgumentError
@@ -41,25 +41,22 @@ class DiffusionServicer(diffusion_pb2_grpc.DiffusionServicer):
         self, request: diffusion_pb2.GenerateLatentsRequest, context: grpc.ServicerContext
     ) -> Iterator[diffusion_pb2.LatentBlock]:
         """Stream the song's blocks after the prefix; cancellation and deadline stop it at an ODE step."""
-        engine: DiffusionEngine = self._slot.get()
-        tokens = _required_tensor(request, "token_ids")
-        style = _required_tensor(request, "style")
-        cfg_strength = request.cfg_strength if request.HasField("cfg_strength") else DEFAULT_CFG_STRENGTH
-        blocks = engine.generate(
-            tokens,
-            style,
+        engine: GenerationEngine = self._slot.get()
+        song = GenerationRequest(
+            job_id=request.job_id,
+            tokens=_required_tensor(request, "token_ids"),
+            style=_required_tensor(request, "style"),
             seed=request.seed,
-            steps=request.steps or DEFAULT_STEPS,
-            cfg_strength=cfg_strength,
+            steps=request.steps,
+            cfg_strength=request.cfg_strength if request.HasField("cfg_strength") else None,
             max_frames=request.max_frames,
             prefix=decode_prefix(list(request.prefix)),
-            token=call_token(context),
         )
-        for block in blocks:
+        for block in engine.generate(song, call_token(context)):
             yield diffusion_pb2.LatentBlock(
                 index=block.index,
-                latents=tensor_to_proto(block.latents),
+                latents=tensor_to_proto(block.frames),
                 final=block.final,
                 max_blocks=block.max_blocks,
-                seconds_generated=block.seconds_generated,
+                seconds_generated=block.frames_done / engine.info.frame_rate,
             )

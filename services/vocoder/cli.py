@@ -51,7 +51,7 @@ def run_decode(args: argparse.Namespace) -> int:
         return report_error(f"cannot read latents from {args.latents}: {exc}")
     try:
         engine = VocoderEngine.load(args.model_dir, device=args.device, max_frames=args.max_frames)
-        audio = engine.decode(latents)
+        audio = engine.decode(latents)[0]
     except ServiceError as exc:
         return report_error(f"{args.latents}: {exc.message}")
     try:

@@ -31,12 +31,13 @@ def request_latents(request: vocoder_pb2.DecodeRequest) -> np.ndarray | None:
 
 
 def pcm_chunks(pieces: Iterable[PcmPiece], sample_rate: int) -> Iterator[vocoder_pb2.PcmChunk]:
-    """The pieces as wire chunks of at most 1 MiB of samples each, in order."""
+    """The pieces ([1, n]: the wire carries mono) as chunks of at most 1 MiB of samples each, in order."""
     for piece in pieces:
-        for begin in range(0, len(piece.samples), MAX_CHUNK_SAMPLES):
+        mono = piece.samples[0]
+        for begin in range(0, len(mono), MAX_CHUNK_SAMPLES):
             yield vocoder_pb2.PcmChunk(
                 sample_offset=piece.offset + begin,
-                samples=tensor_to_proto(piece.samples[begin : begin + MAX_CHUNK_SAMPLES]),
+                samples=tensor_to_proto(mono[begin : begin + MAX_CHUNK_SAMPLES]),
                 sample_rate=sample_rate,
             )
 

@@ -73,7 +73,7 @@ def test_generate_writes_the_engines_latents(
     assert _main(_argv(demo_model_dir, inputs[form], inputs["style"], out)) == 0
     latents = np.load(out)
     assert latents.dtype == np.float32 and latents.shape == (25, 64)
-    blocks = demo_engine.generate(
+    blocks = demo_engine.sample(
         np.array(TOKENS), np.load(inputs["style"]), seed=11, steps=4, cfg_strength=2.0, max_frames=25
     )
     assert np.array_equal(latents, np.concatenate([b.latents for b in blocks]))

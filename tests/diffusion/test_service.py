@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from services.diffusion.diffrhythm2.engine import DiffusionEngine
+from services.diffusion.engine import GenerationRequest
 from services.diffusion.server import DiffusionConfig, build_spec
+from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import proto_to_numpy, tensor_to_proto
 from services.runtime.interceptor import field_violations
 from services.runtime.server import StageSpec
@@ -27,9 +29,9 @@ class WatchedEngine(DiffusionEngine):
         self.stopped = threading.Event()
         self.tokens: list = []
 
-    def generate(self, *args, **kwargs) -> Iterator:
-        blocks = super().generate(*args, **kwargs)
-        self.tokens.append(kwargs.get("token"))
+    def generate(self, request: GenerationRequest, token: CancellationToken | None = None) -> Iterator:
+        blocks = super().generate(request, token)
+        self.tokens.append(token)
 
         def watched() -> Iterator:
             try:
@@ -90,7 +92,7 @@ def test_defaults_apply_when_steps_and_guidance_are_absent(served, reference_eng
     request = _request(case, steps=0, max_frames=10)
     request.ClearField("cfg_strength")
     (block,) = stub.GenerateLatents(request, timeout=60)
-    (local,) = reference_engine.generate(
+    (local,) = reference_engine.sample(
         np.array(case["tokens"]),
         case["style_vector"],
         seed=case["seed"],

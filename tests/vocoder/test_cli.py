@@ -30,7 +30,7 @@ def test_decode_to_wav_is_48khz_mono_with_the_same_samples(fixture_dir: Path, tm
     assert _decode(fixture_dir, tmp_path / "short.npy", tmp_path / "short.wav") == 0
     audio, rate = soundfile.read(tmp_path / "short.wav", dtype="float32")
     assert rate == 48000 and audio.ndim == 1 and len(audio) == 12 * 9600
-    np.testing.assert_array_equal(audio, VocoderEngine.load(fixture_dir).decode(latents))
+    np.testing.assert_array_equal(audio, VocoderEngine.load(fixture_dir).decode(latents)[0])
     assert "2.4 s, 48000 Hz mono" in capsys.readouterr().err
 
 
@@ -55,4 +55,4 @@ def test_demo_decoder_is_deterministic_and_loadable(tmp_path: Path):
     engine = VocoderEngine.load(tmp_path / "a")
     assert (engine.sample_rate, engine.channels, engine.samples_per_frame) == (48000, 64, 9600)
     audio = engine.decode(np.ones((3, 64), np.float32))
-    assert audio.shape == (3 * 9600,) and np.isfinite(audio).all() and audio.std() > 0
+    assert audio.shape == (1, 3 * 9600) and np.isfinite(audio).all() and audio.std() > 0

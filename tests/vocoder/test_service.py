@@ -40,7 +40,7 @@ def stub(fixture_dir: Path) -> Iterator[vocoder_pb2_grpc.VocoderStub]:
 def song(engine: VocoderEngine) -> tuple[np.ndarray, np.ndarray]:
     """A 37-frame song's latents and its one-shot decode."""
     latents = np.random.default_rng(37).standard_normal((SONG_FRAMES, 64)).astype(np.float32)
-    return latents, engine.decode(latents)
+    return latents, engine.decode(latents)[0]
 
 
 def _requests(latents: np.ndarray, sizes: list[int], mark_final: bool) -> Iterator[vocoder_pb2.DecodeRequest]:
@@ -102,7 +102,7 @@ def test_empty_song_gets_one_empty_final_chunk(stub):
 
 def test_large_pieces_are_split_into_chunks_of_at_most_one_mib():
     samples = np.arange(600_000, dtype=np.float32)
-    chunks = list(pcm_chunks([PcmPiece(96_000, samples)], 48000))
+    chunks = list(pcm_chunks([PcmPiece(96_000, samples[None])], 48000))
     assert [c.sample_offset for c in chunks] == [96_000, 96_000 + 262_144, 96_000 + 2 * 262_144]
     assert all(len(c.samples.data) <= MAX_CHUNK_BYTES for c in chunks)
     np.testing.assert_array_equal(np.concatenate([proto_to_numpy(c.samples) for c in chunks]), samples)

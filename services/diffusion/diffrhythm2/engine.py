@@ -80,7 +80,9 @@ class DiffusionEngine:
         self.model = model
         self.config = model.config
         self.max_frames_cap = max_frames_cap
-        self.info = info or ModelInfo(name=FAMILY, family=FAMILY, revision="", families=(FAMILY,))
+        self.info = info or ModelInfo(
+            name=FAMILY, family=FAMILY, revision="", families=(FAMILY,), frame_rate=float(FRAMES_PER_SECOND)
+        )
         self._sampler = BlockSampler(model)
 
     @classmethod
