@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from gateway.job_store import JobRecord, JobStore, fingerprint
+from gateway.job_store import JobRecord, fingerprint
 from gateway.jobs import JobManager, JobSettings
 from gateway.pipeline import Pipeline
-from gateway.stages import LatentBlock
+from gateway.results import FolderResults
+from gateway.stores.sqlite import SqliteJobStore
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import AlreadyExistsError, CancelledError, NotFoundError, ResourceExhaustedError
 from songsmith.v1 import song_pb2
@@ -86,41 +86,32 @@ def test_a_job_left_running_is_resumed_after_a_restart(make_manager) -> None:
 
     interrupted = request("interrupted")
     now = time.time()
-    restarted = make_manager()
+    restarted = make_manager(start=False)
     restarted.store.insert_if_absent(
         JobRecord(
             "interrupted", fingerprint(interrupted), interrupted, 11, song_pb2.JOB_STATE_RUNNING, now, now
         )
     )
-    assert restarted.resume_unfinished() == 1
+    assert restarted.start() == 1
     resumed, _ = _finish(restarted, "interrupted")
     assert resumed == expected
     assert restarted.get("interrupted").state == song_pb2.JOB_STATE_SUCCEEDED
 
 
-def test_kept_blocks_survive_a_reopened_store_bit_for_bit(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    blocks = [LatentBlock(i, rng.standard_normal((10, 64)).astype(np.float32), False, 6) for i in range(3)]
-    store = JobStore(tmp_path / "jobs.sqlite3")
-    for block in blocks:
-        store.add_block("song", block)
-    store.add_block("song", LatentBlock(4, blocks[0].latents, True, 6))
-    reopened = JobStore(tmp_path / "jobs.sqlite3")
-    kept = reopened.blocks("song")
-    assert [(b.index, b.final, b.max_blocks) for b in kept] == [(0, False, 6), (1, False, 6), (2, False, 6)]
-    assert all(np.array_equal(k.latents, b.latents) for k, b in zip(kept, blocks, strict=True))
-    assert reopened.blocks("another") == []
-    reopened.drop_blocks("song")
-    assert store.blocks("song") == []
-
-
 def test_a_restart_resumes_after_the_blocks_already_made(local_pipeline: Pipeline, tmp_path: Path) -> None:
-    reference = JobManager(JobStore(tmp_path / "reference.sqlite3"), local_pipeline, tmp_path / "reference")
+    def manager(pipeline: Pipeline, name: str) -> JobManager:
+        built = JobManager(
+            SqliteJobStore(tmp_path / f"{name}.sqlite3"), pipeline, FolderResults(tmp_path / name)
+        )
+        built.start()
+        return built
+
+    reference = manager(local_pipeline, "reference")
     reference.submit(request("uninterrupted", seconds=60))
     expected, _ = _finish(reference, "uninterrupted")
-    reference.shutdown()
+    reference.close()
 
-    first = JobManager(JobStore(tmp_path / "jobs.sqlite3"), local_pipeline, tmp_path / "results")
+    first = manager(local_pipeline, "jobs")
     first.submit(request("interrupted", seconds=60))
     for event in first.watch("interrupted", CancellationToken.with_timeout(120)):
         if event.HasField("progress") and event.progress.blocks_done >= 3:
@@ -128,16 +119,17 @@ def test_a_restart_resumes_after_the_blocks_already_made(local_pipeline: Pipelin
     first.shutdown()
     with pytest.raises(CancelledError):
         _finish(first, "interrupted")
-    kept = len(first.store.blocks("interrupted"))
+    kept = len(first.store.blocks("interrupted").blocks)
     assert 3 <= kept < 30
-    assert first.get("interrupted").state == song_pb2.JOB_STATE_RUNNING
+    assert first.get("interrupted").state == song_pb2.JOB_STATE_QUEUED
+    first.store.close()
 
     spy = FlakyDiffusion(local_pipeline.stages, break_after=0, times=0)
-    second = JobManager(JobStore(tmp_path / "jobs.sqlite3"), Pipeline(spy), tmp_path / "results")
-    assert second.resume_unfinished() == 1
+    second = manager(Pipeline(spy), "jobs")
     resumed, _ = _finish(second, "interrupted")
-    second.shutdown()
+    second.close()
     assert resumed == expected
     assert spy.prefixes == [kept]
-    assert second.get("interrupted").state == song_pb2.JOB_STATE_SUCCEEDED
-    assert second.store.blocks("interrupted") == []
+    after = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    assert after.get("interrupted").state == song_pb2.JOB_STATE_SUCCEEDED
+    assert after.blocks("interrupted").blocks == []
