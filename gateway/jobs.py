@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 # Events of a finished job stay this long for relays still catching up; later watchers replay the
 # stored result instead.
 EVENTS_KEPT_S = 60.0
-# How often a gateway removes expired jobs.
+# How often a gateway removes expired jobs (more often when the retention is shorter than 4 of these).
 SWEEP_INTERVAL_S = 60.0
 SHUTTING_DOWN = "the gateway is shutting down"
 
@@ -303,6 +303,10 @@ class JobManager:
         """Renew leases; stop jobs whose cancellation was requested or whose lease was lost; sweep."""
         next_sweep = time.monotonic()
         interval = min(self.settings.poll_s, self.settings.lease_s / 3)
+        retention = self.settings.retention_s
+        sweep_every = SWEEP_INTERVAL_S
+        if retention > 0:
+            sweep_every = min(SWEEP_INTERVAL_S, max(retention / 4, interval))
         while not self._stopping.is_set():
             self._beat.clear()
             with self._lock:
@@ -310,7 +314,7 @@ class JobManager:
             if running:
                 self._renew(running)
             if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + SWEEP_INTERVAL_S
+                next_sweep = time.monotonic() + sweep_every
                 self._sweep()
             self._beat.wait(interval)
 
