@@ -294,10 +294,14 @@ class JobManager:
         token = CancellationToken(time.monotonic() + deadline_at - now)
         live = _LiveJob(Lease(record.job_id, self.holder, record.attempt), token)
         with self._lock:
-            self._live[record.job_id] = live
-        if record.attempt > 1:
+            stopping = self._stopping.is_set()
+            if not stopping:
+                self._live[record.job_id] = live
+                self._workers.submit(self._run, record, live)
+        if stopping:
+            self._release(live.lease)
+        elif record.attempt > 1:
             log.info("resuming job %s (attempt %d)", record.job_id, record.attempt)
-        self._workers.submit(self._run, record, live)
 
     def _heartbeat(self) -> None:
         """Renew leases; stop jobs whose cancellation was requested or whose lease was lost; sweep."""
@@ -613,7 +617,8 @@ class JobManager:
     def shutdown(self, wait_s: float = 30.0) -> None:
         """Stop taking jobs; running ones stop at their next step and go back to the queue, where
         another gateway (or this one after a restart) resumes them after their kept blocks."""
-        self._stopping.set()
+        with self._lock:
+            self._stopping.set()
         self._work.set()
         self._beat.set()
         with self._lock:

@@ -7,13 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from gateway.auth import Caller
 from gateway.job_store import JobRecord, fingerprint
 from gateway.jobs import JobManager, JobSettings
 from gateway.pipeline import Pipeline
 from gateway.results import FolderResults
 from gateway.stores.sqlite import SqliteJobStore
 from services.runtime.cancellation import CancellationToken
-from services.runtime.errors import AlreadyExistsError, CancelledError, NotFoundError, ResourceExhaustedError
+from services.runtime.errors import (
+    AlreadyExistsError,
+    CancelledError,
+    FailedPreconditionError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
 from songsmith.v1 import song_pb2
 from tests.gateway.songs import FlakyDiffusion, assemble, request
 
@@ -133,3 +140,61 @@ def test_a_restart_resumes_after_the_blocks_already_made(local_pipeline: Pipelin
     after = SqliteJobStore(tmp_path / "jobs.sqlite3")
     assert after.get("interrupted").state == song_pb2.JOB_STATE_SUCCEEDED
     assert after.blocks("interrupted").blocks == []
+
+
+def test_each_identity_sees_its_own_jobs_and_an_admin_sees_all(make_manager) -> None:
+    manager = make_manager()
+    alice, bob, admin = Caller("alice"), Caller("bob"), Caller("ops", admin=True)
+    manager.submit(request("alices"), alice)
+    _finish_as(manager, "alices", alice)
+    for call in (
+        lambda: manager.get("alices", bob),
+        lambda: list(manager.watch("alices", CancellationToken.with_timeout(10), bob)),
+        lambda: manager.cancel("alices", bob),
+        lambda: manager.delete("alices", bob),
+    ):
+        with pytest.raises(NotFoundError, match="no job alices"):
+            call()
+    with pytest.raises(AlreadyExistsError):
+        manager.submit(request("alices"), bob)
+    assert manager.list(10, song_pb2.JOB_STATE_UNSPECIFIED, bob) == []
+    assert [job.job_id for job in manager.list(10, song_pb2.JOB_STATE_UNSPECIFIED, admin)] == ["alices"]
+    assert manager.get("alices", admin).state == song_pb2.JOB_STATE_SUCCEEDED
+
+
+def _finish_as(manager: JobManager, job_id: str, caller: Caller) -> bytes:
+    return assemble(manager.watch(job_id, CancellationToken.with_timeout(300), caller))[0]
+
+
+def test_delete_removes_a_finished_job_and_its_song(make_manager, tmp_path: Path) -> None:
+    manager = make_manager()
+    manager.submit(request("long", seconds=120))
+    _wait_for_progress(manager, "long")
+    with pytest.raises(FailedPreconditionError, match="cancel it before deleting it"):
+        manager.delete("long")
+    manager.cancel("long")
+    manager.delete("long")
+    manager.submit(request("kept"))
+    _finish(manager, "kept")
+    song = tmp_path / "results" / "kept.wav"
+    assert song.exists()
+    manager.delete("kept")
+    assert not song.exists()
+    with pytest.raises(NotFoundError):
+        manager.get("kept")
+    with pytest.raises(NotFoundError):
+        manager.delete("kept")
+
+
+def test_finished_jobs_and_their_songs_expire(make_manager, tmp_path: Path) -> None:
+    manager = make_manager(JobSettings(retention_s=1.0, poll_s=0.1))
+    manager.submit(request("fleeting"))
+    _finish(manager, "fleeting")
+    song = tmp_path / "results" / "fleeting.wav"
+    assert song.exists() and manager.get("fleeting").state == song_pb2.JOB_STATE_SUCCEEDED
+    deadline = time.monotonic() + 10
+    while song.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not song.exists()
+    with pytest.raises(NotFoundError):
+        manager.get("fleeting")
