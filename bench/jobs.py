@@ -117,12 +117,13 @@ def main() -> int:
         server.start()
         try:
             setups = [
-                ("SQLite, 1 gateway", 1, str(root / "jobs.sqlite3")),
-                ("PostgreSQL, 1 gateway", 1, server.create_database()),
-                ("PostgreSQL, 3 gateways", 3, server.create_database()),
+                ("SQLite, 1 gateway", 1, lambda phase: str(root / f"jobs-{phase}.sqlite3")),
+                ("PostgreSQL, 1 gateway", 1, lambda phase: server.create_database()),
+                ("PostgreSQL, 3 gateways", 3, lambda phase: server.create_database()),
             ]
-            for name, count, database in setups:
+            for name, count, new_database in setups:
                 folder = root / name.replace(" ", "").replace(",", "-")
+                database = new_database("submit")
                 shared = database.startswith("postgresql://")
                 options = {"job_lease_s": args.lease_s}
                 submitting = Gateways(
@@ -139,7 +140,7 @@ def main() -> int:
                     rate = _submissions_per_second(submitting, args.submissions)
                 finally:
                     submitting.stop()
-                gateways = Gateways(count, database, root / "models", folder, **options)
+                gateways = Gateways(count, new_database("songs"), root / "models", folder, **options)
                 gateways.start(300)
                 try:
                     cancel = _cancel_seconds(gateways, shared, args.cancels)

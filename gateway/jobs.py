@@ -92,6 +92,8 @@ class _LiveJob:
         self.finished = False
         # Stopped without an outcome (lease lost, database unreachable): the job goes on elsewhere.
         self.interrupted = False
+        # The outcome is in the store (set under `publishing`, which also orders the events).
+        self.outcome_recorded = False
         self.publishing = threading.Lock()
         self._changed = threading.Condition()
 
@@ -101,7 +103,10 @@ class _LiveJob:
             self._changed.notify_all()
 
     def finish(self, error: ServiceError | None, interrupted: bool = False) -> None:
+        """The job has ended here (the first call counts)."""
         with self._changed:
+            if self.finished:
+                return
             self.error = error
             self.interrupted = interrupted
             self.finished = True
@@ -260,12 +265,8 @@ class JobManager:
             self._beat.set()
         if kind in (JOB_CHANGED, RESYNC):
             with self._lock:
-                waiting = [
-                    e
-                    for key, events in self._relays.items()
-                    if kind == RESYNC or key == job_id
-                    for e in events
-                ]
+                keys = list(self._relays) if kind == RESYNC else [job_id]
+                waiting = [event for key in keys for event in self._relays.get(key, ())]
             for event in waiting:
                 event.set()
 
@@ -335,7 +336,7 @@ class JobManager:
                     job.interrupted = True
                     job.token.cancel("another gateway took the job over")
             elif held[job.lease.job_id]:
-                job.token.cancel(held[job.lease.job_id])
+                self._stop(job, held[job.lease.job_id])
 
     def _sweep(self) -> None:
         """Remove jobs (and their results) past their retention, and old events of finished jobs."""
@@ -362,13 +363,15 @@ class JobManager:
         try:
             with job_scope(record.job_id):
                 error, interrupted = self._make_song(record, live)
-                if error is not None and self._stopping.is_set():
+                if live.outcome_recorded:
+                    pass
+                elif error is not None and self._stopping.is_set():
                     log.info("job interrupted by shutdown; another gateway (or the next one) resumes it")
                     self._release(live.lease)
                 elif error is not None and live.interrupted:
                     interrupted = True
                 elif error is not None:
-                    interrupted = not self._record_failure(live.lease, error)
+                    interrupted = not self._end(live, error)
         finally:
             live.finish(error, interrupted)
             with self._lock:
@@ -406,6 +409,8 @@ class JobManager:
             self.results.put(self.result_name(record), result.data)
             done = song_pb2.SongEvent(done=result.summary)
             with live.publishing:
+                if live.outcome_recorded:
+                    raise LeaseLostError("the job was cancelled as it finished")
                 self.store.finish(
                     lease,
                     song_pb2.JOB_STATE_SUCCEEDED,
@@ -413,6 +418,7 @@ class JobManager:
                     last_event=done,
                     last_seq=len(live.events) + 1,
                 )
+                live.outcome_recorded = True
                 live.emit(done)
             log.info("job finished: %.1f s of audio", result.summary.duration_seconds)
             return None, False
@@ -437,20 +443,35 @@ class JobManager:
         except (LeaseLostError, StoreUnavailableError) as exc:
             log.warning("could not hand job %s back to the queue (%s); its lease expires", lease.job_id, exc)
 
-    def _record_failure(self, lease: Lease, error: ServiceError) -> bool:
-        """Store a failed or cancelled outcome; False when the store would not take it."""
+    def _end(self, live: _LiveJob, error: ServiceError) -> bool:
+        """Record a failed or cancelled outcome (once) and end the job for this gateway's watchers;
+        False when the store would not take it (the job then resumes when its lease expires)."""
         state = (
             song_pb2.JOB_STATE_CANCELLED
             if isinstance(error, errors.CancelledError)
             else song_pb2.JOB_STATE_FAILED
         )
-        try:
-            self.store.finish(lease, state, error=error_text(error.code, error.message))
-        except (LeaseLostError, StoreUnavailableError) as exc:
-            log.warning("could not record the end of the job (%s); it resumes after its lease expires", exc)
-            return False
+        with live.publishing:
+            if live.outcome_recorded:
+                return True
+            try:
+                self.store.finish(live.lease, state, error=error_text(error.code, error.message))
+            except (LeaseLostError, StoreUnavailableError) as exc:
+                log.warning(
+                    "could not record the end of the job (%s); it resumes after its lease expires", exc
+                )
+                return False
+            live.outcome_recorded = True
+        live.finish(error)
         log.info("job ended: %s", error_text(error.code, error.message))
         return True
+
+    def _stop(self, live: _LiveJob, reason: str) -> None:
+        """Cancel a job running here: its outcome is recorded and its watchers told at once; the
+        song's computation stops at its next step (and could not publish anything after this)."""
+        live.token.cancel(reason)
+        if not live.finished:
+            self._end(live, errors.CancelledError(reason))
 
     # Reading, watching, cancelling and deleting jobs.
 
@@ -588,7 +609,7 @@ class JobManager:
         with self._lock:
             live = self._live.get(job_id)
         if live is not None:
-            live.token.cancel(reason)
+            self._stop(live, reason)
 
     def request_cancel(self, job_id: str, reason: str) -> None:
         """Ask a job to stop without waiting (safe from gRPC callbacks: the store call runs on its
