@@ -162,6 +162,10 @@ class JobStore(Protocol):
     shared: bool
     """True when several gateways may use the store at once (leases then expire by time only)."""
 
+    def schema_version(self) -> int:
+        """The newest schema migration applied (see `gateway.stores.migrations`)."""
+        ...
+
     def insert_if_absent(self, record: JobRecord) -> tuple[JobRecord, bool]:
         """Store `record` (state QUEUED) unless its job id exists; return the stored record and
         whether it was inserted. Two gateways inserting one id at once make one job."""

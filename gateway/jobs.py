@@ -315,7 +315,7 @@ class JobManager:
         while not self._stopping.is_set():
             self._beat.clear()
             with self._lock:
-                running = [job for job in self._live.values() if not job.finished]
+                running = [job for job in self._live.values() if not job.outcome_recorded]
             if running:
                 self._renew(running)
             if time.monotonic() >= next_sweep:
@@ -331,7 +331,7 @@ class JobManager:
             return
         for job in running:
             if job.lease.job_id not in held:
-                if not job.finished:
+                if not job.outcome_recorded:
                     log.warning("lost the lease of job %s; another gateway runs it now", job.lease.job_id)
                     job.interrupted = True
                     job.token.cancel("another gateway took the job over")

@@ -90,7 +90,11 @@ class PostgresJobStore:
         self._listeners: list[Signal] = []
         self._listener: threading.Thread | None = None
         self._closing = threading.Event()
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._pool.close()
+            raise
 
     def _run(self, work: Callable[[psycopg.Connection], T]) -> T:
         """`work` in one transaction, retried on connection failures for up to `retry_s` seconds."""

@@ -58,7 +58,11 @@ class SqliteJobStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.RLock()
         self._listeners: list[Signal] = []
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

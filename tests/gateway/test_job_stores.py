@@ -29,6 +29,7 @@ from gateway.stores import open_job_store
 from gateway.stores.migrations import latest_version, migrations
 from gateway.stores.postgresql import PostgresJobStore
 from gateway.stores.sqlite import SqliteJobStore
+from services.runtime.errors import FailedPreconditionError
 from songsmith.v1 import song_pb2
 from tests.gateway.songs import request
 from tests.postgres import PostgresServer
@@ -321,7 +322,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path, postgres_url: str) -> None:
         else:
             with sqlite3.connect(location) as conn:
                 conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")
-        with pytest.raises(Exception, match="schema version 99"):
+        with pytest.raises(FailedPreconditionError, match="schema version 99; this gateway knows up to 2"):
             open_job_store(location)
 
 
