@@ -469,9 +469,9 @@ class JobManager:
     def _stop(self, live: _LiveJob, reason: str) -> None:
         """Cancel a job running here: its outcome is recorded and its watchers told at once; the
         song's computation stops at its next step (and could not publish anything after this)."""
-        live.token.cancel(reason)
         if not live.finished:
             self._end(live, errors.CancelledError(reason))
+        live.token.cancel(reason)
 
     # Reading, watching, cancelling and deleting jobs.
 

@@ -111,7 +111,7 @@ def test_cancel_through_another_gateway_stops_the_song_within_a_second(gateways:
         song_pb2.CancelJobRequest(job_id="stop-me"), metadata=other.metadata, timeout=30
     )
     elapsed = time.monotonic() - started
-    assert job.state == CANCELLED and job.blocks_done < job.max_blocks
+    assert job.state == CANCELLED and not job.HasField("result"), job
     assert elapsed < 1.0, f"the running gateway took {elapsed:.2f} s to stop the song"
     assert _code(lambda: list(watch)) == grpc.StatusCode.CANCELLED
     runner_client = gateways.client(runner)
