@@ -73,7 +73,7 @@ def test_the_backend_follows_the_location(store: JobStore, location: str) -> Non
     expected = PostgresJobStore if location.startswith("postgresql://") else SqliteJobStore
     assert isinstance(store, expected)
     assert store.shared is (expected is PostgresJobStore)
-    assert store.schema_version() == latest_version("sqlite") == latest_version("postgresql") == 2
+    assert store.schema_version() == latest_version("sqlite") == latest_version("postgresql") == 3
 
 
 def test_one_id_is_one_job_even_when_inserted_at_once(store: JobStore, location: str) -> None:
