@@ -68,6 +68,12 @@ class VocoderEngine(Protocol):
         `options` are the family's own (e.g. whole or chunked decoding), None for its defaults."""
         ...
 
+    def encode_recording(self, data: bytes, token: CancellationToken | None = None) -> np.ndarray:
+        """The frames [n, channels] of an encoded recording (WAV, FLAC, MP3 or OGG, any rate and
+        channel count) that the generation stage continues or edits; INVALID_ARGUMENT on `data` for
+        a recording it cannot take, FailedPreconditionError for a decoder without an encoder."""
+        ...
+
     def warm_up(self) -> None:
         """Decode one small window so the first request does not pay for kernel selection."""
         ...

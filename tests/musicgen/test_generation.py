@@ -17,7 +17,7 @@ from services.diffusion.musicgen.options import DEFAULT_TOP_K, MusicgenOptions, 
 from services.diffusion.musicgen.windows import Window, plan_windows, steps_before
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import CancelledError, InvalidArgumentError
-from services.runtime.model_info import MELODY_AUDIO, STYLE_TEXT
+from services.runtime.model_info import MELODY_AUDIO, REFERENCE_AUDIO, STYLE_TEXT
 from tests.musicgen.conftest import FIXTURES, all_cases, case_request, find_case, song_codes
 
 
@@ -140,6 +140,17 @@ def test_continuation_starts_with_the_prompt(fixtures, generation_engines):
     np.testing.assert_array_equal(song_codes(engine.generate(request)), song)
     resumed = song_codes(engine.generate(replace(request, prefix=(blocks[0].frames,))))
     np.testing.assert_array_equal(resumed, song[50:])
+    np.testing.assert_array_equal(song_codes(engine.generate(replace(base, reference=prompt))), song)
+
+
+def test_a_reference_and_prompt_codes_together_are_refused(fixtures, generation_engines):
+    request = good_request(fixtures)
+    both = replace(
+        request,
+        reference=np.zeros((10, 4), np.int64),
+        options=replace(request.options, prompt_codes=np.zeros((10, 4), np.int64)),
+    )
+    assert_invalid(generation_engines["musicgen-tiny"], both, "reference")
 
 
 def test_batched_songs_equal_songs_alone(fixtures, generation_engines):
@@ -156,8 +167,12 @@ def test_batched_songs_equal_songs_alone(fixtures, generation_engines):
 
 
 def test_model_info(generation_engines):
-    assert generation_engines["musicgen-tiny"].info.inputs == (STYLE_TEXT,)
-    assert generation_engines["musicgen-melody-tiny"].info.inputs == (STYLE_TEXT, MELODY_AUDIO)
+    assert generation_engines["musicgen-tiny"].info.inputs == (STYLE_TEXT, REFERENCE_AUDIO)
+    assert generation_engines["musicgen-melody-tiny"].info.inputs == (
+        STYLE_TEXT,
+        MELODY_AUDIO,
+        REFERENCE_AUDIO,
+    )
     stereo = generation_engines["musicgen-stereo-tiny"].info
     assert (stereo.family, stereo.channels, stereo.sample_rate, stereo.frame_rate) == (
         "musicgen",

@@ -11,11 +11,16 @@ import pytest
 import soundfile as sf
 import torch
 
+from services.runtime.codec import proto_to_numpy
 from services.runtime.errors import InvalidArgumentError
+from services.runtime.interceptor import field_violations
 from services.vocoder.families import VOCODER_FAMILIES
 from services.vocoder.musicgen import codes_from_file
 from services.vocoder.musicgen.encodec import upsampling_reach
 from services.vocoder.musicgen.engine import MusicgenVocoderEngine
+from services.vocoder.server import VocoderConfig, build_spec
+from songsmith.v1 import vocoder_pb2, vocoder_pb2_grpc
+from tests.helpers import running_stage
 from tests.musicgen.conftest import NAMES, all_cases, find_case
 
 LOOK_AHEAD_FRAMES = 4
@@ -181,3 +186,31 @@ def test_bad_recordings_to_encode_are_refused(seconds_or_bytes, vocoder_engines)
 @pytest.mark.parametrize("name", NAMES)
 def test_family_is_detected(name, fixtures):
     assert VOCODER_FAMILIES.detect(fixtures[name].folder).name == "musicgen"
+
+
+def test_encode_over_grpc_equals_the_engine(fixtures, vocoder_engines):
+    buffer = io.BytesIO()
+    sf.write(buffer, np.random.default_rng(9).uniform(-0.3, 0.3, (3 * 44100, 2)), 44100, format="WAV")
+    data = buffer.getvalue()
+    folder = fixtures["musicgen-tiny"].folder
+    config = VocoderConfig(port=0, drain_delay_s=0, model_dir=str(folder))
+
+    def upload():
+        yield vocoder_pb2.EncodeRequest(options=vocoder_pb2.EncodeOptions(job_id="continue-1"))
+        for start in range(0, len(data), 1 << 20):
+            yield vocoder_pb2.EncodeRequest(data=data[start : start + (1 << 20)])
+
+    empty = iter([vocoder_pb2.EncodeRequest(options=vocoder_pb2.EncodeOptions())])
+    with (
+        running_stage(build_spec(config), config) as server,
+        grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
+        stub = vocoder_pb2_grpc.VocoderServiceStub(channel)
+        replies = list(stub.Encode(upload(), timeout=120))
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.Encode(empty, timeout=60))
+    codes = np.concatenate([proto_to_numpy(reply.frames) for reply in replies])
+    np.testing.assert_array_equal(codes, vocoder_engines["musicgen-tiny"].encode_recording(data))
+    assert codes.dtype == np.int64 and codes.shape == (150, 4)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(caught.value)] == ["data"]

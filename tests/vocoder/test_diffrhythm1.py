@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import io
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import soundfile
+import soxr
 import torch
 from torch import nn
 
@@ -159,6 +162,32 @@ def test_bad_reference_audio_is_invalid(vocoder: DiffRhythm1Vocoder) -> None:
         with pytest.raises(InvalidArgumentError) as exc:
             vocoder.encode(audio)
         assert exc.value.violations[0].field == "reference_audio"
+
+
+def _file(audio: np.ndarray, rate: int) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio.T, rate, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def test_a_recording_file_is_encoded_at_44_1_khz(vocoder: DiffRhythm1Vocoder) -> None:
+    audio = np.random.default_rng(3).uniform(-0.3, 0.3, (2, 22050 * 3)).astype(np.float32)
+    expected = vocoder.encode(soxr.resample(audio.T, 22050, 44100).T.astype(np.float32))
+    encoding = vocoder.encode_recording(_file(audio, 22050))
+    assert encoding.shape == (3 * 44100 // SPF, 128) and np.array_equal(encoding, expected)
+    native = vocoder.encode_recording(_file(audio, 44100))
+    assert np.array_equal(native, vocoder.encode(audio))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"RIFF....WAVE", _file(np.zeros((2, 44100), np.float32), 44100)],
+    ids=["empty", "garbage", "silent"],
+)
+def test_recordings_the_encoder_cannot_take_name_data(vocoder: DiffRhythm1Vocoder, data: bytes) -> None:
+    with pytest.raises(InvalidArgumentError) as exc:
+        vocoder.encode_recording(data)
+    assert [v.field for v in exc.value.violations] == ["data"]
 
 
 def test_bad_latents_are_invalid(vocoder: DiffRhythm1Vocoder) -> None:

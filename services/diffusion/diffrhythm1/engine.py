@@ -39,6 +39,7 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
 from services.runtime.model_info import (
     LYRICS,
+    REFERENCE_AUDIO,
     STYLE_AUDIO,
     STYLE_TEXT,
     ModelInfo,
@@ -147,7 +148,7 @@ class DiffRhythm1Engine:
             revision=weights_revision([path / WEIGHTS_FILE, path / NEGATIVE_STYLE_FILE]),
             families=(FAMILY,),
             frame_rate=FRAME_RATE,
-            inputs=(LYRICS, STYLE_TEXT, STYLE_AUDIO),
+            inputs=(LYRICS, STYLE_TEXT, STYLE_AUDIO, REFERENCE_AUDIO),
         )
         model = load_dit(path, device, resolve_dtype(device, dtype))
         return cls(model, read_negative_style(path / NEGATIVE_STYLE_FILE), info, max_frames_cap)

@@ -26,7 +26,14 @@ from services.diffusion.musicgen.windows import window_frames
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import FieldViolation, InvalidArgumentError
 from services.runtime.hub_checkpoint import weight_files
-from services.runtime.model_info import MELODY_AUDIO, STYLE_TEXT, ModelInfo, model_name, weights_revision
+from services.runtime.model_info import (
+    MELODY_AUDIO,
+    REFERENCE_AUDIO,
+    STYLE_TEXT,
+    ModelInfo,
+    model_name,
+    weights_revision,
+)
 
 FAMILY = "musicgen"
 DEFAULT_CFG = 3.0
@@ -105,7 +112,9 @@ class MusicgenEngine:
             sample_rate=config.sample_rate,
             frame_rate=config.frame_rate,
             channels=config.audio_channels,
-            inputs=(STYLE_TEXT, MELODY_AUDIO) if config.melody else (STYLE_TEXT,),
+            inputs=(STYLE_TEXT, MELODY_AUDIO, REFERENCE_AUDIO)
+            if config.melody
+            else (STYLE_TEXT, REFERENCE_AUDIO),
         )
         return cls(lm, max_frames_cap, info)
 
@@ -189,7 +198,7 @@ class MusicgenEngine:
             options = parse_options(options)
         for violation in options.violations(self.config.vocab_size):
             violations.append(violation)
-        prompt = self._check_prompt(options.prompt_codes, total, bad)
+        prompt = self._check_prompt(options.prompt_codes, request.reference, total, bad)
         prefix = self._check_prefix(request.prefix, total, prompt, bad)
         if violations:
             raise InvalidArgumentError(violations=violations)
@@ -249,13 +258,22 @@ class MusicgenEngine:
         return False
 
     def _check_prompt(
-        self, prompt_codes: np.ndarray | None, total: int, bad: Callable[[str, str], None]
+        self,
+        prompt_codes: np.ndarray | None,
+        reference: np.ndarray | None,
+        total: int,
+        bad: Callable[[str, str], None],
     ) -> np.ndarray:
+        """The codes to continue: the options' `prompt_codes` or the generic `reference` (the
+        vocoder's encoding of the request's recording), never both."""
         empty = np.zeros((0, self.config.num_codebooks), np.int64)
-        if prompt_codes is None:
+        if prompt_codes is not None and reference is not None:
+            bad("reference", f"give a recording to continue or {OPTIONS_FIELD}.prompt_codes, not both")
             return empty
-        field = f"{OPTIONS_FIELD}.prompt_codes"
-        codes = np.asarray(prompt_codes)
+        if prompt_codes is None and reference is None:
+            return empty
+        field = f"{OPTIONS_FIELD}.prompt_codes" if reference is None else "reference"
+        codes = np.asarray(prompt_codes if reference is None else reference)
         if not self._check_codes(codes, field, bad):
             return empty
         longest = min(total - 1, self.window - 1)

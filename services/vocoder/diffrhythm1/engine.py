@@ -13,6 +13,7 @@ import torch
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import InvalidArgumentError
 from services.runtime.model_info import ModelInfo, model_name
+from services.runtime.recording import DATA_FIELD, RecordingLimits, read_recording
 from services.vocoder.diffrhythm1.checkpoint import load_vae
 from services.vocoder.diffrhythm1.oobleck import AUDIO_CHANNELS, LATENT_DIM, SAMPLES_PER_FRAME, OobleckVae
 from services.vocoder.engine import VocoderSettings
@@ -26,6 +27,7 @@ DEFAULT_MAX_FRAMES = 6144
 MAX_REFERENCE_SECONDS = 600
 REFERENCE_PEAK_DBFS = -6.0
 REFERENCE_FIELD = "reference_audio"
+RECORDING_LIMITS = RecordingLimits(max_bytes=256 << 20, max_seconds=MAX_REFERENCE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,16 @@ class DiffRhythm1Vocoder:
             keep_to = piece.shape[1] - (trim if index < last else 0)
             encoding[:, begin + keep_from : begin + keep_to] = piece[:, keep_from:keep_to]
         return np.ascontiguousarray(encoding.T)
+
+    def encode_recording(self, data: bytes, token: CancellationToken | None = None) -> np.ndarray:
+        """`encode` of an encoded recording (WAV, FLAC, MP3 or OGG; any rate and channel count,
+        brought to 44.1 kHz): the latents an edit starts from. INVALID_ARGUMENT on field `data` for
+        a file it cannot take."""
+        audio = read_recording(data, RECORDING_LIMITS, SAMPLE_RATE)
+        try:
+            return self.encode(audio, token)
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(DATA_FIELD, exc.violations[0].description) from exc
 
     def _encode_window(self, audio: torch.Tensor, token: CancellationToken | None) -> np.ndarray:
         if token is not None:

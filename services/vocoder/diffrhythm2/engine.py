@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from services.runtime.cancellation import CancellationToken
-from services.runtime.errors import InternalError, InvalidArgumentError
+from services.runtime.errors import FailedPreconditionError, InternalError, InvalidArgumentError
 from services.runtime.model_info import ModelInfo, model_name, weights_revision
 from services.vocoder.batching import WindowBatcher
 from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator
@@ -113,6 +113,10 @@ class VocoderEngine:
     def warm_up(self) -> None:
         """Decode one silent window so the first real request does not pay for kernel selection."""
         self.decode_window(np.zeros((WINDOW_FRAMES, self.channels), np.float32))
+
+    def encode_recording(self, data: bytes, token: CancellationToken | None = None) -> np.ndarray:
+        """DiffRhythm 2 has no encoder: FailedPreconditionError (its songs cannot be edited or continued)."""
+        raise FailedPreconditionError(f"{self.info.name}'s BigVGAN decoder has no encoder")
 
     def decode_window(self, latents: np.ndarray) -> np.ndarray:
         """Decode one window [frames, channels] into [1, frames * samples_per_frame] samples, in a

@@ -9,11 +9,9 @@ giving [2, samples]. 640 samples per frame at 32 kHz.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import soxr
 import torch
 
@@ -22,16 +20,16 @@ from services.runtime.errors import FailedPreconditionError, InvalidArgumentErro
 from services.runtime.hub_checkpoint import weight_files
 from services.runtime.model_files import read_json
 from services.runtime.model_info import ModelInfo, model_name, weights_revision
+from services.runtime.recording import DATA_FIELD, RecordingLimits, read_recording
 from services.vocoder.engine import VocoderSettings
 from services.vocoder.musicgen.encodec import Encodec, load_encodec
 from services.vocoder.musicgen.streaming import FRAMES_FIELD, StreamingDecoder, check_codes
 
 FAMILY = "musicgen"
 DEFAULT_MAX_FRAMES = 15000
-DATA_FIELD = "data"
 # The longest recording `encode_recording` takes: a continuation prompt must fit the LM's 30 s window.
 MAX_PROMPT_SECONDS = 30.0
-MAX_RECORDING_BYTES = 64 << 20
+RECORDING_LIMITS = RecordingLimits(max_bytes=64 << 20, max_seconds=MAX_PROMPT_SECONDS)
 
 
 class MusicgenVocoderEngine:
@@ -153,27 +151,10 @@ class MusicgenVocoderEngine:
             codes = self.codec.encode(batch, self.levels)
         return codes.transpose(0, 1).reshape(self.codebooks, -1).T.cpu().numpy().astype(np.int64)
 
-    def encode_recording(self, data: bytes) -> np.ndarray:
+    def encode_recording(self, data: bytes, token: CancellationToken | None = None) -> np.ndarray:
         """`encode` of an encoded recording (WAV, FLAC, MP3 or OGG; any rate and channel count).
         INVALID_ARGUMENT on field `data` when it is empty, undecodable, too long or too large."""
-        if not data:
-            raise InvalidArgumentError(DATA_FIELD, "no audio bytes were sent")
-        if len(data) > MAX_RECORDING_BYTES:
-            raise InvalidArgumentError(
-                DATA_FIELD, f"the file has {len(data)} bytes; the limit is {MAX_RECORDING_BYTES}"
-            )
-        try:
-            with sf.SoundFile(io.BytesIO(data)) as reader:
-                rate = reader.samplerate
-                if reader.frames > MAX_PROMPT_SECONDS * rate:
-                    raise InvalidArgumentError(
-                        DATA_FIELD, f"a prompt recording may last at most {MAX_PROMPT_SECONDS:g} s"
-                    )
-                samples = reader.read(dtype="float32", always_2d=True)
-        except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
-            raise InvalidArgumentError(
-                DATA_FIELD, f"not decodable as WAV, FLAC, MP3 or OGG audio ({exc})"
-            ) from exc
-        if samples.shape[0] == 0:
-            raise InvalidArgumentError(DATA_FIELD, "the recording holds no samples")
-        return self.encode(samples.T, rate)
+        samples = read_recording(data, RECORDING_LIMITS, self.sample_rate)
+        if token is not None:
+            token.check()
+        return self.encode(samples, self.sample_rate)
