@@ -52,7 +52,10 @@ class DiffusionServiceServicer:
         """Generate and stream each block of frames the moment it is final, with progress events between
         blocks where a family works long without one. The stream ends after the block marked `final`.
         Deadline and cancellation are checked at every step. INVALID_ARGUMENT names the offending field
-        (also for options of another family); FAILED_PRECONDITION when no model is loaded.
+        (also for options of another family, and for non-finite or out-of-range tensors); INTERNAL
+        when the model produced NaN or infinite frames (nothing of that block is sent);
+        FAILED_PRECONDITION when no model is loaded or `prefix_revision` names other weights;
+        RESOURCE_EXHAUSTED with a retry delay when the stage's queue is full.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
