@@ -68,7 +68,7 @@ def block_values(block: Block) -> tuple:
     frames = np.ascontiguousarray(block.frames)
     stored = frames.astype(frames.dtype.newbyteorder("<"), copy=False)
     return (
-        int(block.final),
+        bool(block.final),
         block.max_blocks,
         len(frames),
         stored.tobytes(),

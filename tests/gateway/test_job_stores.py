@@ -215,7 +215,8 @@ def test_finishing_keeps_the_outcome_and_the_last_event(store: JobStore) -> None
     store.insert_if_absent(job("song", 1.0))
     lease = Lease("song", "gw-1", store.claim("gw-1", 30).attempt)
     store.add_block(lease, block(0), MODEL)
-    summary = song_pb2.SongSummary(duration_seconds=4.0, size_bytes=1234, seed=11)
+    summary = song_pb2.SongSummary(size_bytes=1234, seed=11)
+    summary.duration.FromSeconds(4)
     done = song_pb2.SongEvent(done=summary)
     store.finish(lease, SUCCEEDED, result=summary, last_event=done, last_seq=1)
     record = store.get("song")
@@ -319,7 +320,7 @@ def test_a_first_release_sqlite_file_is_migrated_with_its_jobs(tmp_path: Path) -
     store = SqliteJobStore(path)
     record = store.get("old")
     assert (record.request, record.state, record.finished_at, record.owner) == (message, SUCCEEDED, 6.0, "")
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     store.close()
 
 
@@ -332,7 +333,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path, postgres_url: str) -> None:
         else:
             with sqlite3.connect(location) as conn:
                 conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")
-        with pytest.raises(FailedPreconditionError, match="schema version 99; this gateway knows up to 2"):
+        with pytest.raises(FailedPreconditionError, match="schema version 99; this gateway knows up to 3"):
             open_job_store(location)
 
 
@@ -346,11 +347,12 @@ def test_gateways_starting_together_migrate_once(postgres_url: str) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(stores) == 5 and {s.schema_version() for s in stores} == {2}
+    assert len(stores) == 5 and {s.schema_version() for s in stores} == {3}
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall() == [
             (1,),
             (2,),
+            (3,),
         ]
     for opened in stores:
         opened.close()
