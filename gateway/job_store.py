@@ -14,6 +14,7 @@ kept per attempt, so a gateway that is not running a job relays them to its watc
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -45,16 +46,37 @@ def fingerprint(request: song_pb2.SongRequest) -> str:
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
+_FIELD_PATH = re.compile(r"[A-Za-z_][\w.\[\]]*")
+
+
 def error_text(code: grpc.StatusCode, message: str) -> str:
     """How a job's error is stored: `CODE_NAME: message`."""
     return f"{code.name}: {message}"
 
 
 def error_from_text(text: str) -> ServiceError:
-    """The typed error a stored error text stands for (INTERNAL for an unknown code)."""
+    """The typed error a stored error text stands for (INTERNAL for an unknown code); an
+    INVALID_ARGUMENT keeps its field violations, which its message lists as `field: description; ...`."""
     code_name, _, message = text.partition(": ")
     code = grpc.StatusCode.__members__.get(code_name, grpc.StatusCode.INTERNAL)
+    violations = _violations(message) if code == grpc.StatusCode.INVALID_ARGUMENT else []
+    if violations:
+        return errors.InvalidArgumentError(violations=violations)
     return errors.error_for_code(code, message)
+
+
+def _violations(message: str) -> list[errors.FieldViolation]:
+    found: list[errors.FieldViolation] = []
+    for part in message.split("; "):
+        field, separator, description = part.partition(": ")
+        if separator and _FIELD_PATH.fullmatch(field):
+            found.append(errors.FieldViolation(field, description))
+        elif found:
+            last = found[-1]
+            found[-1] = errors.FieldViolation(last.field, f"{last.description}; {part}")
+        else:
+            return []
+    return found
 
 
 @dataclass

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import psycopg
 import pytest
@@ -22,6 +23,8 @@ from gateway.job_store import (
     LeaseLostError,
     ModelIdentity,
     StoreUnavailableError,
+    error_from_text,
+    error_text,
     fingerprint,
 )
 from gateway.stages import Block
@@ -29,7 +32,7 @@ from gateway.stores import open_job_store
 from gateway.stores.migrations import latest_version, migrations
 from gateway.stores.postgresql import PostgresJobStore
 from gateway.stores.sqlite import SqliteJobStore
-from services.runtime.errors import FailedPreconditionError
+from services.runtime.errors import FailedPreconditionError, FieldViolation, InvalidArgumentError
 from songsmith.v1 import song_pb2
 from tests.gateway.songs import request
 from tests.postgres import PostgresServer
@@ -379,3 +382,16 @@ def test_calls_ride_out_a_database_restart_and_give_up_after_the_retry_budget() 
         impatient.close()
     finally:
         server.close()
+
+
+def test_a_stored_invalid_argument_keeps_its_field_violations() -> None:
+    violations = [
+        FieldViolation("reference_audio", "not decodable as WAV (format: unknown; sorry)"),
+        FieldViolation("charts.features[2]", "must be 0..1"),
+    ]
+    stored = error_text(grpc.StatusCode.INVALID_ARGUMENT, InvalidArgumentError(violations=violations).message)
+    error = error_from_text(stored)
+    assert isinstance(error, InvalidArgumentError) and error.violations == violations
+    plain = error_from_text(error_text(grpc.StatusCode.INVALID_ARGUMENT, "no field here"))
+    assert plain.violations == [FieldViolation("request", "no field here")]
+    assert error_from_text("UNAVAILABLE: the stage is down").code == grpc.StatusCode.UNAVAILABLE

@@ -107,12 +107,13 @@ def test_loudness_normalized_songs_arrive_whole_at_the_end(local_pipeline: Pipel
     assert pyloudnorm.Meter(rate).integrated_loudness(audio) == pytest.approx(-20.0, abs=1.0)
 
 
-def test_a_bad_reference_recording_fails_with_its_field(local_pipeline: Pipeline) -> None:
+def test_a_bad_style_recording_fails_naming_the_request_field(local_pipeline: Pipeline) -> None:
     message = request("bad-audio")
     message.style_audio = b"definitely not audio"
     with pytest.raises(InvalidArgumentError) as caught:
         local_pipeline.run(song_spec(message, "bad-audio", 1), CancellationToken(), lambda event: None)
-    assert caught.value.violations[0].field == "data"
+    assert [v.field for v in caught.value.violations] == ["style_audio"]
+    assert "not decodable" in caught.value.violations[0].description
 
 
 def test_a_cancelled_song_stops(local_pipeline: Pipeline) -> None:

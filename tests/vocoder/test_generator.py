@@ -18,7 +18,7 @@ from services.vocoder.diffrhythm2.engine import VocoderEngine
 
 def test_one_shot_decode_matches_reference_audio(engine: VocoderEngine, fixture_dir: Path, reference_latents):
     expected = np.load(fixture_dir / "expected_audio.npy")
-    audio = engine.decode(reference_latents)[0]
+    audio = engine.decode(reference_latents)
     assert audio.dtype == np.float32
     assert audio.shape == (1, 30 * 9600) and expected.shape == (30 * 9600,)
     assert np.abs(audio[0] - expected).max() <= 1e-5
