@@ -21,7 +21,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from services.runtime.admission import AdmissionController, AdmissionInterceptor
 from services.runtime.config import ServerConfig
@@ -31,6 +30,7 @@ from services.runtime.logs import setup_logging
 from services.runtime.metrics import MetricsInterceptor, start_metrics_server
 from services.runtime.model_service import SERVICE_NAME as MODEL_INFO_SERVICE
 from services.runtime.model_service import ModelInfoServicer
+from services.runtime.reflection import enable_reflection
 from services.runtime.slot import ModelSlot
 from services.runtime.tracing import setup_tracing, shutdown_tracing, tracing_server_interceptor
 from songsmith.v1 import model_pb2_grpc
@@ -121,11 +121,11 @@ class StageServer:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         spec.register(self._server, self.slot)
-        services = [spec.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        services = [spec.service_name, health.SERVICE_NAME]
         if spec.serves_model_info:
             model_pb2_grpc.add_ModelInfoServiceServicer_to_server(ModelInfoServicer(self.slot), self._server)
             services.append(MODEL_INFO_SERVICE)
-        reflection.enable_server_reflection(services, self._server)
+        enable_reflection(services, self._server)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def _set_health(self, status: int) -> None:
