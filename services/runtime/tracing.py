@@ -13,15 +13,8 @@ import os
 
 import grpc
 from opentelemetry import propagate, trace
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.grpc import server_interceptor
-from opentelemetry.instrumentation.grpc.filters import any_of, negate, service_prefix
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-_NOT_TRACED = negate(any_of(service_prefix("grpc.health."), service_prefix("grpc.reflection.")))
 
 
 def _exporting() -> bool:
@@ -33,8 +26,14 @@ def _exporting() -> bool:
 def setup_tracing(default_service_name: str) -> trace.TracerProvider:
     """Install the process's tracer provider once, exporting over OTLP when an endpoint is set.
 
-    The service name comes from `OTEL_SERVICE_NAME` when set, else `default_service_name`.
+    The service name comes from `OTEL_SERVICE_NAME` when set, else `default_service_name`. The SDK
+    and the exporter are imported here, not at import time: a client (the CLI) needs only the API.
     """
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         return current
@@ -48,6 +47,8 @@ def setup_tracing(default_service_name: str) -> trace.TracerProvider:
 
 def shutdown_tracing() -> None:
     """Flush and stop exporting (called once at process exit)."""
+    from opentelemetry.sdk.trace import TracerProvider
+
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         provider.shutdown()
@@ -55,7 +56,11 @@ def shutdown_tracing() -> None:
 
 def tracing_server_interceptor() -> grpc.ServerInterceptor:
     """Server spans for application calls, continuing the caller's trace."""
-    return server_interceptor(tracer_provider=trace.get_tracer_provider(), filter_=_NOT_TRACED)
+    from opentelemetry.instrumentation.grpc import server_interceptor
+    from opentelemetry.instrumentation.grpc.filters import any_of, negate, service_prefix
+
+    not_traced = negate(any_of(service_prefix("grpc.health."), service_prefix("grpc.reflection.")))
+    return server_interceptor(tracer_provider=trace.get_tracer_provider(), filter_=not_traced)
 
 
 class _CallDetails(grpc.ClientCallDetails):
