@@ -17,6 +17,7 @@ import grpc
 from gateway.audio import CONTAINERS
 from gateway.job_store import JobRecord, JobStore, fingerprint
 from gateway.pipeline import RESUME_RESTARTED, Pipeline
+from gateway.song_metrics import SongMeter, job_finished, prepare_gateway
 from gateway.validation import (
     RequestLimits,
     audio_format,
@@ -48,16 +49,23 @@ class JobSettings:
 
 
 class _LiveJob:
-    """A job of this process: its cancellation token and every event so far, for watchers."""
+    """A job of this process: its cancellation token, every event so far (for watchers) and the
+    meter timing its song."""
 
-    def __init__(self, job_id: str, token: CancellationToken) -> None:
+    def __init__(self, job_id: str, token: CancellationToken, meter: SongMeter) -> None:
         self.job_id = job_id
         self.token = token
+        self.meter = meter
         self.events: list[song_pb2.SongEvent] = []
         self.error: ServiceError | None = None
         self.finished = False
         self._claimed = False
         self._changed = threading.Condition()
+
+    @property
+    def claimed(self) -> bool:
+        """True once a worker took the job (or it was dropped unstarted)."""
+        return self._claimed
 
     def claim(self) -> bool:
         """Take the job, to run it or to drop it unstarted; only the first claim wins."""
@@ -135,6 +143,14 @@ class JobManager:
         self._queued = 0
         self._stopping = False
         self._workers = ThreadPoolExecutor(self.settings.max_running, thread_name_prefix="job")
+        prepare_gateway([model.name for model in pipeline.router.models], self)
+
+    def live_states(self) -> dict[str, int]:
+        """How many of this gateway's jobs are queued and running now (`songsmith_jobs`)."""
+        with self._lock:
+            live = list(self._live.values())
+        running = sum(1 for job in live if job.claimed and not job.finished)
+        return {"queued": sum(1 for job in live if not job.claimed), "running": running}
 
     def result_path(self, record: JobRecord) -> Path:
         """Where a job's audio file is kept."""
@@ -180,7 +196,7 @@ class JobManager:
     def _start(self, record: JobRecord, deadline: float | None) -> None:
         limit = time.monotonic() + self.settings.job_timeout_s
         token = CancellationToken(limit if deadline is None else min(deadline, limit))
-        live = _LiveJob(record.job_id, token)
+        live = _LiveJob(record.job_id, token, SongMeter(record.request.model))
         accepted = song_pb2.Accepted(job_id=record.job_id, seed=record.seed, model=record.request.model)
         live.emit(song_pb2.SongEvent(accepted=accepted))
         self._live[record.job_id] = live
@@ -200,6 +216,7 @@ class JobManager:
                 spec = song_spec(record.request, record.job_id, record.seed)
 
                 def emit(event: song_pb2.SongEvent) -> None:
+                    live.meter.saw(event)
                     live.emit(event)
                     if event.HasField("notice") and event.notice.code == RESUME_RESTARTED:
                         self.store.drop_blocks(record.job_id)
@@ -223,6 +240,8 @@ class JobManager:
                 partial.write_bytes(result.data)
                 partial.replace(path)
                 self.store.update(record.job_id, state=song_pb2.JOB_STATE_SUCCEEDED, result=result.summary)
+                live.meter.finished(result.summary)
+                job_finished(song_pb2.JOB_STATE_SUCCEEDED)
                 live.emit(song_pb2.SongEvent(done=result.summary))
                 log.info("job finished: %.1f s of audio", result.summary.duration.ToNanoseconds() / 1e9)
             except ServiceError as exc:
@@ -241,6 +260,7 @@ class JobManager:
                         else song_pb2.JOB_STATE_FAILED
                     )
                     self.store.update(record.job_id, state=state, error=_error_text(error))
+                    job_finished(state)
                     log.info("job ended: %s", _error_text(error))
             live.finish(error)
             with self._lock:
@@ -282,6 +302,7 @@ class JobManager:
             if live.claim():
                 error = errors.CancelledError(reason)
                 self.store.update(job_id, state=song_pb2.JOB_STATE_CANCELLED, error=_error_text(error))
+                job_finished(song_pb2.JOB_STATE_CANCELLED)
                 live.finish(error)
                 with self._lock:
                     self._live.pop(job_id, None)

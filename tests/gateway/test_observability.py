@@ -1,0 +1,157 @@
+"""What a platform team sees of a song, scraped and received from the real stack (four stage processes
+and the gateway on 127.0.0.1): every metric family from start-up, then what one song adds to them."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.client import SongClient
+from gateway.launcher import LocalStack, Service, plan
+from gateway.models import discover
+from songsmith.v1 import song_pb2
+from tests.gateway.songs import assemble, request
+from tests.helpers import free_port_block
+
+Samples = dict[tuple[str, frozenset], float]
+STAGE_SERVICES = {
+    "tokenizer": ["/songsmith.v1.LyricTokenizerService/Tokenize"],
+    "style": ["/songsmith.v1.StyleEncoderService/EmbedText", "/songsmith.v1.StyleEncoderService/EmbedAudio"],
+    "diffusion": ["/songsmith.v1.DiffusionService/GenerateLatents"],
+    "vocoder": ["/songsmith.v1.VocoderService/Decode"],
+}
+MODEL_INFO = "/songsmith.v1.ModelInfoService/GetModelInfo"
+GATEWAY_METHODS = [
+    f"/songsmith.v1.SongService/{name}"
+    for name in ("Generate", "SubmitJob", "GetJob", "WatchJob", "CancelJob", "ListJobs", "ListModels")
+]
+EVERY_STAGE = (
+    "songsmith_requests_in_flight",
+    "songsmith_queue_depth",
+    "songsmith_queue_wait_seconds_count",
+    "songsmith_received_bytes_total",
+    "songsmith_sent_bytes_total",
+    "songsmith_model_load_seconds",
+)
+FRAME_STAGES = ("songsmith_frames_total", "songsmith_batch_size_count", "songsmith_batch_step_seconds_count")
+
+
+@pytest.fixture(scope="module")
+def stack(demo_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The local stack on the demo model, healthy."""
+    base = free_port_block(10)
+    local = LocalStack(plan(discover(demo_models), base, base + 5), tmp_path_factory.mktemp("var"))
+    local.start()
+    try:
+        problems = local.wait_healthy(240)
+        assert not problems, problems
+        yield local
+    finally:
+        local.stop()
+
+
+def scrape(service: Service) -> Samples:
+    """Every `songsmith_` sample a service's metrics endpoint serves, by name and labels."""
+    url = f"http://127.0.0.1:{service.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        text = reply.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("songsmith_")
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value; KeyError when the series does not exist."""
+    return samples[(name, frozenset(labels.items()))]
+
+
+def service(stack: LocalStack, name: str) -> Service:
+    """The stack's service called `name`."""
+    return next(s for s in stack.services if s.name == name)
+
+
+@pytest.fixture(scope="module")
+def at_startup(stack: LocalStack) -> dict[str, Samples]:
+    """Every service's samples before any song."""
+    return {s.name: scrape(s) for s in stack.services}
+
+
+@pytest.fixture(scope="module")
+def one_song(stack: LocalStack, at_startup: dict[str, Samples]) -> tuple[song_pb2.SongSummary, float]:
+    """One song through the gateway, after the start-up scrape; its summary and the model's frame rate."""
+    client = SongClient(stack.services[0].address)
+    try:
+        _, events = assemble(client.generate(request("observed-1", seconds=4), timeout=300))
+        models = client.stub.ListModels(song_pb2.ListModelsRequest(), timeout=30).models
+    finally:
+        client.close()
+    assert events[-1].HasField("done")
+    return events[-1].done, models[0].model.frame_rate
+
+
+def test_every_stage_family_exists_at_zero_from_start_up(at_startup: dict[str, Samples]) -> None:
+    for stage, methods in STAGE_SERVICES.items():
+        samples = at_startup[stage]
+        for method in [*methods, MODEL_INFO]:
+            assert value(samples, "songsmith_requests_total", stage=stage, method=method, code="OK") == 0
+            assert value(samples, "songsmith_request_duration_seconds_count", stage=stage, method=method) == 0
+        for name in EVERY_STAGE:
+            if name == "songsmith_model_load_seconds":
+                assert value(samples, name, stage=stage) > 0, f"{stage} loaded its model: the time is known"
+            else:
+                assert value(samples, name, stage=stage) == 0, (stage, name)
+        frames = stage in ("diffusion", "vocoder")
+        for name in FRAME_STAGES:
+            assert ((name, frozenset({"stage": stage}.items())) in samples) is frames, (stage, name)
+            if frames:
+                assert value(samples, name, stage=stage) == 0
+        assert not [key for key in samples if key[0].startswith("songsmith_gpu_")], "no GPU here"
+
+
+def test_the_gateway_families_exist_at_zero_from_start_up(at_startup: dict[str, Samples]) -> None:
+    samples = at_startup["gateway"]
+    for method in GATEWAY_METHODS:
+        assert value(samples, "songsmith_requests_total", stage="gateway", method=method, code="OK") == 0
+    assert value(samples, "songsmith_queue_depth", stage="gateway") == 0
+    for state in ("queued", "running"):
+        assert value(samples, "songsmith_jobs", state=state) == 0
+    for state in ("succeeded", "failed", "cancelled"):
+        assert value(samples, "songsmith_jobs_finished_total", state=state) == 0
+    assert value(samples, "songsmith_time_to_first_audio_seconds_count", model="diffrhythm2") == 0
+    assert value(samples, "songsmith_real_time_factor_count", model="diffrhythm2") == 0
+
+
+def test_a_song_shows_in_every_family(
+    stack: LocalStack, one_song: tuple[song_pb2.SongSummary, float]
+) -> None:
+    summary, frame_rate = one_song
+    after = {s.name: scrape(s) for s in stack.services}
+    for stage, methods in STAGE_SERVICES.items():
+        samples = after[stage]
+        called = sum(
+            value(samples, "songsmith_requests_total", stage=stage, method=m, code="OK") for m in methods
+        )
+        assert called >= 1, stage
+        assert value(samples, "songsmith_queue_wait_seconds_count", stage=stage) >= 1
+        assert value(samples, "songsmith_received_bytes_total", stage=stage) > 0
+    frames = round(summary.duration.ToNanoseconds() / 1e9 * frame_rate)
+    assert value(after["diffusion"], "songsmith_frames_total", stage="diffusion") == frames
+    assert value(after["vocoder"], "songsmith_frames_total", stage="vocoder") == frames
+    gateway = after["gateway"]
+    assert value(gateway, "songsmith_time_to_first_audio_seconds_count", model="diffrhythm2") == 1
+    first_audio = value(gateway, "songsmith_time_to_first_audio_seconds_sum", model="diffrhythm2")
+    took = summary.stage_durations["total"].ToNanoseconds() / 1e9
+    assert 0 < first_audio <= took + 1.0
+    assert value(gateway, "songsmith_real_time_factor_count", model="diffrhythm2") == 1
+    speed = summary.duration.ToNanoseconds() / summary.stage_durations["total"].ToNanoseconds()
+    assert value(gateway, "songsmith_real_time_factor_sum", model="diffrhythm2") == pytest.approx(speed)
+    assert value(gateway, "songsmith_jobs_finished_total", state="succeeded") == 1
+    assert value(gateway, "songsmith_jobs", state="running") == 0
+    assert value(gateway, "songsmith_jobs", state="queued") == 0
