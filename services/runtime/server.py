@@ -39,7 +39,7 @@ from services.runtime.model_service import SERVICE_NAME as MODEL_INFO_SERVICE
 from services.runtime.model_service import ModelInfoServicer
 from services.runtime.reflection import enable_reflection
 from services.runtime.slot import ModelSlot
-from services.runtime.tracing import setup_tracing, shutdown_tracing, tracing_server_interceptor
+from services.runtime.tracing import TracingServerInterceptor, setup_tracing, shutdown_tracing
 from songsmith.v1 import model_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class StageServer:
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{spec.name}-rpc"),
             interceptors=[
-                tracing_server_interceptor(),
+                TracingServerInterceptor(),
                 MetricsInterceptor(spec.name, spec.frames),
                 ErrorInterceptor(spec.name),
                 *spec.interceptors,
