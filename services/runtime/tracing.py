@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import grpc
 from opentelemetry import context, propagate, trace
@@ -115,7 +116,7 @@ def rpc_span_name(method: str) -> str:
 
 def _host_port(text: str) -> tuple[str, int | None]:
     """`host:port` (IPv6 in brackets, or a gRPC peer such as `ipv4:1.2.3.4:5`) as (host, port)."""
-    found = re.fullmatch(r"(?:ipv[46]:|dns:/*)?\[?(.*?)\]?:(\d+)", text)
+    found = re.fullmatch(r"(?:ipv[46]:|dns:/*)?\[?(.*?)\]?:(\d+)", unquote(text))
     if found is None:
         return text, None
     return found.group(1), int(found.group(2))

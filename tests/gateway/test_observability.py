@@ -1,13 +1,16 @@
 """What a platform team sees of a song, scraped and received from the real stack (four stage processes
-and the gateway on 127.0.0.1): every metric family from start-up, then what one song adds to them."""
+and the gateway on 127.0.0.1, exporting spans to an in-test OTLP receiver): every metric family from
+start-up, what one song adds to them, and the song as one trace."""
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import SongClient
@@ -16,6 +19,7 @@ from gateway.models import discover
 from songsmith.v1 import song_pb2
 from tests.gateway.songs import assemble, request
 from tests.helpers import free_port_block
+from tests.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 
 Samples = dict[tuple[str, frozenset], float]
 STAGE_SERVICES = {
@@ -41,8 +45,20 @@ FRAME_STAGES = ("songsmith_frames_total", "songsmith_batch_size_count", "songsmi
 
 
 @pytest.fixture(scope="module")
-def stack(demo_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The local stack on the demo model, healthy."""
+def receiver() -> Iterator[OtlpReceiver]:
+    """The OTLP receiver the stack exports its spans to."""
+    with otlp_receiver() as (running, port), pytest.MonkeyPatch.context() as environment:
+        environment.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+        environment.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
+        environment.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def stack(
+    demo_models: Path, tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver
+) -> Iterator[LocalStack]:
+    """The local stack on the demo model, healthy, exporting spans to `receiver`."""
     base = free_port_block(10)
     local = LocalStack(plan(discover(demo_models), base, base + 5), tmp_path_factory.mktemp("var"))
     local.start()
@@ -155,3 +171,75 @@ def test_a_song_shows_in_every_family(
     assert value(gateway, "songsmith_jobs_finished_total", state="succeeded") == 1
     assert value(gateway, "songsmith_jobs", state="running") == 0
     assert value(gateway, "songsmith_jobs", state="queued") == 0
+
+
+# The stage calls of one song, by the service that serves them.
+SONG_CALLS = {
+    "songsmith.v1.LyricTokenizerService/Tokenize": "songsmith-tokenizer",
+    "songsmith.v1.StyleEncoderService/EmbedText": "songsmith-style",
+    "songsmith.v1.DiffusionService/GenerateLatents": "songsmith-diffusion",
+    "songsmith.v1.VocoderService/Decode": "songsmith-vocoder",
+}
+GENERATE = "songsmith.v1.SongService/Generate"
+CLIENT, SERVER = trace_pb2.Span.SPAN_KIND_CLIENT, trace_pb2.Span.SPAN_KIND_SERVER
+
+
+def _song_is_in(spans: list[ReceivedSpan]) -> bool:
+    """Every stage's server span of the song has arrived (they end last)."""
+    served = {(s.service, s.span.name) for s in spans if s.span.kind == SERVER}
+    return {(service, name) for name, service in SONG_CALLS.items()} <= served and any(
+        s.span.name == GENERATE for s in spans
+    )
+
+
+def test_one_song_is_one_trace(
+    stack: LocalStack, receiver: OtlpReceiver, one_song: tuple[song_pb2.SongSummary, float]
+) -> None:
+    """Every span of the song, through the gateway and four stage processes, is in one trace: the
+    Generate call, its song span, the stage calls under it and each stage's server span under its
+    call. (The test's own ListModels call is its own trace, left aside.)"""
+    summary, _ = one_song
+    spans = receiver.wait_for(_song_is_in)
+    traces: dict[bytes, list[ReceivedSpan]] = {}
+    for received in spans:
+        traces.setdefault(received.span.trace_id, []).append(received)
+    song_traces = {
+        trace_id: members
+        for trace_id, members in traces.items()
+        if not any(m.span.name == "songsmith.v1.SongService/ListModels" for m in members)
+    }
+    assert len(song_traces) == 1, {t.hex(): sorted(m.span.name for m in ms) for t, ms in song_traces.items()}
+    ((trace_id, members),) = song_traces.items()
+    by_id = {m.span.span_id: m for m in members}
+
+    def parent(member: ReceivedSpan) -> ReceivedSpan:
+        return by_id[member.span.parent_span_id]
+
+    (generate,) = [m for m in members if m.span.name == GENERATE]
+    assert (generate.service, generate.span.kind) == ("songsmith-gateway", SERVER)
+    assert generate.span.parent_span_id not in by_id, "Generate is the song's root on the server side"
+    (song,) = [m for m in members if m.span.name == "song"]
+    assert song.service == "songsmith-gateway" and parent(song) is generate
+    assert song.attributes == {
+        "songsmith.job.id": "observed-1",
+        "songsmith.model": "diffrhythm2",
+        "songsmith.seed": 11,
+        "songsmith.seconds": 4.0,
+        "songsmith.resumed": False,
+    }
+    for name, service in SONG_CALLS.items():
+        (call,) = [m for m in members if m.span.name == name and m.span.kind == CLIENT]
+        assert call.service == "songsmith-gateway" and parent(call) is song, name
+        assert call.attributes["rpc.system.name"] == "grpc" and call.attributes["rpc.method"] == name
+        assert call.attributes["rpc.response.status_code"] == "OK"
+        (served,) = [m for m in members if m.span.name == name and m.span.kind == SERVER]
+        assert served.service == service and parent(served) is call, name
+    for info in (m for m in members if m.span.name == "songsmith.v1.ModelInfoService/GetModelInfo"):
+        assert info.span.parent_span_id in by_id
+    assert summary.model == "diffrhythm2"
+
+    log = stack.var_dir / "logs" / "gateway.log"
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    song_lines = [line for line in lines if line["job_id"] == "observed-1"]
+    assert song_lines, "the gateway logged nothing about the song"
+    assert {line["trace_id"] for line in song_lines} == {trace_id.hex()}
