@@ -47,7 +47,7 @@ import torch  # noqa: E402
 from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator, DecoderConfig  # noqa: E402
 from services.vocoder.diffrhythm2.demo import DEMO_CONFIG  # noqa: E402
 from services.vocoder.diffrhythm2.engine import VocoderEngine  # noqa: E402
-from services.vocoder.diffrhythm2.windows import WINDOW_FRAMES, reference_pastes  # noqa: E402
+from services.vocoder.diffrhythm2.windows import WINDOW_FRAMES, WINDOWS  # noqa: E402
 
 BLOCK_FRAMES = 10
 FPS = 5
@@ -110,7 +110,7 @@ def run_case(mode: str, seconds: int, channels: int, threads: int) -> dict:
         "latencies": latencies,
         "traced_mib": traced_peak / 2**20,
         "rss_growth_mib": _status_mib("VmHWM") - rss_before,
-        "windows": len(reference_pastes(len(latents))),
+        "windows": len(WINDOWS.pastes(len(latents))),
     }
 
 

@@ -3,6 +3,8 @@
 
 The kubelet's native gRPC probe speaks plaintext only, so pods whose port requires mTLS, and the
 compose healthchecks, run this instead (installed in the images as `songsmith-healthcheck`).
+With --alive it is the liveness probe: it passes whenever the server answers, so a server that is
+loading its model or draining (NOT_SERVING: not ready) is still alive and is not restarted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="folder with ca.crt, tls.crt and tls.key: dial with mTLS (cert-manager's secret layout)",
     )
     parser.add_argument("--server-name", default="", help="name the server certificate must carry (with TLS)")
+    parser.add_argument(
+        "--alive",
+        action="store_true",
+        help="pass when the server answers at all, whatever the status (liveness, not readiness)",
+    )
     return parser.parse_args(argv)
 
 
@@ -46,19 +53,24 @@ def open_channel(args: argparse.Namespace) -> grpc.Channel:
     return grpc.secure_channel(target, credentials, options=options)
 
 
+# Errors that mean no answer came back in time: the server is gone, wedged or not listening.
+NO_ANSWER = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Check once; print the outcome; 0 when SERVING, 1 otherwise."""
+    """Check once; print the outcome; 0 when SERVING (with --alive: when the server answered), 1 otherwise."""
     args = parse_args(argv)
+    name = args.service or "server"
     with open_channel(args) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             reply = stub.Check(health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout)
         except grpc.RpcError as error:
-            print(f"{args.service or 'server'}: {error.code().name}: {error.details()}", file=sys.stderr)
-            return 1
+            print(f"{name}: {error.code().name}: {error.details()}", file=sys.stderr)
+            return 0 if args.alive and error.code() not in NO_ANSWER else 1
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    print(f"{args.service or 'server'}: {status}")
-    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+    print(f"{name}: {status}")
+    return 0 if args.alive or reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 if __name__ == "__main__":

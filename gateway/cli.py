@@ -21,6 +21,7 @@ STAGE_GROUPS = {
     "lyrics": ("lyrics to a model's tokens", ("services.tokenizer.cli",)),
     "style": ("style conditioning from a prompt or a recording", ("services.style.cli",)),
     "latents": ("generate and decode a song's frames", ("services.diffusion.cli", "services.vocoder.cli")),
+    "chart": ("osu!mania charts for a song (Mug-Diffusion)", ("services.chart.cli",)),
 }
 COMMAND_MODULES = (serve, demo, songs, jobs, models)
 

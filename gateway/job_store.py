@@ -1,53 +1,40 @@
-"""Jobs on disk: SQLite tables of job records and of each running job's finished blocks (with the
-model revision that made them), so nothing is lost when the gateway restarts: a job that was running
-resumes from its last block, on the same model weights."""
+"""The job store interface: what the job manager keeps about songs, whichever database holds it.
+
+Two implementations, one file each under `gateway/stores/`: SQLite (`sqlite.py`, the embedded
+default for one gateway) and PostgreSQL (`postgresql.py`, for several gateways serving one queue).
+`gateway.stores.open_job_store` picks one from `SONGSMITH_JOBS_DB`: a `postgresql://` URL or a path.
+
+A job is run under a lease: `claim` hands the oldest waiting job (or one whose runner stopped
+renewing its lease) to one gateway, which renews the lease while it runs the song. Every write a
+runner makes names its `Lease`; a runner that lost its lease (another gateway took the job over)
+gets `LeaseLostError` instead of overwriting the new runner's work. The events a runner emits are
+kept per attempt, so a gateway that is not running a job relays them to its watchers.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Protocol
 
-import numpy as np
+import grpc
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.stages import Block
+from services.runtime import errors
+from services.runtime.errors import ServiceError, UnavailableError
 from songsmith.v1 import song_pb2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id TEXT PRIMARY KEY,
-    fingerprint TEXT NOT NULL,
-    request BLOB NOT NULL,
-    seed TEXT NOT NULL,
-    state INTEGER NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    blocks_done INTEGER NOT NULL DEFAULT 0,
-    max_blocks INTEGER NOT NULL DEFAULT 0,
-    seconds_generated REAL NOT NULL DEFAULT 0,
-    error TEXT NOT NULL DEFAULT '',
-    result BLOB
-);
-CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (created_at);
-CREATE TABLE IF NOT EXISTS blocks (
-    job_id TEXT NOT NULL,
-    block_index INTEGER NOT NULL,
-    final INTEGER NOT NULL,
-    max_blocks INTEGER NOT NULL,
-    frames_done INTEGER NOT NULL,
-    dtype TEXT NOT NULL,
-    shape TEXT NOT NULL,
-    data BLOB NOT NULL,
-    revision TEXT NOT NULL,
-    PRIMARY KEY (job_id, block_index)
-);
-"""
 UNFINISHED = (song_pb2.JOB_STATE_QUEUED, song_pb2.JOB_STATE_RUNNING)
+FINISHED = (song_pb2.JOB_STATE_SUCCEEDED, song_pb2.JOB_STATE_FAILED, song_pb2.JOB_STATE_CANCELLED)
+
+# Signals a store sends to the gateways using it (see `JobStore.listen`).
+JOB_QUEUED = "queued"  # a job is waiting to be claimed
+JOB_CHANGED = "changed"  # a job has a new event or a new state
+CANCEL_REQUESTED = "cancel"  # someone asked a job to stop
+RESYNC = "resync"  # signals may have been missed (the database connection was lost): look again
 
 
 def fingerprint(request: song_pb2.SongRequest) -> str:
@@ -58,9 +45,28 @@ def fingerprint(request: song_pb2.SongRequest) -> str:
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
+def error_text(code: grpc.StatusCode, message: str) -> str:
+    """How a job's error is stored: `CODE_NAME: message`."""
+    return f"{code.name}: {message}"
+
+
+def error_from_text(text: str) -> ServiceError:
+    """The typed error a stored error text stands for (INTERNAL for an unknown code)."""
+    code_name, _, message = text.partition(": ")
+    code = grpc.StatusCode.__members__.get(code_name, grpc.StatusCode.INTERNAL)
+    return errors.error_for_code(code, message)
+
+
 @dataclass
 class JobRecord:
-    """One stored job."""
+    """One stored job.
+
+    `owner` is the identity that submitted it (empty without authentication). `deadline_at` is the
+    wall-clock time (seconds since the epoch) by which the song must be done. `attempt` counts the
+    claims so far; `lease_holder` is the gateway running it now (empty when none is).
+    `trace_context` is the W3C trace context (`traceparent`, `tracestate`) of the call that
+    submitted it, so the song continues that trace on whichever gateway runs it.
+    """
 
     job_id: str
     fingerprint: str
@@ -69,11 +75,23 @@ class JobRecord:
     state: int
     created_at: float
     updated_at: float
+    owner: str = ""
+    deadline_at: float = 0.0
     blocks_done: int = 0
     max_blocks: int = 0
     seconds_generated: float = 0.0
     error: str = ""
     result: song_pb2.SongSummary | None = field(default=None)
+    finished_at: float = 0.0
+    attempt: int = 0
+    lease_holder: str = ""
+    cancel_reason: str = ""
+    trace_context: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        """True once the job succeeded, failed or was cancelled."""
+        return self.state in FINISHED
 
     def to_proto(self) -> song_pb2.Job:
         """The job as the API reports it."""
@@ -98,159 +116,166 @@ class JobRecord:
         return job
 
 
-class JobStore:
-    """Thread-safe access to the jobs table of one SQLite file."""
+@dataclass(frozen=True)
+class Lease:
+    """The right of one gateway (`holder`) to run one attempt of a job; every runner write names it."""
 
-    def __init__(self, path: str | Path) -> None:
-        """Open (creating if needed) the database at `path`."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+    job_id: str
+    holder: str
+    attempt: int
 
-    def insert_if_absent(self, record: JobRecord) -> JobRecord:
-        """Store `record` unless its job id exists; return the stored record either way."""
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO jobs"
-                " (job_id, fingerprint, request, seed, state, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.job_id,
-                    record.fingerprint,
-                    record.request.SerializeToString(),
-                    str(record.seed),
-                    record.state,
-                    record.created_at,
-                    record.updated_at,
-                ),
-            )
-        stored = self.get(record.job_id)
-        assert stored is not None
-        return stored
 
-    def update(self, job_id: str, **changes: object) -> None:
-        """Change some columns of a job (and its update time)."""
-        if "result" in changes and changes["result"] is not None:
-            changes["result"] = changes["result"].SerializeToString()  # type: ignore[union-attr]
-        changes["updated_at"] = time.time()
-        columns = ", ".join(f"{name} = ?" for name in changes)
-        with self._lock:
-            self._db.execute(f"UPDATE jobs SET {columns} WHERE job_id = ?", (*changes.values(), job_id))
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The model that made a kept block: its served name and its revision (the weights' sha256)."""
+
+    name: str
+    revision: str
+
+
+@dataclass(frozen=True)
+class KeptBlocks:
+    """A job's kept blocks from block 0 on, without gaps, all made by one model (None when no block
+    is kept); each block carries that model's revision. A resume against another revision must start
+    over (the pipeline does: see `gateway.pipeline`)."""
+
+    model: ModelIdentity | None
+    blocks: list[Block]
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One event a runner emitted: `seq` counts from 1 within its `attempt`."""
+
+    attempt: int
+    seq: int
+    event: song_pb2.SongEvent
+
+
+class StoreUnavailableError(UnavailableError):
+    """The database could not be reached within the store's retry budget."""
+
+
+class LeaseLostError(Exception):
+    """A runner wrote under a lease it no longer holds: another gateway runs the job now."""
+
+
+Signal = Callable[[str, str], None]
+
+
+class JobStore(Protocol):
+    """Where jobs, their kept blocks and their events live. Every method is thread-safe.
+
+    Connection failures are retried with bounded backoff; past the store's retry budget a method
+    raises StoreUnavailableError (UNAVAILABLE).
+    """
+
+    shared: bool
+    """True when several gateways may use the store at once (leases then expire by time only)."""
+
+    def schema_version(self) -> int:
+        """The newest schema migration applied (see `gateway.stores.migrations`)."""
+        ...
+
+    def insert_if_absent(self, record: JobRecord) -> tuple[JobRecord, bool]:
+        """Store `record` (state QUEUED) unless its job id exists; return the stored record and
+        whether it was inserted. Two gateways inserting one id at once make one job."""
+        ...
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job with this id, or None."""
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return None if row is None else self._record(row)
+        ...
 
     def list(
-        self, limit: int, state: int = song_pb2.JOB_STATE_UNSPECIFIED, offset: int = 0
+        self,
+        limit: int,
+        state: int = song_pb2.JOB_STATE_UNSPECIFIED,
+        owner: str | None = None,
+        offset: int = 0,
     ) -> list[JobRecord]:
-        """Up to `limit` jobs after the first `offset`, newest first, optionally only those in `state`."""
-        query, args = "SELECT * FROM jobs", []
-        if state != song_pb2.JOB_STATE_UNSPECIFIED:
-            query, args = query + " WHERE state = ?", [state]
-        query += " ORDER BY created_at DESC, job_id LIMIT ? OFFSET ?"
-        with self._lock:
-            rows = self._db.execute(query, (*args, limit, offset)).fetchall()
-        return [self._record(row) for row in rows]
+        """Up to `limit` jobs after the first `offset`, newest first; only those in `state` (unless
+        UNSPECIFIED) and only those of `owner` (unless None)."""
+        ...
 
-    def add_block(self, job_id: str, block: Block) -> None:
-        """Keep a finished block of a running job (and the revision that made it), so a restart
-        resumes after it."""
-        frames = np.ascontiguousarray(block.frames)
-        little_endian = frames.astype(frames.dtype.newbyteorder("<"), copy=False)
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO blocks"
-                " (job_id, block_index, final, max_blocks, frames_done, dtype, shape, data, revision)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job_id,
-                    block.index,
-                    int(block.final),
-                    block.max_blocks,
-                    block.frames_done,
-                    little_endian.dtype.str,
-                    ",".join(str(size) for size in frames.shape),
-                    little_endian.tobytes(),
-                    block.revision,
-                ),
-            )
+    def count_queued(self) -> int:
+        """How many jobs wait to be claimed."""
+        ...
 
-    def blocks(self, job_id: str) -> list[Block]:
-        """The job's kept blocks from block 0 on, as far as they run without a gap."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT block_index, final, max_blocks, frames_done, dtype, shape, data, revision"
-                " FROM blocks WHERE job_id = ? ORDER BY block_index",
-                (job_id,),
-            ).fetchall()
-        kept: list[Block] = []
-        for index, final, max_blocks, frames_done, dtype, shape, data, revision in rows:
-            if index != len(kept):
-                break
-            dims = tuple(int(size) for size in shape.split(",") if size)
-            frames = np.frombuffer(data, dtype=np.dtype(dtype)).reshape(dims)
-            kept.append(
-                Block(
-                    index,
-                    frames.astype(frames.dtype.newbyteorder("=")),
-                    bool(final),
-                    max_blocks,
-                    frames_done,
-                    revision,
-                )
-            )
-        return kept
+    def claim(self, holder: str, lease_s: float) -> JobRecord | None:
+        """Give `holder` the oldest job that is queued, or running under an expired lease, as
+        RUNNING under a new lease of `lease_s` seconds (its attempt counts up and the events of
+        earlier attempts go); None when no job waits. A job whose cancellation was requested
+        while no one held it is marked CANCELLED instead of being handed out."""
+        ...
 
-    def drop_blocks(self, job_id: str) -> None:
-        """Forget a job's blocks once it has ended (its audio, if any, is in the results folder)."""
-        with self._lock:
-            self._db.execute("DELETE FROM blocks WHERE job_id = ?", (job_id,))
+    def requeue_unfinished(self) -> int:
+        """Put every running job back in the queue, dropping its lease; return how many jobs are
+        unfinished. Only for a store that one gateway uses (after that gateway restarted)."""
+        ...
 
-    def unfinished(self) -> list[JobRecord]:
-        """Jobs left queued or running, oldest first (to resume after a restart)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY created_at", UNFINISHED
-            ).fetchall()
-        return [self._record(row) for row in rows]
+    def renew(self, holder: str, leases: list[Lease], lease_s: float) -> dict[str, str]:
+        """Extend the leases `holder` still holds by `lease_s` seconds; return, for each job whose
+        lease it still holds, the reason its cancellation was requested (empty when it was not)."""
+        ...
 
-    @staticmethod
-    def _record(row: tuple) -> JobRecord:
-        (
-            job_id,
-            digest,
-            request,
-            seed,
-            state,
-            created,
-            updated,
-            blocks,
-            max_blocks,
-            seconds,
-            error,
-            result,
-        ) = row
-        return JobRecord(
-            job_id=job_id,
-            fingerprint=digest,
-            request=song_pb2.SongRequest.FromString(request),
-            seed=int(seed),
-            state=state,
-            created_at=created,
-            updated_at=updated,
-            blocks_done=blocks,
-            max_blocks=max_blocks,
-            seconds_generated=seconds,
-            error=error,
-            result=None if result is None else song_pb2.SongSummary.FromString(result),
-        )
+    def release(self, lease: Lease) -> None:
+        """Give a job back to the queue (this gateway stops); its kept blocks stay for the next runner."""
+        ...
+
+    def update_progress(
+        self, lease: Lease, blocks_done: int, max_blocks: int, seconds_generated: float
+    ) -> None:
+        """Record how far the song is."""
+        ...
+
+    def append_event(self, lease: Lease, seq: int, event: song_pb2.SongEvent) -> None:
+        """Keep the `seq`-th event of the lease's attempt, for relays on other gateways (idempotent)."""
+        ...
+
+    def events(self, job_id: str, attempt: int, after_seq: int) -> list[StoredEvent]:
+        """The job's events after (`attempt`, `after_seq`), in order; later attempts' from seq 1."""
+        ...
+
+    def add_block(self, lease: Lease, block: Block, model: ModelIdentity) -> None:
+        """Keep a finished block and the model that made it, so a new runner resumes after it."""
+        ...
+
+    def blocks(self, job_id: str) -> KeptBlocks:
+        """The job's kept blocks from block 0 on, as far as they run without a gap, with their model."""
+        ...
+
+    def finish(
+        self,
+        lease: Lease,
+        state: int,
+        error: str = "",
+        result: song_pb2.SongSummary | None = None,
+        last_event: song_pb2.SongEvent | None = None,
+        last_seq: int = 0,
+    ) -> None:
+        """End the job in `state` (its kept blocks go); `last_event` (the `done` event, as the
+        `last_seq`-th of the attempt) is kept in the same transaction."""
+        ...
+
+    def request_cancel(self, job_id: str, reason: str) -> JobRecord | None:
+        """Stop a job: a queued one is CANCELLED at once, a running one is flagged (its runner
+        stops it); a finished one is left alone. Returns the job afterwards, None if unknown."""
+        ...
+
+    def delete(self, job_id: str) -> bool:
+        """Remove a finished job with its blocks and events; False when there is no such job."""
+        ...
+
+    def sweep(self, finished_before: float, events_finished_before: float) -> list[JobRecord]:
+        """Remove jobs that finished before `finished_before` (returned, so their results can be
+        deleted) and the events of jobs that finished before `events_finished_before`."""
+        ...
+
+    def listen(self, on_signal: Signal) -> None:
+        """Call `on_signal(kind, job_id)` for every JOB_QUEUED, JOB_CHANGED and CANCEL_REQUESTED
+        made by any gateway on this store (and RESYNC after signals may have been lost)."""
+        ...
 
     def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._db.close()
+        """Close the connections."""
+        ...

@@ -1,30 +1,57 @@
-"""Song jobs: idempotent submission by client-chosen id, a bounded worker pool, live and replayed
-events, cancellation, results kept on disk, and resumption of unfinished jobs after a restart."""
+"""Song jobs: idempotent submission by client-chosen id, one queue shared by every gateway on the
+store, exactly one runner per job, live and relayed events, cancellation from any gateway, results
+kept for every gateway, ownership, retention, and resumption of jobs whose runner stopped.
+
+Each gateway runs a dispatcher that claims waiting jobs while it has free slots, and a heartbeat
+that renews the leases of the jobs it runs, stops those whose cancellation was requested (by any
+gateway) or whose lease it lost, and removes expired jobs. A runner keeps each finished latent
+block, so whoever claims the job next (after a restart, or after this gateway's lease expired)
+resumes after the last kept block and the song comes out the same. Every event a runner emits is
+also kept in the store: a watcher on another gateway gets the same events, relayed.
+
+A job keeps the trace context of the call that submitted it, so its song is one trace with that call
+whichever gateway runs it (a resumed run: a new trace linked to it; see `gateway/song_trace.py`).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 
 from gateway.audio import CONTAINERS
-from gateway.job_store import JobRecord, JobStore, fingerprint
-from gateway.pipeline import RESUME_RESTARTED, Pipeline
-from gateway.song_metrics import SongMeter, job_finished, prepare_gateway
-from gateway.validation import (
-    RequestLimits,
-    audio_format,
-    draw_seed,
-    song_spec,
-    validate_song,
+from gateway.auth import ANONYMOUS, Caller
+from gateway.job_store import (
+    CANCEL_REQUESTED,
+    JOB_CHANGED,
+    JOB_QUEUED,
+    RESYNC,
+    JobRecord,
+    JobStore,
+    Lease,
+    LeaseLostError,
+    ModelIdentity,
+    StoreUnavailableError,
+    error_from_text,
+    error_text,
+    fingerprint,
 )
+from gateway.pipeline import Pipeline
+from gateway.results import ResultStore
+from gateway.song_metrics import SongMeter, job_finished, prepare_gateway
+from gateway.song_trace import song_failed, song_span, trace_carrier
+from gateway.stages import Block
+from gateway.validation import RequestLimits, audio_format, draw_seed, song_spec, validate_song
 from services.runtime import errors
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES
@@ -34,6 +61,12 @@ from songsmith.v1 import song_pb2
 
 log = logging.getLogger(__name__)
 
+# Events of a finished job stay this long for relays still catching up; later watchers replay the
+# stored result instead.
+EVENTS_KEPT_S = 60.0
+# How often a gateway removes expired jobs (more often when the retention is shorter than 4 of these).
+SWEEP_INTERVAL_S = 60.0
+SHUTTING_DOWN = "the gateway is shutting down"
 # How long a submission waits for a model's generation stage to say what it hosts.
 MODEL_INFO_TIMEOUT_S = 5.0
 DEFAULT_PAGE_SIZE = 50
@@ -41,68 +74,30 @@ DEFAULT_PAGE_SIZE = 50
 
 @dataclass(frozen=True)
 class JobSettings:
-    """How many songs run at once, how many may wait, and how long one may take."""
+    """Songs run at once and waiting, time limits, leases, polling and retention.
+
+    `lease_s`: a gateway that stops renewing (it died, or lost the database) loses its jobs after
+    this long, and another gateway resumes them. `poll_s`: how often a gateway looks for waiting
+    jobs, cancellations and new events when no notification came. `retention_s`: finished jobs and
+    their results are removed this long after they finished (0 keeps them).
+    """
 
     max_running: int = 1
     max_queued: int = 64
     job_timeout_s: float = 3600.0
+    lease_s: float = 15.0
+    poll_s: float = 0.5
+    retention_s: float = 7 * 24 * 3600.0
 
 
-class _LiveJob:
-    """A job of this process: its cancellation token, every event so far (for watchers) and the
-    meter timing its song."""
-
-    def __init__(self, job_id: str, token: CancellationToken, meter: SongMeter) -> None:
-        self.job_id = job_id
-        self.token = token
-        self.meter = meter
-        self.events: list[song_pb2.SongEvent] = []
-        self.error: ServiceError | None = None
-        self.finished = False
-        self._claimed = False
-        self._changed = threading.Condition()
-
-    @property
-    def claimed(self) -> bool:
-        """True once a worker took the job (or it was dropped unstarted)."""
-        return self._claimed
-
-    def claim(self) -> bool:
-        """Take the job, to run it or to drop it unstarted; only the first claim wins."""
-        with self._changed:
-            claimed, self._claimed = self._claimed, True
-            return not claimed
-
-    def emit(self, event: song_pb2.SongEvent) -> None:
-        with self._changed:
-            self.events.append(event)
-            self._changed.notify_all()
-
-    def finish(self, error: ServiceError | None) -> None:
-        with self._changed:
-            self.error = error
-            self.finished = True
-            self._changed.notify_all()
-
-    def follow(self, watcher: CancellationToken) -> Iterator[song_pb2.SongEvent]:
-        """Every event from the first, then live ones, until the job ends (raising its error)."""
-        sent = 0
-        while True:
-            with self._changed:
-                while sent == len(self.events) and not self.finished:
-                    self._changed.wait(0.1)
-                    watcher.check()
-                pending, done = self.events[sent:], self.finished
-            sent += len(pending)
-            yield from pending
-            if done and sent == len(self.events):
-                if self.error is not None:
-                    raise self.error
-                return
+def _accepted(record: JobRecord) -> song_pb2.SongEvent:
+    """A job's first event: its id, seed and model."""
+    accepted = song_pb2.Accepted(job_id=record.job_id, seed=record.seed, model=record.request.model)
+    return song_pb2.SongEvent(accepted=accepted)
 
 
 def _page_offset(token: str) -> int:
-    """The position a ListJobs page token stands for; INVALID_ARGUMENT for one this gateway never gave."""
+    """The position a ListJobs page token stands for; INVALID_ARGUMENT for one no gateway gave."""
     if not token:
         return 0
     if not token.isdigit():
@@ -110,60 +105,149 @@ def _page_offset(token: str) -> int:
     return int(token)
 
 
-def _error_text(error: ServiceError) -> str:
-    return f"{error.code.name}: {error.message}"
+class _LiveJob:
+    """A job this gateway runs: its lease, cancellation token and every event so far, for watchers."""
+
+    def __init__(self, lease: Lease, token: CancellationToken, meter: SongMeter) -> None:
+        self.lease = lease
+        self.token = token
+        self.meter = meter
+        self.events: list[song_pb2.SongEvent] = []
+        self.error: ServiceError | None = None
+        self.finished = False
+        # Stopped without an outcome (lease lost, database unreachable): the job goes on elsewhere.
+        self.interrupted = False
+        # The outcome is in the store (set under `publishing`, which also orders the events).
+        self.outcome_recorded = False
+        self.publishing = threading.Lock()
+        self._changed = threading.Condition()
+
+    def emit(self, event: song_pb2.SongEvent) -> None:
+        with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    def finish(self, error: ServiceError | None, interrupted: bool = False) -> None:
+        """The job has ended here (the first call counts)."""
+        with self._changed:
+            if self.finished:
+                return
+            self.error = error
+            self.interrupted = interrupted
+            self.finished = True
+            self._changed.notify_all()
+
+    def follow(
+        self, watcher: CancellationToken, delivery: _Delivery
+    ) -> Generator[song_pb2.SongEvent, None, bool]:
+        """Every event not yet delivered, then live ones, until the job ends here (raising its
+        error); returns False when the job was interrupted here and goes on elsewhere."""
+        read = 0
+        while True:
+            with self._changed:
+                while read == len(self.events) and not self.finished:
+                    self._changed.wait(0.1)
+                    watcher.check()
+                pending, done = self.events[read:], self.finished
+            read += len(pending)
+            for event in pending:
+                if delivery.admit(event):
+                    yield event
+            if done and read == len(self.events):
+                if self.interrupted:
+                    return False
+                if self.error is not None:
+                    raise self.error
+                return True
 
 
-def _error_from_text(text: str) -> ServiceError:
-    code_name, _, message = text.partition(": ")
-    code = grpc.StatusCode.__members__.get(code_name, grpc.StatusCode.INTERNAL)
-    return errors.error_for_code(code, message)
+class _Delivery:
+    """The events one watcher was sent, so that a run that starts over (after a takeover) does not
+    send them again: the song is deterministic, so a new run repeats the events of the last."""
+
+    def __init__(self) -> None:
+        self._sent: Counter[bytes] = Counter()
+        self._owed: Counter[bytes] = Counter()
+
+    def new_run(self) -> None:
+        """The next events come from a run that starts from the beginning."""
+        self._owed = self._sent.copy()
+
+    def admit(self, event: song_pb2.SongEvent) -> bool:
+        """True when `event` is to be sent (and counts it as sent)."""
+        digest = hashlib.sha256(event.SerializeToString(deterministic=True)).digest()
+        if self._owed[digest] > 0:
+            self._owed[digest] -= 1
+            return False
+        self._sent[digest] += 1
+        return True
 
 
 class JobManager:
-    """Runs song jobs over a pipeline and keeps their records and results."""
+    """Runs song jobs over a pipeline; keeps their records in a store and results in a result store."""
 
     def __init__(
         self,
         store: JobStore,
         pipeline: Pipeline,
-        results_dir: str | Path,
+        results: ResultStore,
         settings: JobSettings | None = None,
         limits: RequestLimits | None = None,
     ) -> None:
-        """Jobs are recorded in `store` and their audio written under `results_dir`."""
+        """Jobs are recorded in `store` and their audio kept in `results`; nothing runs until `start`."""
         self.store = store
         self.pipeline = pipeline
-        self.results_dir = Path(results_dir)
-        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.results = results
         self.settings = settings or JobSettings()
         self.limits = limits or RequestLimits()
+        self.holder = f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:6]}"
         self._live: dict[str, _LiveJob] = {}
+        self._relays: defaultdict[str, set[threading.Event]] = defaultdict(set)
         self._lock = threading.Lock()
-        self._queued = 0
-        self._stopping = False
+        self._stopping = threading.Event()
+        self._work = threading.Event()
+        self._beat = threading.Event()
         self._workers = ThreadPoolExecutor(self.settings.max_running, thread_name_prefix="job")
+        self._threads: list[threading.Thread] = []
+        store.listen(self._on_signal)
         prepare_gateway([model.name for model in pipeline.router.models], self)
 
     def live_states(self) -> dict[str, int]:
-        """How many of this gateway's jobs are queued and running now (`songsmith_jobs`)."""
+        """`songsmith_jobs`: the jobs waiting in the queue (shared by every gateway on the store) and
+        the jobs this gateway runs now."""
         with self._lock:
-            live = list(self._live.values())
-        running = sum(1 for job in live if job.claimed and not job.finished)
-        return {"queued": sum(1 for job in live if not job.claimed), "running": running}
+            running = sum(1 for job in self._live.values() if not job.finished)
+        try:
+            return {"queued": self.store.count_queued(), "running": running}
+        except StoreUnavailableError:
+            return {"running": running}
 
-    def result_path(self, record: JobRecord) -> Path:
-        """Where a job's audio file is kept."""
-        return self.results_dir / f"{record.job_id}.{CONTAINERS[audio_format(record.request)].extension}"
+    def start(self) -> int:
+        """Start claiming and running jobs. A store only this gateway uses gets its running jobs
+        (left by a previous process) back in the queue first; returns how many jobs wait then
+        (for a shared store, 0: other gateways' jobs are taken over only when their leases expire)."""
+        waiting = 0 if self.store.shared else self.store.requeue_unfinished()
+        for name, loop in (("jobs-dispatch", self._dispatch), ("jobs-heartbeat", self._heartbeat)):
+            thread = threading.Thread(target=loop, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return waiting
+
+    def result_name(self, record: JobRecord) -> str:
+        """The name of a job's audio in the result store."""
+        return f"{record.job_id}.{CONTAINERS[audio_format(record.request)].extension}"
+
+    # Submission and the queue.
 
     def submit(
-        self, request: song_pb2.SongRequest, deadline: float | None = None
+        self, request: song_pb2.SongRequest, caller: Caller = ANONYMOUS, deadline: float | None = None
     ) -> tuple[song_pb2.Job, bool]:
-        """Start a job for `request` unless its id exists; return the job and whether it is new.
+        """Queue a job for `request` unless its id exists; return the job and whether it is new.
+        `deadline` (a `time.monotonic()` value) shortens the job's time limit.
 
         Raises INVALID_ARGUMENT for a bad request or inputs the model cannot use, NOT_FOUND for a
         model the gateway does not route to, ALREADY_EXISTS when the id belongs to a different
-        request, RESOURCE_EXHAUSTED when the queue is full.
+        request or to another identity, RESOURCE_EXHAUSTED when the queue is full.
         """
         router = self.pipeline.router
         timeout = CancellationToken.with_timeout(MODEL_INFO_TIMEOUT_S)
@@ -171,183 +255,471 @@ class JobManager:
         model = router.get(request.model)
         job_id = request.job_id or uuid.uuid4().hex
         digest = fingerprint(request)
-        now = time.time()
-        with self._lock:
-            existing = self.store.get(job_id)
-            if existing is not None:
-                if existing.fingerprint != digest:
-                    raise errors.AlreadyExistsError(f"job {job_id} exists with a different request")
-                return existing.to_proto(), False
-            if self._queued >= self.settings.max_queued:
-                raise errors.ResourceExhaustedError(
-                    f"{self._queued} songs are waiting; the gateway's queue is full", retry_after_s=30.0
-                )
-            seed = request.seed if request.HasField("seed") else draw_seed()
-            stored = song_pb2.SongRequest()
-            stored.CopyFrom(request)
-            stored.job_id = job_id
-            stored.model = model.name
-            record = self.store.insert_if_absent(
-                JobRecord(job_id, digest, stored, seed, song_pb2.JOB_STATE_QUEUED, now, now)
+        existing = self.store.get(job_id)
+        if existing is not None:
+            return self._existing(existing, digest, caller), False
+        waiting = self.store.count_queued()
+        if waiting >= self.settings.max_queued:
+            raise errors.ResourceExhaustedError(
+                f"{waiting} songs are waiting; the queue is full", retry_after_s=30.0
             )
-            self._start(record, deadline)
+        seed = request.seed if request.HasField("seed") else draw_seed()
+        stored = song_pb2.SongRequest()
+        stored.CopyFrom(request)
+        stored.job_id = job_id
+        stored.model = model.name
+        now = time.time()
+        deadline_at = now + self.settings.job_timeout_s
+        if deadline is not None:
+            deadline_at = min(deadline_at, now + deadline - time.monotonic())
+        record, created = self.store.insert_if_absent(
+            JobRecord(
+                job_id,
+                digest,
+                stored,
+                seed,
+                song_pb2.JOB_STATE_QUEUED,
+                now,
+                now,
+                caller.identity,
+                deadline_at,
+                trace_context=trace_carrier(),
+            )
+        )
+        if not created:
+            return self._existing(record, digest, caller), False
+        self._work.set()
         return record.to_proto(), True
 
-    def _start(self, record: JobRecord, deadline: float | None) -> None:
-        limit = time.monotonic() + self.settings.job_timeout_s
-        token = CancellationToken(limit if deadline is None else min(deadline, limit))
-        live = _LiveJob(record.job_id, token, SongMeter(record.request.model))
-        accepted = song_pb2.Accepted(job_id=record.job_id, seed=record.seed, model=record.request.model)
-        live.emit(song_pb2.SongEvent(accepted=accepted))
-        self._live[record.job_id] = live
-        self._queued += 1
-        self._workers.submit(self._run, record, live)
+    @staticmethod
+    def _existing(record: JobRecord, digest: str, caller: Caller) -> song_pb2.Job:
+        if record.owner != caller.identity or record.fingerprint != digest:
+            raise errors.AlreadyExistsError(f"job {record.job_id} exists with a different request")
+        return record.to_proto()
+
+    def _on_signal(self, kind: str, job_id: str) -> None:
+        """A store signal: wake the dispatcher, the heartbeat or the relays it concerns."""
+        if kind in (JOB_QUEUED, RESYNC):
+            self._work.set()
+        if kind in (CANCEL_REQUESTED, RESYNC):
+            self._beat.set()
+        if kind in (JOB_CHANGED, RESYNC):
+            with self._lock:
+                keys = list(self._relays) if kind == RESYNC else [job_id]
+                waiting = [event for key in keys for event in self._relays.get(key, ())]
+            for event in waiting:
+                event.set()
+
+    def _dispatch(self) -> None:
+        """Claim waiting jobs while slots are free; look again on a signal or every `poll_s`."""
+        while not self._stopping.is_set():
+            self._work.clear()
+            while not self._stopping.is_set():
+                with self._lock:
+                    free = self.settings.max_running - len(self._live)
+                if free <= 0:
+                    break
+                try:
+                    record = self.store.claim(self.holder, self.settings.lease_s)
+                except StoreUnavailableError as exc:
+                    log.warning("cannot claim jobs: %s", exc.message)
+                    break
+                if record is None:
+                    break
+                self._launch(record)
+            self._work.wait(self.settings.poll_s)
+
+    def _launch(self, record: JobRecord) -> None:
+        now = time.time()
+        deadline_at = record.deadline_at or now + self.settings.job_timeout_s
+        token = CancellationToken(time.monotonic() + deadline_at - now)
+        meter = SongMeter(record.request.model, record.created_at, first_run=record.attempt <= 1)
+        live = _LiveJob(Lease(record.job_id, self.holder, record.attempt), token, meter)
+        with self._lock:
+            stopping = self._stopping.is_set()
+            if not stopping:
+                self._live[record.job_id] = live
+                self._workers.submit(self._run, record, live)
+        if stopping:
+            self._release(live.lease)
+        elif record.attempt > 1:
+            log.info("resuming job %s (attempt %d)", record.job_id, record.attempt)
+
+    def _heartbeat(self) -> None:
+        """Renew leases; stop jobs whose cancellation was requested or whose lease was lost; sweep."""
+        next_sweep = time.monotonic()
+        interval = min(self.settings.poll_s, self.settings.lease_s / 3)
+        retention = self.settings.retention_s
+        sweep_every = SWEEP_INTERVAL_S
+        if retention > 0:
+            sweep_every = min(SWEEP_INTERVAL_S, max(retention / 4, interval))
+        while not self._stopping.is_set():
+            self._beat.clear()
+            with self._lock:
+                running = [job for job in self._live.values() if not job.outcome_recorded]
+            if running:
+                self._renew(running)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + sweep_every
+                self._sweep()
+            self._beat.wait(interval)
+
+    def _renew(self, running: list[_LiveJob]) -> None:
+        try:
+            held = self.store.renew(self.holder, [job.lease for job in running], self.settings.lease_s)
+        except StoreUnavailableError as exc:
+            log.warning("cannot renew job leases: %s", exc.message)
+            return
+        for job in running:
+            if job.lease.job_id not in held:
+                if not job.outcome_recorded:
+                    log.warning("lost the lease of job %s; another gateway runs it now", job.lease.job_id)
+                    job.interrupted = True
+                    job.token.cancel("another gateway took the job over")
+            elif held[job.lease.job_id]:
+                self._stop(job, held[job.lease.job_id])
+
+    def _sweep(self) -> None:
+        """Remove jobs (and their results) past their retention, and old events of finished jobs."""
+        now = time.time()
+        retention = self.settings.retention_s
+        try:
+            expired = self.store.sweep(
+                now - retention if retention > 0 else float("-inf"), now - EVENTS_KEPT_S
+            )
+        except StoreUnavailableError as exc:
+            log.warning("cannot remove expired jobs: %s", exc.message)
+            return
+        for record in expired:
+            if record.result is not None:
+                self.results.delete(self.result_name(record))
+        if expired:
+            log.info("removed %d jobs past their retention", len(expired))
+
+    # Running a job.
 
     def _run(self, record: JobRecord, live: _LiveJob) -> None:
-        with self._lock:
-            self._queued -= 1
-        if not live.claim():
-            return
-        with job_scope(record.job_id):
-            error: ServiceError | None = None
-            try:
-                live.token.check()
-                self.store.update(record.job_id, state=song_pb2.JOB_STATE_RUNNING)
-                spec = song_spec(record.request, record.job_id, record.seed)
-
-                def emit(event: song_pb2.SongEvent) -> None:
-                    live.meter.saw(event)
-                    live.emit(event)
-                    if event.HasField("notice") and event.notice.code == RESUME_RESTARTED:
-                        self.store.drop_blocks(record.job_id)
-                    if event.HasField("progress") and event.progress.max_blocks:
-                        progress = event.progress
-                        self.store.update(
-                            record.job_id,
-                            blocks_done=progress.blocks_done,
-                            max_blocks=progress.max_blocks,
-                            seconds_generated=progress.generated.ToNanoseconds() / 1e9,
-                        )
-
-                kept = self.store.blocks(record.job_id)
-                if kept:
-                    log.info("resuming after block %d of a previous run", len(kept) - 1)
-                result = self.pipeline.run(
-                    spec, live.token, emit, kept, lambda block: self.store.add_block(record.job_id, block)
-                )
-                path = self.result_path(record)
-                partial = path.with_suffix(path.suffix + ".partial")
-                partial.write_bytes(result.data)
-                partial.replace(path)
-                self.store.update(record.job_id, state=song_pb2.JOB_STATE_SUCCEEDED, result=result.summary)
-                live.meter.finished(result.summary)
-                job_finished(song_pb2.JOB_STATE_SUCCEEDED)
-                live.emit(song_pb2.SongEvent(done=result.summary))
-                log.info("job finished: %.1f s of audio", result.summary.duration.ToNanoseconds() / 1e9)
-            except ServiceError as exc:
-                error = exc
-            except Exception as exc:
-                log.exception("job failed")
-                error = errors.InternalError(f"internal error: {type(exc).__name__}: {exc}")
-            if error is not None and self._stopping:
-                log.info("job interrupted by shutdown; the next gateway resumes it after its kept blocks")
-            else:
-                self.store.drop_blocks(record.job_id)
+        error: ServiceError | None = None
+        interrupted = False
+        request = record.request
+        seconds = request.max_duration.ToNanoseconds() / 1e9
+        try:
+            with (
+                job_scope(record.job_id),
+                song_span(
+                    record.job_id,
+                    request.model,
+                    record.seed,
+                    seconds,
+                    record.trace_context,
+                    resumed=record.attempt > 1,
+                ) as span,
+            ):
+                error, interrupted = self._make_song(record, live)
                 if error is not None:
-                    state = (
-                        song_pb2.JOB_STATE_CANCELLED
-                        if isinstance(error, errors.CancelledError)
-                        else song_pb2.JOB_STATE_FAILED
-                    )
-                    self.store.update(record.job_id, state=state, error=_error_text(error))
-                    job_finished(state)
-                    log.info("job ended: %s", _error_text(error))
-            live.finish(error)
+                    song_failed(span, error_text(error.code, error.message))
+                if live.outcome_recorded:
+                    pass
+                elif error is not None and self._stopping.is_set():
+                    log.info("job interrupted by shutdown; another gateway (or the next one) resumes it")
+                    self._release(live.lease)
+                elif error is not None and live.interrupted:
+                    interrupted = True
+                elif error is not None:
+                    interrupted = not self._end(live, error)
+        finally:
+            live.finish(error, interrupted)
             with self._lock:
                 self._live.pop(record.job_id, None)
+            self._work.set()
 
-    def get(self, job_id: str) -> song_pb2.Job:
-        """The job's current record; NOT_FOUND for an unknown id."""
-        return self._record(job_id).to_proto()
+    def _make_song(self, record: JobRecord, live: _LiveJob) -> tuple[ServiceError | None, bool]:
+        """Run the song and store its result; returns its error (None on success) and whether it
+        was interrupted without an outcome (its lease lost, or the store unreachable)."""
+        lease = live.lease
+        try:
+            live.token.check()
+            spec = song_spec(record.request, record.job_id, record.seed)
+            self._publish(live, _accepted(record))
 
-    def _record(self, job_id: str) -> JobRecord:
+            def emit(event: song_pb2.SongEvent) -> None:
+                live.meter.saw(event)
+                self._publish(live, event)
+                if event.HasField("progress") and event.progress.max_blocks:
+                    progress = event.progress
+                    seconds = progress.generated.ToNanoseconds() / 1e9
+                    self.store.update_progress(lease, progress.blocks_done, progress.max_blocks, seconds)
+
+            kept = self.store.blocks(record.job_id)
+            blocks = kept.blocks if kept.model is not None and kept.model.name == record.request.model else []
+            if blocks:
+                log.info("resuming after block %d of a previous run", len(blocks) - 1)
+
+            def keep(block: Block) -> None:
+                self.store.add_block(lease, block, ModelIdentity(record.request.model, block.revision))
+
+            result = self.pipeline.run(spec, live.token, emit, blocks, keep)
+            self.results.put(self.result_name(record), result.data)
+            done = song_pb2.SongEvent(done=result.summary)
+            with live.publishing:
+                if live.outcome_recorded:
+                    raise LeaseLostError("the job was cancelled as it finished")
+                self.store.finish(
+                    lease,
+                    song_pb2.JOB_STATE_SUCCEEDED,
+                    result=result.summary,
+                    last_event=done,
+                    last_seq=len(live.events) + 1,
+                )
+                live.outcome_recorded = True
+                live.emit(done)
+            live.meter.finished(result.summary)
+            job_finished(song_pb2.JOB_STATE_SUCCEEDED)
+            log.info("job finished: %.1f s of audio", result.summary.duration.ToNanoseconds() / 1e9)
+            return None, False
+        except (LeaseLostError, StoreUnavailableError) as exc:
+            log.warning("job interrupted: %s; it resumes when its lease expires", exc)
+            return None, True
+        except ServiceError as exc:
+            return exc, False
+        except Exception as exc:
+            log.exception("job failed")
+            return errors.InternalError(f"internal error: {type(exc).__name__}: {exc}"), False
+
+    def _publish(self, live: _LiveJob, event: song_pb2.SongEvent) -> None:
+        """Send an event to this gateway's watchers and keep it for the others', in order."""
+        with live.publishing:
+            live.emit(event)
+            self.store.append_event(live.lease, len(live.events), event)
+
+    def _release(self, lease: Lease) -> None:
+        try:
+            self.store.release(lease)
+        except (LeaseLostError, StoreUnavailableError) as exc:
+            log.warning("could not hand job %s back to the queue (%s); its lease expires", lease.job_id, exc)
+
+    def _end(self, live: _LiveJob, error: ServiceError) -> bool:
+        """Record a failed or cancelled outcome (once) and end the job for this gateway's watchers;
+        False when the store would not take it (the job then resumes when its lease expires)."""
+        state = (
+            song_pb2.JOB_STATE_CANCELLED
+            if isinstance(error, errors.CancelledError)
+            else song_pb2.JOB_STATE_FAILED
+        )
+        with live.publishing:
+            if live.outcome_recorded:
+                return True
+            try:
+                self.store.finish(live.lease, state, error=error_text(error.code, error.message))
+            except (LeaseLostError, StoreUnavailableError) as exc:
+                log.warning(
+                    "could not record the end of the job (%s); it resumes after its lease expires", exc
+                )
+                return False
+            live.outcome_recorded = True
+        job_finished(state)
+        live.finish(error)
+        log.info("job ended: %s", error_text(error.code, error.message))
+        return True
+
+    def _stop(self, live: _LiveJob, reason: str) -> None:
+        """Cancel a job running here: its outcome is recorded and its watchers told at once; the
+        song's computation stops at its next step (and could not publish anything after this)."""
+        if not live.finished:
+            self._end(live, errors.CancelledError(reason))
+        live.token.cancel(reason)
+
+    # Reading, watching, cancelling and deleting jobs.
+
+    def _visible(self, job_id: str, caller: Caller) -> JobRecord:
+        """The job, if `caller` may see it: NOT_FOUND for an unknown id and for another's job."""
         record = self.store.get(job_id)
-        if record is None:
+        if record is None or not (caller.admin or record.owner == caller.identity):
             raise errors.NotFoundError(f"no job {job_id}")
         return record
 
-    def list(self, page_size: int, state: int, page_token: str = "") -> tuple[list[song_pb2.Job], str]:
-        """One page of jobs, newest first, and the token of the next page ("" after the last)."""
+    def get(self, job_id: str, caller: Caller = ANONYMOUS) -> song_pb2.Job:
+        """The job's current record; NOT_FOUND for an unknown id."""
+        return self._visible(job_id, caller).to_proto()
+
+    def list(
+        self, page_size: int, state: int, caller: Caller = ANONYMOUS, page_token: str = ""
+    ) -> tuple[list[song_pb2.Job], str]:
+        """One page of the caller's jobs (every job for an admin), newest first, and the token of
+        the next page ("" after the last)."""
+        owner = None if caller.admin else caller.identity
         size = page_size or DEFAULT_PAGE_SIZE
         offset = _page_offset(page_token)
-        records = self.store.list(size + 1, state, offset)
+        records = self.store.list(size + 1, state, owner, offset)
         following = str(offset + size) if len(records) > size else ""
         return [record.to_proto() for record in records[:size]], following
 
-    def cancel(self, job_id: str, reason: str = "cancelled by CancelJob") -> song_pb2.Job:
-        """Stop a queued or running job and wait until it has stopped; a finished job is returned
-        unchanged."""
-        live = self.request_cancel(job_id, reason)
-        while live is not None and not live.finished:
-            time.sleep(0.02)
-        return self.get(job_id)
-
-    def request_cancel(self, job_id: str, reason: str) -> _LiveJob | None:
-        """Ask a job to stop at its next step, without waiting (safe from gRPC callbacks)."""
-        self._record(job_id)
+    def watch(
+        self, job_id: str, watcher: CancellationToken, caller: Caller = ANONYMOUS
+    ) -> Iterator[song_pb2.SongEvent]:
+        """The job's events from `accepted` on: followed live when this gateway runs the job,
+        relayed from the store when another one does (or it waits), replayed when it is over."""
+        record = self._visible(job_id, caller)
+        delivery = _Delivery()
+        accepted = _accepted(record)
+        delivery.admit(accepted)
+        yield accepted
         with self._lock:
             live = self._live.get(job_id)
         if live is not None:
-            live.token.cancel(reason)
-            if live.claim():
-                error = errors.CancelledError(reason)
-                self.store.update(job_id, state=song_pb2.JOB_STATE_CANCELLED, error=_error_text(error))
-                job_finished(song_pb2.JOB_STATE_CANCELLED)
-                live.finish(error)
-                with self._lock:
-                    self._live.pop(job_id, None)
-        return live
-
-    def watch(self, job_id: str, watcher: CancellationToken) -> Iterator[song_pb2.SongEvent]:
-        """The job's events: live ones for a job running here, else the stored outcome replayed."""
-        record = self._record(job_id)
-        with self._lock:
-            live = self._live.get(job_id)
-        if live is not None:
-            yield from live.follow(watcher)
+            delivery.new_run()
+            if (yield from live.follow(watcher, delivery)):
+                return
+        if record.finished:
+            yield from self._replay(record, delivery)
             return
-        yield from self._replay(record)
+        yield from self._relay(job_id, watcher, delivery)
 
-    def _replay(self, record: JobRecord) -> Iterator[song_pb2.SongEvent]:
-        accepted = song_pb2.Accepted(job_id=record.job_id, seed=record.seed, model=record.request.model)
-        yield song_pb2.SongEvent(accepted=accepted)
+    def _relay(
+        self, job_id: str, watcher: CancellationToken, delivery: _Delivery
+    ) -> Iterator[song_pb2.SongEvent]:
+        """Events kept in the store by whichever gateway runs the job, until it ends."""
+        changed = threading.Event()
+        with self._lock:
+            self._relays[job_id].add(changed)
+        attempt, seq = 0, 0
+        try:
+            while True:
+                changed.clear()
+                watcher.check()
+                batch = self.store.events(job_id, attempt, seq)
+                record = None
+                if not batch:
+                    record = self.store.get(job_id)
+                    if record is None:
+                        raise errors.NotFoundError(f"no job {job_id}")
+                    if record.finished:
+                        batch = self.store.events(job_id, attempt, seq)
+                for stored in batch:
+                    if stored.attempt != attempt:
+                        delivery.new_run()
+                        attempt = stored.attempt
+                    seq = stored.seq
+                    if delivery.admit(stored.event):
+                        yield stored.event
+                    if stored.event.HasField("done"):
+                        return
+                if record is None:
+                    continue
+                if record.finished:
+                    yield from self._replay(record, delivery)
+                    return
+                if self._stopping.is_set():
+                    raise errors.CancelledError(SHUTTING_DOWN)
+                changed.wait(self.settings.poll_s)
+        finally:
+            with self._lock:
+                self._relays[job_id].discard(changed)
+                if not self._relays[job_id]:
+                    del self._relays[job_id]
+
+    def _replay(self, record: JobRecord, delivery: _Delivery) -> Iterator[song_pb2.SongEvent]:
+        """A finished job from its stored result (the events not yet delivered), or its error."""
         if record.state != song_pb2.JOB_STATE_SUCCEEDED or record.result is None:
-            raise _error_from_text(record.error or "UNAVAILABLE: the job has not finished")
-        data = self.result_path(record).read_bytes()
+            raise error_from_text(
+                record.error or error_text(grpc.StatusCode.UNAVAILABLE, "the job has not finished")
+            )
+        data = self.results.get(self.result_name(record))
+        delivery.new_run()
+        events = [_accepted(record)]
         for start in range(0, len(data), MAX_CHUNK_BYTES):
             chunk = song_pb2.AudioChunk(
                 offset=start, data=data[start : start + MAX_CHUNK_BYTES], format=audio_format(record.request)
             )
-            yield song_pb2.SongEvent(audio=chunk)
-        yield song_pb2.SongEvent(done=record.result)
+            events.append(song_pb2.SongEvent(audio=chunk))
+        events.append(song_pb2.SongEvent(done=record.result))
+        for event in events:
+            if delivery.admit(event):
+                yield event
 
-    def resume_unfinished(self) -> int:
-        """Queue again every job a previous gateway left unfinished. Each resumes after the blocks
-        it had finished (kept in the store, and counted in its `blocks_done`); the same seed gives
-        the same song."""
-        records = self.store.unfinished()
+    def cancel(
+        self,
+        job_id: str,
+        caller: Caller = ANONYMOUS,
+        reason: str = "cancelled by CancelJob",
+        wait_s: float = 60.0,
+    ) -> song_pb2.Job:
+        """Stop a queued or running job, wherever it runs, and wait (up to `wait_s`) until it has
+        stopped; a finished job is returned unchanged."""
+        self._visible(job_id, caller)
+        changed = threading.Event()
         with self._lock:
-            for record in records:
-                log.info("resuming job %s left unfinished by a restart", record.job_id)
-                self.store.update(record.job_id, state=song_pb2.JOB_STATE_QUEUED)
-                self._start(record, None)
-        return len(records)
+            self._relays[job_id].add(changed)
+        try:
+            self._cancel(job_id, reason)
+            deadline = time.monotonic() + wait_s
+            while True:
+                changed.clear()
+                record = self._visible(job_id, caller)
+                if record.finished or time.monotonic() > deadline:
+                    return record.to_proto()
+                changed.wait(self.settings.poll_s)
+        finally:
+            with self._lock:
+                self._relays[job_id].discard(changed)
+                if not self._relays[job_id]:
+                    del self._relays[job_id]
 
-    def shutdown(self) -> None:
-        """Stop taking jobs; running ones are interrupted and resumed by the next gateway."""
-        self._stopping = True
-        self._workers.shutdown(wait=False, cancel_futures=True)
+    def _cancel(self, job_id: str, reason: str) -> None:
+        """Record the cancellation (so any runner, now or after a takeover, stops) and stop the
+        job at once when it runs here."""
+        self.store.request_cancel(job_id, reason)
+        with self._lock:
+            live = self._live.get(job_id)
+        if live is not None:
+            self._stop(live, reason)
+
+    def request_cancel(self, job_id: str, reason: str) -> None:
+        """Ask a job to stop without waiting (safe from gRPC callbacks: the store call runs on its
+        own thread)."""
+
+        def cancel() -> None:
+            try:
+                self._cancel(job_id, reason)
+            except ServiceError as exc:
+                log.warning("could not cancel job %s: %s", job_id, exc.message)
+
+        threading.Thread(target=cancel, name="jobs-cancel", daemon=True).start()
+
+    def delete(self, job_id: str, caller: Caller = ANONYMOUS) -> None:
+        """Remove a finished job and its result; NOT_FOUND for an unknown or another's job,
+        FAILED_PRECONDITION for one that has not finished (cancel it first)."""
+        record = self._visible(job_id, caller)
+        if not record.finished:
+            state = song_pb2.JobState.Name(record.state)
+            raise errors.FailedPreconditionError(f"job {job_id} is {state}: cancel it before deleting it")
+        if not self.store.delete(job_id):
+            raise errors.NotFoundError(f"no job {job_id}")
+        if record.result is not None:
+            self.results.delete(self.result_name(record))
+
+    def shutdown(self, wait_s: float = 30.0) -> None:
+        """Stop taking jobs; running ones stop at their next step and go back to the queue, where
+        another gateway (or this one after a restart) resumes them after their kept blocks."""
+        with self._lock:
+            self._stopping.set()
+        self._work.set()
+        self._beat.set()
         with self._lock:
             live = list(self._live.values())
         for job in live:
-            job.token.cancel("the gateway is shutting down")
+            job.token.cancel(SHUTTING_DOWN)
+        self._workers.shutdown(wait=False)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._live:
+                    break
+            time.sleep(0.02)
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Shut down, then close the store."""
+        self.shutdown()
+        self.store.close()

@@ -133,5 +133,9 @@ class LocalVocoder:
             yield from decoder.push(frames)
         yield from decoder.finish()
 
+    def encode(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:
+        """The engine's encoding of the recording."""
+        return self.engine.encode_recording(data, token)
+
     def close(self) -> None:
         """Nothing to release: the engine goes with the process."""

@@ -33,8 +33,8 @@ from gateway.stages import Block, SongGeneration
 from services.diffusion.engine import GenerationProgress, GenerationRequest
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES
-from services.runtime.errors import CancelledError, UnavailableError
-from services.runtime.model_info import LYRICS, MELODY_AUDIO, STYLE_AUDIO, ModelInfo
+from services.runtime.errors import CancelledError, FieldViolation, InvalidArgumentError, UnavailableError
+from services.runtime.model_info import LYRICS, MELODY_AUDIO, REFERENCE_AUDIO, STYLE_AUDIO, ModelInfo
 from services.runtime.tracing import carry_context
 from services.style.engine import CROP_WHOLE
 from songsmith.v1 import song_pb2
@@ -66,6 +66,7 @@ class SongSpec:
     target_lufs: float
     options_field: str | None = None
     options: Any = None
+    reference_audio: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -78,11 +79,25 @@ class SongResult:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how patiently a lost generation stream is resumed."""
+    """How patiently a lost generation stream is resumed: retried with backoff until `budget_s` have
+    passed without a new block. The default outlasts a generation stage's cold start with its model
+    load (a pod rescheduled, a process restarted under load), so a song survives a replica's restart."""
 
-    attempts: int = 8
+    budget_s: float = 300.0
     first_backoff_s: float = 0.5
     max_backoff_s: float = 5.0
+
+
+def _upload(field: str, run: Callable[[], np.ndarray]) -> np.ndarray:
+    """`run()`, a stage reading an uploaded recording, with the stage's complaints about its `data`
+    reported on the request's `field`, which is what the caller sent."""
+    try:
+        return run()
+    except InvalidArgumentError as exc:
+        renamed = [
+            FieldViolation(field if v.field == "data" else v.field, v.description) for v in exc.violations
+        ]
+        raise InvalidArgumentError(violations=renamed) from exc
 
 
 def duration(seconds: float) -> Duration:
@@ -169,7 +184,7 @@ class Pipeline:
         if kept and kept[-1].revision != info.revision:
             emit(_restart_notice(kept[-1].revision, info))
             kept = ()
-        tokens, style, melody = self._conditioning(model, info, spec, token, emit, timings)
+        tokens, style, melody, reference = self._conditioning(model, info, spec, token, emit, timings)
         request = GenerationRequest(
             job_id=spec.job_id,
             tokens=tokens,
@@ -180,6 +195,7 @@ class Pipeline:
             cfg_strength=spec.cfg_strength,
             max_frames=math.ceil(spec.max_seconds * info.frame_rate) if spec.max_seconds else 0,
             seconds=spec.max_seconds,
+            reference=reference,
         )
         song = SongGeneration(request, spec.options_field, spec.options)
         vocoder = model.info(token, stage="vocoder")
@@ -217,9 +233,10 @@ class Pipeline:
         token: CancellationToken,
         emit: EventSink,
         timings: dict[str, float],
-    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-        """Tokenize the lyrics and embed the style (and melody) at once; a failure stops the others.
-        Each runs in the caller's context, so its stage call belongs to the song's trace."""
+    ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Tokenize the lyrics, embed the style (and melody) and encode the recording to edit or
+        continue, all at once; a failure stops the others. Each runs in the caller's context, so its
+        stage call belongs to the song's trace."""
         sibling = token.child()
         work: dict[str, tuple[str, Callable[[], np.ndarray]]] = {}
         if LYRICS in info.inputs and model.tokenizer is not None:
@@ -236,7 +253,18 @@ class Pipeline:
             audio = spec.style_audio
             role = "melody" if MELODY_AUDIO in info.inputs else "style"
             if role == "melody" or STYLE_AUDIO in info.inputs:
-                work[role] = ("style", lambda: style.embed_audio(audio, CROP_WHOLE, spec.job_id, sibling))
+                work[role] = (
+                    "style",
+                    lambda: _upload(
+                        "style_audio", lambda: style.embed_audio(audio, CROP_WHOLE, spec.job_id, sibling)
+                    ),
+                )
+        if spec.reference_audio is not None and REFERENCE_AUDIO in info.inputs:
+            recording, vocoder = spec.reference_audio, model.vocoder
+            work["reference"] = (
+                "vocoder",
+                lambda: _upload("reference_audio", lambda: vocoder.encode(recording, spec.job_id, sibling)),
+            )
 
         def timed(stage: str, run: Callable[[], np.ndarray]) -> np.ndarray:
             began = time.perf_counter()
@@ -259,7 +287,7 @@ class Pipeline:
         if failures:
             raise (genuine or failures)[0]
         results = {name: future.result() for name, future in futures.items()}
-        return results.get("tokens"), results.get("style"), results.get("melody")
+        return results.get("tokens"), results.get("style"), results.get("melody"), results.get("reference")
 
     def _frame_stream(
         self,
@@ -341,6 +369,7 @@ class Pipeline:
     ) -> Iterator[Block | GenerationProgress]:
         """The song's events; an UNAVAILABLE generation stage is retried from the last finished block."""
         failures = 0
+        lost_since = 0.0
         while True:
             prefix = tuple(block.frames for block in done)
             revision = done[-1].revision if done else ""
@@ -353,8 +382,10 @@ class Pipeline:
                     yield event
                 return
             except UnavailableError as exc:
+                now = time.monotonic()
+                lost_since = lost_since if failures else now
                 failures += 1
-                if failures >= self.retry.attempts:
+                if now - lost_since >= self.retry.budget_s:
                     raise
                 backoff = min(self.retry.first_backoff_s * 2 ** (failures - 1), self.retry.max_backoff_s)
                 log.warning(

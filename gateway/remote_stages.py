@@ -13,7 +13,7 @@ from gateway.stages import Block, GenerationEvent, SongGeneration
 from services.diffusion.engine import GenerationProgress
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy, tensor_to_proto
-from services.runtime.errors import ServiceError
+from services.runtime.errors import InternalError, ServiceError
 from services.runtime.interceptor import error_from_call
 from services.runtime.model_info import ModelInfo
 from services.runtime.model_service import model_info_from_proto
@@ -231,3 +231,17 @@ class RemoteVocoder(RemoteStage):
             raise
         if failure:
             raise failure[0]
+
+    def encode(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:
+        """The stage's encoding of the recording, sent in 1 MiB pieces and received in pieces."""
+
+        def messages() -> Iterator[vocoder_pb2.EncodeRequest]:
+            yield vocoder_pb2.EncodeRequest(options=vocoder_pb2.EncodeOptions(job_id=job_id))
+            for start in range(0, len(data), MAX_CHUNK_BYTES):
+                yield vocoder_pb2.EncodeRequest(data=data[start : start + MAX_CHUNK_BYTES])
+
+        call = self._stub.Encode(messages(), timeout=token.time_remaining())
+        pieces = [proto_to_numpy(reply.frames, "frames") for reply in _streamed(self.stage, token, call)]
+        if not pieces:
+            raise InternalError("the vocoder sent no frames for the recording")
+        return np.concatenate(pieces, axis=0)

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import grpc
 
-from gateway.auth import BearerAuthInterceptor, read_tokens
-from gateway.job_store import JobStore
+from gateway.auth import Authenticator, BearerAuthInterceptor, anonymous, read_tokens
 from gateway.jobs import JobManager, JobSettings
 from gateway.models import STAGES, ModelRoute, RoutesError, discover, read_routes, single_model_routes
 from gateway.pipeline import Pipeline, RetryPolicy
+from gateway.results import FolderResults
 from gateway.router import Router
 from gateway.servicer import SongServicer
+from gateway.stores import open_job_store
 from services.runtime.channels import ChannelSecurity
 from services.runtime.config import ServerConfig, load_config, option
 from services.runtime.server import StageSpec, serve
@@ -47,13 +48,28 @@ class GatewayConfig(ServerConfig):
     stage_tls_key: str = option("", "PEM private key of the client certificate")
     model_root: str = option("models", "folder of model folders served in process when nothing is routed")
     device: str = option("cpu", "torch device for in-process stages")
-    auth_tokens_file: str = option("", "file of accepted bearer tokens, one per line; empty: no auth")
-    jobs_db: str = option("var/jobs.sqlite3", "SQLite file of the job records")
-    results_dir: str = option("var/results", "folder of finished songs")
+    auth_tokens_file: str = option(
+        "", "file of accepted bearer tokens, one per line (`TOKEN [name=ID] [role=admin]`); empty: no auth"
+    )
+    jobs_db: str = option(
+        "var/jobs.sqlite3", "the jobs database: a SQLite file (one gateway) or a postgresql:// URL (several)"
+    )
+    jobs_db_retry_s: float = option(30.0, "how long a jobs database call retries a lost connection")
+    jobs_db_pool: int = option(8, "PostgreSQL connections per gateway")
+    results_dir: str = option("var/results", "folder of finished songs (shared by every gateway)")
     max_running_jobs: int = option(1, "songs generated at once")
     max_queued_jobs: int = option(64, "songs allowed to wait; past that, RESOURCE_EXHAUSTED")
     job_timeout_s: float = option(3600.0, "longest a song may take, queueing included")
-    diffusion_retries: int = option(8, "attempts to resume a song when the diffusion stage is lost")
+    resume_budget_s: float = option(
+        300.0,
+        "how long a song keeps trying to resume when its generation stage is lost (longer than a cold "
+        "stage start with its model load)",
+    )
+    job_lease_s: float = option(15.0, "a gateway that stops renewing its jobs' leases loses them after this")
+    job_poll_s: float = option(0.5, "how often to look for queued jobs, cancellations and events unprompted")
+    job_retention_s: float = option(
+        7 * 24 * 3600.0, "finished jobs and their songs are removed this long after they end; 0 keeps them"
+    )
 
     def routes(self) -> list[ModelRoute]:
         """The routed models: `models`, else the four targets, else the model folders under model_root.
@@ -73,13 +89,21 @@ class GatewayConfig(ServerConfig):
 
 def build_job_manager(config: GatewayConfig) -> JobManager:
     """The job manager with its store, results folder and a pipeline over the routed models;
-    resumes unfinished jobs."""
+    starts it (a store only this gateway uses gets its unfinished jobs back in the queue)."""
     security = ChannelSecurity(config.stage_tls_ca, config.stage_tls_cert, config.stage_tls_key)
     router = Router(config.routes(), security, config.device)
-    pipeline = Pipeline(router, RetryPolicy(attempts=config.diffusion_retries))
-    settings = JobSettings(config.max_running_jobs, config.max_queued_jobs, config.job_timeout_s)
-    manager = JobManager(JobStore(config.jobs_db), pipeline, config.results_dir, settings)
-    manager.resume_unfinished()
+    pipeline = Pipeline(router, RetryPolicy(budget_s=config.resume_budget_s))
+    settings = JobSettings(
+        config.max_running_jobs,
+        config.max_queued_jobs,
+        config.job_timeout_s,
+        lease_s=config.job_lease_s,
+        poll_s=config.job_poll_s,
+        retention_s=config.job_retention_s,
+    )
+    store = open_job_store(config.jobs_db, retry_s=config.jobs_db_retry_s, pool_size=config.jobs_db_pool)
+    manager = JobManager(store, pipeline, FolderResults(config.results_dir), settings)
+    manager.start()
     return manager
 
 
@@ -88,11 +112,14 @@ def build_spec(config: GatewayConfig) -> StageSpec:
     if config.models or any(getattr(config, f"{stage}_target") for stage in STAGES):
         config.routes()  # a routing mistake stops the gateway at once; a missing model folder does not
     interceptors: list[grpc.ServerInterceptor] = []
+    identify = anonymous
     if config.auth_tokens_file:
-        interceptors.append(BearerAuthInterceptor(read_tokens(config.auth_tokens_file)))
+        authenticator = Authenticator(read_tokens(config.auth_tokens_file))
+        interceptors.append(BearerAuthInterceptor(authenticator))
+        identify = authenticator.caller_of
 
     def register(server: grpc.Server, slot: ModelSlot) -> None:
-        song_pb2_grpc.add_SongServiceServicer_to_server(SongServicer(slot), server)
+        song_pb2_grpc.add_SongServiceServicer_to_server(SongServicer(slot, identify), server)
 
     return StageSpec(
         name="gateway",
@@ -100,7 +127,7 @@ def build_spec(config: GatewayConfig) -> StageSpec:
         load=lambda: build_job_manager(config),
         register=register,
         interceptors=interceptors,
-        close=JobManager.shutdown,
+        close=JobManager.close,
         serves_model_info=False,
     )
 

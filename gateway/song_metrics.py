@@ -1,5 +1,6 @@
 """The gateway's metrics about songs rather than calls: time to first audio and real-time factor per
-model, jobs queued and running, jobs finished by outcome.
+model, jobs queued (in the queue every gateway on the store shares) and running (on this gateway),
+jobs this gateway ran to an outcome.
 
 Every series whose labels are known when the job manager starts (its models, the job states) exists
 from then on at zero. README.md's metrics table lists them with the stage metrics.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import REGISTRY, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -18,7 +19,7 @@ from songsmith.v1 import song_pb2
 
 TIME_TO_FIRST_AUDIO = Histogram(
     "songsmith_time_to_first_audio_seconds",
-    "From a song's job starting on this gateway (queueing included) to its first audio bytes.",
+    "From a song's submission (its queueing included) to its first audio bytes.",
     ["model"],
     buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120, 300),
 )
@@ -29,7 +30,7 @@ REAL_TIME_FACTOR = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 50),
 )
 JOBS_FINISHED = Counter(
-    "songsmith_jobs_finished_total", "Jobs of this gateway that ended, by final state.", ["state"]
+    "songsmith_jobs_finished_total", "Jobs this gateway ran to an outcome, by final state.", ["state"]
 )
 JOBS = "songsmith_jobs"
 LIVE_STATES = ("queued", "running")
@@ -46,8 +47,8 @@ def state_name(state: int) -> str:
 
 
 class _LiveJobs:
-    """`songsmith_jobs{state}`: the jobs queued and running on this gateway, counted at scrape time
-    from every job manager of the process."""
+    """`songsmith_jobs{state}`, counted at scrape time from every job manager of the process: the
+    jobs queued (left out while the store cannot be reached) and running."""
 
     def __init__(self) -> None:
         self._counters: weakref.WeakSet = weakref.WeakSet()
@@ -57,13 +58,16 @@ class _LiveJobs:
         self._counters.add(counter)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(JOBS, "Jobs of this gateway now queued or running.", labels=["state"])
-        totals = dict.fromkeys(LIVE_STATES, 0)
+        family = GaugeMetricFamily(
+            JOBS, "Jobs waiting in the shared queue, and jobs this gateway runs now.", labels=["state"]
+        )
+        totals: dict[str, int] = {}
         for counter in list(self._counters):
             for state, count in counter.live_states().items():
-                totals[state] += count
-        for state, count in totals.items():
-            family.add_metric([state], count)
+                totals[state] = totals.get(state, 0) + count
+        for state in LIVE_STATES:
+            if state in totals:
+                family.add_metric([state], totals[state])
         yield family
 
 
@@ -87,20 +91,21 @@ def job_finished(state: int) -> None:
 
 
 class SongMeter:
-    """Times one song from the moment its job starts on this gateway."""
+    """Times one run of a song: its first audio, from the job's submission, and its speed."""
 
-    def __init__(self, model: str, clock: Callable[[], float] = time.monotonic) -> None:
-        """A song of `model`, starting now."""
+    def __init__(self, model: str, submitted_at: float, first_run: bool = True) -> None:
+        """A song of `model` submitted at `submitted_at` (`time.time()`); a resumed run
+        (`first_run` False) observes no time to first audio, since its listeners heard the song
+        begin in an earlier run."""
         self._model = model
-        self._clock = clock
-        self._started = clock()
-        self._heard = False
+        self._submitted_at = submitted_at
+        self._heard = not first_run
 
     def saw(self, event: song_pb2.SongEvent) -> None:
         """Note an event of the song: the first audio event observes the time to first audio."""
         if event.HasField("audio") and not self._heard:
             self._heard = True
-            TIME_TO_FIRST_AUDIO.labels(self._model).observe(self._clock() - self._started)
+            TIME_TO_FIRST_AUDIO.labels(self._model).observe(max(0.0, time.time() - self._submitted_at))
 
     def finished(self, summary: song_pb2.SongSummary) -> None:
         """Observe the finished song's real-time factor: its seconds of audio per second of work."""

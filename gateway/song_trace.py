@@ -50,3 +50,8 @@ def song_span(
         span = tracer().start_span(SONG_SPAN, context=propagate.extract(submitted), attributes=attributes)
     with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
         yield span
+
+
+def song_failed(span: trace.Span, error: str) -> None:
+    """Mark the song span failed with `error` (e.g. "UNAVAILABLE: diffusion stage down")."""
+    span.set_status(trace.Status(trace.StatusCode.ERROR, error))

@@ -102,3 +102,8 @@ class VocoderClient(StageClient, Protocol):
     ) -> Iterator[PcmPiece]:
         """PCM [channels, n] as it becomes final while the blocks' frames arrive."""
         ...
+
+    def encode(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:
+        """The frames [n, channels] of an encoded recording, for the generation stage to edit or
+        continue (FAILED_PRECONDITION for a decoder without an encoder)."""
+        ...

@@ -193,4 +193,5 @@ def song_spec(request: song_pb2.SongRequest, job_id: str, seed: int) -> SongSpec
         target_lufs=request.target_lufs or DEFAULT_TARGET_LUFS,
         options_field=arm,
         options=getattr(request, arm) if arm else None,
+        reference_audio=request.reference_audio or None,
     )

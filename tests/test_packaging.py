@@ -28,3 +28,7 @@ def test_the_wheel_ships_the_demo_lyrics(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert EXAMPLE_LYRICS.relative_to(ROOT).as_posix() in names
     assert "songsmith/v1/song_pb2.py" in names and "gateway/cli.py" in names
+    assets = "services/diffusion/diffrhythm1/assets/"
+    assert {assets + "negative_style.npy", assets + "diffrhythm-1b.json"} <= names
+    for backend in ("sqlite", "postgresql"):
+        assert f"gateway/stores/migrations/{backend}/0003_frames.sql" in names

@@ -61,6 +61,11 @@ TIME_NUMBER_EXCEPTIONS = {
     "sampler reads, as its reference does (the public API's max_duration is a Duration)",
     "songsmith.v1.EmbedAudioResponse.audio_seconds": "stage-internal: the decoded recording's length, "
     "reported for logs and the style command",
+    "songsmith.v1.HitObject.start_ms": "a note's place in the song in whole milliseconds, as the .osu "
+    "chart format writes it (a chart holds hundreds of notes)",
+    "songsmith.v1.HitObject.end_ms": "a held note's end, in the .osu format's whole milliseconds",
+    "songsmith.v1.GeneratedChart.offset_ms": "the beat grid's first beat, as the .osu format's timing "
+    "point writes it (fractional milliseconds)",
 }
 # A field comment the lint test removes (COMMENT_FIELD).
 UNDOCUMENTED_LINE = (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway.commands.common import CommandError, add_model_root
 
-COMPONENTS = ("gateway", "tokenizer", "style", "diffusion", "vocoder")
+COMPONENTS = ("gateway", "tokenizer", "style", "diffusion", "vocoder", "chart")
 
 
 def run_serve(args: argparse.Namespace) -> int:

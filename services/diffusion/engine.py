@@ -23,12 +23,20 @@ from services.runtime.model_info import ModelInfo
 @dataclass(frozen=True)
 class GenerationSettings:
     """How a stage loads its generation engine: device, precision, the longest song it accepts (in
-    frames; 0 = the family's default) and the model name to serve under ("" = manifest or folder)."""
+    frames; 0 = the family's default) and the model name to serve under ("" = manifest or folder).
+
+    Families that batch songs (`services.diffusion.batching`) sample at most `max_batch` songs
+    together and let `max_queue` more wait to join; past that a song is refused with
+    RESOURCE_EXHAUSTED suggesting `retry_after_s`.
+    """
 
     device: str = "cpu"
     dtype: str = "float32"
     max_frames_cap: int = 0
     name: str = ""
+    max_batch: int = 8
+    max_queue: int = 16
+    retry_after_s: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,8 @@ class DiffusionConfig(ServerConfig):
 
     port: int = option(50053, "gRPC port")
     metrics_port: int = option(9403, "Prometheus metrics port; 0 disables the metrics endpoint")
-    max_concurrent: int = option(
-        2, "songs generated at once; generation is compute-bound, so keep this small"
-    )
+    max_concurrent: int = option(16, "songs in the stage at once: the batch and those waiting to join it")
+    max_batch: int = option(8, "songs sampled together, one batched forward per step (continuous batching)")
     model_dir: str = option(
         "models/diffrhythm2",
         "the model folder; its files say which family it is (see `songsmith models list`)",
@@ -48,7 +47,15 @@ def build_spec(config: DiffusionConfig) -> StageSpec:
     def load() -> GenerationEngine:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        settings = GenerationSettings(config.device, config.dtype, config.max_frames_cap, config.model_name)
+        settings = GenerationSettings(
+            config.device,
+            config.dtype,
+            config.max_frames_cap,
+            config.model_name,
+            config.max_batch,
+            config.max_queue,
+            config.retry_after_s,
+        )
         engine = GENERATION_FAMILIES.load(config.model_dir, settings, config.family)
         engine.warm_up()
         return engine

@@ -1,13 +1,14 @@
-"""Decode a reference recording sent as file bytes into 24 kHz mono float32 samples.
+"""Decode a recording sent as file bytes into mono float32 samples.
 
 soundfile (libsndfile) reads WAV, FLAC, MP3 and OGG from memory; channels are averaged and soxr
-resamples to the model rate. The limits on sample rate, channel count and duration are checked from
-the header before anything is decoded, so a hostile file costs almost nothing; libsndfile decodes no
-more frames than the header declares (a test holds it to that). Decoding runs in blocks of about a
-million samples that are mixed to mono and resampled as they come (soxr's stream gives the same
-samples as one call), so memory follows the decoded recording at the model rate, never the source's
-rate times its channels: a 590 s FLAC of silence at 655,350 Hz is 1.4 MB on the wire and would be
-1.5 GB of float32.
+resamples to the model rate (`decode_audio`), or the samples stay at the file's own rate for a
+family with a resampler of its own (`read_mono`). The limits on sample rate, channel count and
+duration are checked from the header before anything is decoded, so a hostile file costs almost
+nothing; libsndfile decodes no more frames than the header declares (a test holds it to that).
+Decoding runs in blocks of about a million samples that are mixed to mono and resampled as they come
+(soxr's stream gives the same samples as one call), so memory follows the decoded recording at the
+model rate, never the source's rate times its channels: a 590 s FLAC of silence at 655,350 Hz is 1.4
+MB on the wire and would be 1.5 GB of float32.
 """
 
 from __future__ import annotations
@@ -54,6 +55,24 @@ def decode_audio(data: bytes, sample_rate: int, limits: StyleLimits) -> DecodedA
     return DecodedAudio(samples, sample_rate, frames / reader.samplerate)
 
 
+def read_mono(data: bytes, limits: StyleLimits, max_read_seconds: float) -> DecodedAudio:
+    """Mono float32 at the file's own rate, for a family that resamples itself, with the checks of
+    `decode_audio`; only the first `max_read_seconds` are decoded (a family that reads only the start
+    of a recording), while `seconds` is the whole recording's duration."""
+    if not data:
+        raise InvalidArgumentError(DATA_FIELD, "no audio bytes were sent")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as reader:
+            _check_header(reader, limits)
+            source_rate, duration = reader.samplerate, reader.frames / reader.samplerate
+            samples, _ = _read_mono(reader, None, round(max_read_seconds * source_rate))
+    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
+        raise InvalidArgumentError(
+            DATA_FIELD, f"not decodable as WAV, FLAC, MP3 or OGG audio ({exc})"
+        ) from exc
+    return DecodedAudio(samples, source_rate, duration)
+
+
 def _check_header(reader: sf.SoundFile, limits: StyleLimits) -> None:
     """Refuse, before decoding, a recording whose header breaks a limit, naming the limit."""
     if reader.frames <= 0 or reader.samplerate <= 0:
@@ -77,19 +96,23 @@ def _check_header(reader: sf.SoundFile, limits: StyleLimits) -> None:
         )
 
 
-def _read_mono(reader: sf.SoundFile, sample_rate: int) -> tuple[np.ndarray, int]:
-    """Decode block by block into mono at `sample_rate`; return the samples and the source frames."""
+def _read_mono(
+    reader: sf.SoundFile, sample_rate: int | None, max_frames: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Decode block by block into mono at `sample_rate` (None: the file's own rate), stopping after
+    `max_frames` source frames when given; return the samples and the source frames read."""
     source_rate = reader.samplerate
     resampler = (
         soxr.ResampleStream(source_rate, sample_rate, 1, dtype="float32")
-        if source_rate != sample_rate
+        if sample_rate is not None and source_rate != sample_rate
         else None
     )
     block_frames = max(1, BLOCK_SAMPLES // reader.channels)
     pieces: list[np.ndarray] = []
     frames = 0
-    while True:
-        samples = reader.read(block_frames, dtype="float32", always_2d=True)
+    while max_frames is None or frames < max_frames:
+        wanted = block_frames if max_frames is None else min(block_frames, max_frames - frames)
+        samples = reader.read(wanted, dtype="float32", always_2d=True)
         if len(samples) == 0:
             break
         frames += len(samples)

@@ -14,16 +14,18 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 from services.runtime.cancellation import CancellationToken
-from services.runtime.errors import InvalidArgumentError
+from services.runtime.errors import FieldViolation, InvalidArgumentError
 from services.runtime.model_info import LYRICS, ModelInfo, weights_revision
-from services.tokenizer.g2p.reader import LyricReader
-from services.tokenizer.limits import LyricsLimits
+from services.tokenizer.g2p.reader import LyricReader, UnreadableLinesError
+from services.tokenizer.limits import LYRICS_FIELD, LyricsLimits
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FAMILY = "diffrhythm2"
 FAMILY_FIELD = "family"
 TOKENIZER_NAME = "lyrics"
+# Unreadable lines named one by one in an error; the status message must stay small.
+MAX_REPORTED_LINES = 10
 
 
 @dataclass
@@ -66,6 +68,21 @@ class TokenizedLyrics:
     tokens: list[int]
     lines: list[TokenizedLine]
     warnings: list[str] = field(default_factory=list)
+
+
+def unreadable_lines_error(
+    exc: UnreadableLinesError, texts: list[str], numbers: dict[str, int]
+) -> InvalidArgumentError:
+    """INVALID_ARGUMENT on `lyrics` naming (up to ten of) the lines the reader could not read;
+    `texts` are the lines as read in the batch, `numbers` each text's first line number."""
+    violations = [
+        FieldViolation(LYRICS_FIELD, f"line {numbers[texts[index]]}: {reason}")
+        for index, reason in exc.failures[:MAX_REPORTED_LINES]
+    ]
+    if len(exc.failures) > MAX_REPORTED_LINES:
+        more = len(exc.failures) - MAX_REPORTED_LINES
+        violations.append(FieldViolation(LYRICS_FIELD, f"and {more} more lines that cannot be read"))
+    return InvalidArgumentError(violations=violations)
 
 
 class LyricsFrontEnd(Protocol):

@@ -1,8 +1,11 @@
-"""Size bounds on one song's lyrics, shared by every lyric family (and checked by the gateway)."""
+"""Size bounds on one song's lyrics and the field they travel in, shared by every lyric family (and
+checked by the gateway, which must not load the G2P to do it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+LYRICS_FIELD = "lyrics"
 
 
 @dataclass(frozen=True)

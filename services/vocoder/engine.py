@@ -19,11 +19,14 @@ from services.runtime.model_info import ModelInfo
 @dataclass(frozen=True)
 class VocoderSettings:
     """How a stage loads its decoder: device, the longest song it accepts in frames (0 = the
-    family's default) and the model name to serve under ("" = manifest or folder)."""
+    family's default), the model name to serve under ("" = manifest or folder) and how many windows
+    of concurrent songs a family that batches (`services.vocoder.batching`) decodes together (0: the
+    family's choice for the device)."""
 
     device: str = "cpu"
     max_frames_cap: int = 0
     name: str = ""
+    max_window_batch: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,12 @@ class VocoderEngine(Protocol):
     ) -> np.ndarray:
         """The reference decode of a whole song: [n, channels] frames to [channels, samples].
         `options` are the family's own (e.g. whole or chunked decoding), None for its defaults."""
+        ...
+
+    def encode_recording(self, data: bytes, token: CancellationToken | None = None) -> np.ndarray:
+        """The frames [n, channels] of an encoded recording (WAV, FLAC, MP3 or OGG, any rate and
+        channel count) that the generation stage continues or edits; INVALID_ARGUMENT on `data` for
+        a recording it cannot take, FailedPreconditionError for a decoder without an encoder."""
         ...
 
     def warm_up(self) -> None:

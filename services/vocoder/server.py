@@ -25,7 +25,10 @@ class VocoderConfig(ServerConfig):
 
     port: int = option(50054, "gRPC port")
     metrics_port: int = option(9404, "Prometheus metrics port; 0 disables the metrics endpoint")
-    max_concurrent: int = option(2, "songs decoded at once; decoding is compute-bound: keep it small")
+    max_concurrent: int = option(16, "songs streamed at once; their windows are decoded in batches")
+    max_window_batch: int = option(
+        0, "windows of concurrent songs decoded together in one batch; 0: 1 on CPU, 16 on CUDA"
+    )
     model_dir: str = option(
         "models/diffrhythm2", "the model folder; its files say its family (see `songsmith models list`)"
     )
@@ -42,7 +45,9 @@ def build_spec(config: VocoderConfig) -> StageSpec:
     def load() -> VocoderEngine:
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        settings = VocoderSettings(config.device, config.max_frames_cap, config.model_name)
+        settings = VocoderSettings(
+            config.device, config.max_frames_cap, config.model_name, config.max_window_batch
+        )
         engine = VOCODER_FAMILIES.load(config.model_dir, settings, config.family)
         engine.warm_up()
         return engine

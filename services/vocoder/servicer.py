@@ -21,6 +21,8 @@ from services.vocoder.engine import PcmPiece, StreamDecoder, VocoderEngine
 from songsmith.v1 import vocoder_pb2, vocoder_pb2_grpc
 
 SAMPLE_BYTES = np.dtype(np.float32).itemsize
+# The most recording bytes an Encode call may send: no family's encoder takes more.
+MAX_RECORDING_BYTES = 256 << 20
 
 
 def request_frames(request: vocoder_pb2.DecodeRequest) -> np.ndarray | None:
@@ -42,6 +44,33 @@ def pcm_chunks(pieces: Iterable[PcmPiece], sample_rate: int) -> Iterator[vocoder
                 samples=tensor_to_proto(np.ascontiguousarray(piece.samples[:, begin : begin + per_chunk])),
                 sample_rate=sample_rate,
             )
+
+
+def read_upload(requests: Iterator[vocoder_pb2.EncodeRequest]) -> tuple[vocoder_pb2.EncodeOptions, bytes]:
+    """The options and the recording's bytes of an Encode stream; InvalidArgumentError when the
+    options do not come first, come twice, or the file passes MAX_RECORDING_BYTES."""
+    first = next(requests, None)
+    if first is None or first.WhichOneof("part") != "options":
+        raise InvalidArgumentError("options", "the first message must carry the options")
+    data = bytearray()
+    for request in requests:
+        if request.WhichOneof("part") != "data":
+            raise InvalidArgumentError("options", "only the first message may carry options")
+        data += request.data
+        if len(data) > MAX_RECORDING_BYTES:
+            raise InvalidArgumentError(
+                "data", f"the recording passes the limit of {MAX_RECORDING_BYTES} bytes"
+            )
+    return first.options, bytes(data)
+
+
+def frame_chunks(frames: np.ndarray) -> Iterator[vocoder_pb2.EncodeResponse]:
+    """`frames` [n, channels] as wire messages of at most 1 MiB each, in order along the frame axis."""
+    rows = max(1, MAX_CHUNK_BYTES // max(1, frames.itemsize * frames.shape[1]))
+    for begin in range(0, len(frames), rows):
+        yield vocoder_pb2.EncodeResponse(
+            frames=tensor_to_proto(np.ascontiguousarray(frames[begin : begin + rows]))
+        )
 
 
 class VocoderServicer(vocoder_pb2_grpc.VocoderServiceServicer):
@@ -94,3 +123,12 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServiceServicer):
             ]
         chunks[-1].final = True
         yield from chunks
+
+    def Encode(  # noqa: N802 - gRPC method name
+        self, request_iterator: Iterator[vocoder_pb2.EncodeRequest], context: grpc.ServicerContext
+    ) -> Iterator[vocoder_pb2.EncodeResponse]:
+        """Encode one uploaded recording into the frames its family's generation stage takes."""
+        engine: VocoderEngine = self._slot.get()
+        options, data = read_upload(request_iterator)
+        with job_scope(options.job_id):
+            yield from frame_chunks(engine.encode_recording(data, call_token(context)))

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from services.diffusion.diffrhythm2.engine import DiffusionEngine
+from services.diffusion.engine import GenerationRequest
 from services.diffusion.server import DiffusionConfig, build_spec
+from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import proto_to_numpy, tensor_to_proto
 from services.runtime.interceptor import field_violations
 from services.runtime.server import StageSpec
@@ -28,7 +30,7 @@ class WatchedEngine(DiffusionEngine):
         self.stopped = threading.Event()
         self.tokens: list = []
 
-    def generate(self, request, token=None) -> Iterator:
+    def generate(self, request: GenerationRequest, token: CancellationToken | None = None) -> Iterator:
         blocks = super().generate(request, token)
         self.tokens.append(token)
 

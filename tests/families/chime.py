@@ -4,7 +4,8 @@ without a change to any servicer, the pipeline or a proto.
 
 A chime model folder holds `chime.json` ({"pitch": Hz}). Style: a prompt becomes a [4] vector.
 Generation: blocks of 5 frames of [n, 2] float32, a progress event before each block. Vocoder: each
-frame becomes 800 samples of a sine at 8 kHz, mono. Everything is deterministic in the seed.
+frame becomes 800 samples of a sine at 8 kHz, mono; a recording encodes to one frame per 800
+samples (its mean level and peak), which generation continues. Everything is deterministic in the seed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from services.diffusion.families import GENERATION_FAMILIES
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import InvalidArgumentError
 from services.runtime.families import Family
-from services.runtime.model_info import STYLE_TEXT, ModelInfo, model_name, weights_revision
+from services.runtime.model_info import REFERENCE_AUDIO, STYLE_TEXT, ModelInfo, model_name, weights_revision
+from services.runtime.recording import RecordingLimits, read_recording
 from services.style.engine import Embedding, StyleLimits
 from services.style.families import STYLE_FAMILIES
 from services.vocoder.engine import PcmPiece
@@ -81,7 +83,10 @@ class ChimeGeneration:
 
     def __init__(self, model_dir: Path, settings) -> None:
         self.info = _info(
-            model_dir, settings.name, frame_rate=SAMPLE_RATE / SAMPLES_PER_FRAME, inputs=(STYLE_TEXT,)
+            model_dir,
+            settings.name,
+            frame_rate=SAMPLE_RATE / SAMPLES_PER_FRAME,
+            inputs=(STYLE_TEXT, REFERENCE_AUDIO),
         )
 
     def generate(self, request: GenerationRequest, token: CancellationToken | None = None) -> Iterator:
@@ -91,6 +96,9 @@ class ChimeGeneration:
         blocks = -(-frames // BLOCK_FRAMES)
         noise = np.random.default_rng(request.seed).standard_normal((frames, 2)).astype(np.float32)
         song = noise * 0.1 + float(request.style.mean())
+        if request.reference is not None:
+            kept = min(len(song), len(request.reference))
+            song[:kept] = request.reference[:kept]
         return self._blocks(song, blocks, len(request.prefix), token)
 
     @staticmethod
@@ -158,6 +166,12 @@ class ChimeVocoder:
         decoder = self.stream(token)
         pieces = decoder.push(frames)
         return pieces[0].samples if pieces else np.zeros((1, 0), np.float32)
+
+    def encode_recording(self, data: bytes, token=None) -> np.ndarray:
+        audio = read_recording(data, RecordingLimits(max_bytes=1 << 20, max_seconds=10.0), SAMPLE_RATE)
+        frames = audio[0, : audio.shape[1] // SAMPLES_PER_FRAME * SAMPLES_PER_FRAME]
+        frames = np.abs(frames.reshape(-1, SAMPLES_PER_FRAME))
+        return np.stack([frames.mean(axis=1), frames.max(axis=1)], axis=1).astype(np.float32)
 
     def warm_up(self) -> None:
         self.decode(np.zeros((1, 2), np.float32))

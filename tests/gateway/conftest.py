@@ -1,4 +1,5 @@
-"""Fixtures for the gateway tests: the demo model, an in-process pipeline, a job manager."""
+"""Fixtures for the gateway tests: the demo model, an in-process pipeline, job managers, and a real
+PostgreSQL server (from the dev dependencies' server wheel) with a fresh database per test."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.job_store import JobStore
 from gateway.jobs import JobManager, JobSettings
 from gateway.model_store import write_demo
 from gateway.models import discover
 from gateway.pipeline import Pipeline
+from gateway.results import FolderResults
 from gateway.router import Router
+from gateway.stores.sqlite import SqliteJobStore
+from tests.postgres import PostgresServer
 
 
 @pytest.fixture(scope="session")
@@ -30,16 +33,33 @@ def local_pipeline(demo_models: Path) -> Pipeline:
 
 @pytest.fixture
 def make_manager(local_pipeline: Pipeline, tmp_path: Path):
-    """Build job managers over one database and results folder (a second one is 'after a restart')."""
+    """Build started job managers over one SQLite file and results folder (a second one is 'after
+    a restart'); `start=False` leaves the starting to the test."""
     managers: list[JobManager] = []
 
-    def build(settings: JobSettings | None = None) -> JobManager:
-        manager = JobManager(
-            JobStore(tmp_path / "jobs.sqlite3"), local_pipeline, tmp_path / "results", settings
-        )
+    def build(settings: JobSettings | None = None, start: bool = True) -> JobManager:
+        store = SqliteJobStore(tmp_path / "jobs.sqlite3")
+        manager = JobManager(store, local_pipeline, FolderResults(tmp_path / "results"), settings)
         managers.append(manager)
+        if start:
+            manager.start()
         return manager
 
     yield build
     for manager in managers:
-        manager.shutdown()
+        manager.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> PostgresServer:
+    """One PostgreSQL server for the session's tests (each takes its own database)."""
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    return postgres.create_database()

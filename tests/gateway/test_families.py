@@ -129,7 +129,10 @@ def test_list_models_shows_both_models_and_their_stages(gateway: SongClient, chi
     assert {s.target for s in diffrhythm2.stages} == {"in-process"}
     assert {s.stage: s.target for s in chime_model.stages} == addresses
     assert all(s.model.family == "chime" and not s.error for s in chime_model.stages)
-    assert list(chime_model.model.inputs) == [model_pb2.MODEL_INPUT_STYLE_TEXT]
+    assert list(chime_model.model.inputs) == [
+        model_pb2.MODEL_INPUT_STYLE_TEXT,
+        model_pb2.MODEL_INPUT_REFERENCE_AUDIO,
+    ]
 
 
 def test_a_chime_song_through_the_stack_equals_the_in_process_one(
@@ -149,6 +152,42 @@ def test_a_chime_song_through_the_stack_equals_the_in_process_one(
     assert np.abs(samples).max() > 0.01
 
 
+def _steady_recording(level: float, frames: int) -> bytes:
+    buffer = io.BytesIO()
+    samples = np.full(frames * chime.SAMPLES_PER_FRAME, level, np.float32)
+    soundfile.write(buffer, samples, chime.SAMPLE_RATE, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def test_a_recording_to_continue_is_encoded_by_the_vocoder_stage(
+    gateway: SongClient, chime_model: Path
+) -> None:
+    song = _chime_song("chime-continue", reference_audio=_steady_recording(0.8, 4))
+    audio, events = assemble(gateway.generate(song, timeout=120))
+    assert "vocoder" in {e.progress.stage for e in events if e.HasField("progress")}
+    pipeline = Pipeline(Router(discover(chime_model.parent)))
+    result = pipeline.run(song_spec(song, "chime-continue", 3), CancellationToken(), lambda event: None)
+    assert audio == result.data
+    samples, _ = soundfile.read(io.BytesIO(audio))
+    continued = samples[: 4 * chime.SAMPLES_PER_FRAME]
+    assert np.abs(continued).max() == pytest.approx(0.5 * np.tanh(0.8), abs=2e-3)
+    assert np.abs(samples[4 * chime.SAMPLES_PER_FRAME :]).max() < 0.5 * np.tanh(0.5)
+
+
+def test_an_undecodable_recording_fails_the_song_naming_reference_audio(gateway: SongClient) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        assemble(gateway.generate(_chime_song("chime-garbage", reference_audio=b"RIFF...."), timeout=120))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(caught.value)] == ["reference_audio"]
+
+
+def test_a_model_without_an_encoder_refuses_a_recording(gateway: SongClient) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        gateway.submit(request("dr2-edit", seconds=2, reference_audio=_steady_recording(0.5, 4)))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in field_violations(caught.value)] == ["reference_audio"]
+
+
 def test_the_default_model_still_makes_diffrhythm2_songs(gateway: SongClient) -> None:
     audio, events = assemble(gateway.generate(request("dr2-1", seconds=2), timeout=300))
     assert events[-1].done.model == "diffrhythm2" and events[-1].done.sample_rate == 48000 and audio
@@ -163,7 +202,10 @@ def test_an_unknown_model_is_not_found(gateway: SongClient) -> None:
 
 @pytest.mark.parametrize(
     ("fields", "field"),
-    [({"lyrics": "[verse]\nla la"}, "lyrics"), ({"style_audio": b"RIFF"}, "style_audio")],
+    [
+        ({"lyrics": "[verse]\nla la"}, "lyrics"),
+        ({"style_audio": b"RIFF"}, "style_audio"),
+    ],
 )
 def test_inputs_chime_cannot_use_are_invalid(gateway: SongClient, fields: dict, field: str) -> None:
     with pytest.raises(grpc.RpcError) as caught:

@@ -8,12 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.job_store import JobRecord, JobStore, fingerprint
+from gateway.auth import Caller
+from gateway.job_store import JobRecord, Lease, ModelIdentity, fingerprint
 from gateway.jobs import JobManager, JobSettings
 from gateway.pipeline import Pipeline
+from gateway.results import FolderResults
 from gateway.stages import Block
+from gateway.stores.sqlite import SqliteJobStore
 from services.runtime.cancellation import CancellationToken
-from services.runtime.errors import AlreadyExistsError, CancelledError, NotFoundError, ResourceExhaustedError
+from services.runtime.errors import (
+    AlreadyExistsError,
+    CancelledError,
+    FailedPreconditionError,
+    NotFoundError,
+    ResourceExhaustedError,
+)
 from songsmith.v1 import song_pb2
 from tests.gateway.songs import FlakyGeneration, assemble, request, with_generation
 
@@ -88,55 +97,32 @@ def test_a_job_left_running_is_resumed_after_a_restart(make_manager) -> None:
 
     interrupted = request("interrupted")
     now = time.time()
-    restarted = make_manager()
+    restarted = make_manager(start=False)
     restarted.store.insert_if_absent(
         JobRecord(
             "interrupted", fingerprint(interrupted), interrupted, 11, song_pb2.JOB_STATE_RUNNING, now, now
         )
     )
-    assert restarted.resume_unfinished() == 1
+    assert restarted.start() == 1
     resumed, _ = _finish(restarted, "interrupted")
     assert resumed == expected
     assert restarted.get("interrupted").state == song_pb2.JOB_STATE_SUCCEEDED
 
 
-def test_kept_blocks_survive_a_reopened_store_bit_for_bit(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    blocks = [
-        Block(i, rng.standard_normal((10, 64)).astype(np.float32), False, 6, 10 * (i + 1), "rev-a")
-        for i in range(3)
-    ]
-    codes = Block(0, rng.integers(0, 2048, (50, 4)), False, 3, 50, "rev-b")
-    store = JobStore(tmp_path / "jobs.sqlite3")
-    for block in blocks:
-        store.add_block("song", block)
-    store.add_block("song", Block(4, blocks[0].frames, True, 6, 45, "rev-a"))
-    store.add_block("codes", codes)
-    reopened = JobStore(tmp_path / "jobs.sqlite3")
-    kept = reopened.blocks("song")
-    assert [(b.index, b.final, b.max_blocks, b.frames_done, b.revision) for b in kept] == [
-        (0, False, 6, 10, "rev-a"),
-        (1, False, 6, 20, "rev-a"),
-        (2, False, 6, 30, "rev-a"),
-    ]
-    assert all(
-        np.array_equal(k.frames, b.frames) and k.frames.dtype == np.float32
-        for k, b in zip(kept, blocks, strict=True)
-    )
-    (kept_codes,) = reopened.blocks("codes")
-    assert kept_codes.frames.dtype == np.int64 and np.array_equal(kept_codes.frames, codes.frames)
-    assert reopened.blocks("another") == []
-    reopened.drop_blocks("song")
-    assert store.blocks("song") == []
-
-
 def test_a_restart_resumes_after_the_blocks_already_made(local_pipeline: Pipeline, tmp_path: Path) -> None:
-    reference = JobManager(JobStore(tmp_path / "reference.sqlite3"), local_pipeline, tmp_path / "reference")
+    def manager(pipeline: Pipeline, name: str) -> JobManager:
+        built = JobManager(
+            SqliteJobStore(tmp_path / f"{name}.sqlite3"), pipeline, FolderResults(tmp_path / name)
+        )
+        built.start()
+        return built
+
+    reference = manager(local_pipeline, "reference")
     reference.submit(request("uninterrupted", seconds=60))
     expected, _ = _finish(reference, "uninterrupted")
-    reference.shutdown()
+    reference.close()
 
-    first = JobManager(JobStore(tmp_path / "jobs.sqlite3"), local_pipeline, tmp_path / "results")
+    first = manager(local_pipeline, "jobs")
     first.submit(request("interrupted", seconds=60))
     for event in first.watch("interrupted", CancellationToken.with_timeout(120)):
         if event.HasField("progress") and event.progress.blocks_done >= 3:
@@ -144,23 +130,83 @@ def test_a_restart_resumes_after_the_blocks_already_made(local_pipeline: Pipelin
     first.shutdown()
     with pytest.raises(CancelledError):
         _finish(first, "interrupted")
-    kept = len(first.store.blocks("interrupted"))
+    kept = len(first.store.blocks("interrupted").blocks)
     assert 3 <= kept < 30
-    assert first.get("interrupted").state == song_pb2.JOB_STATE_RUNNING
+    assert first.get("interrupted").state == song_pb2.JOB_STATE_QUEUED
+    first.store.close()
 
     spies: list[FlakyGeneration] = []
     spying = with_generation(
         local_pipeline.router, lambda inner: spies.append(FlakyGeneration(inner, 0, 0)) or spies[0]
     )
     spy = spies[0]
-    second = JobManager(JobStore(tmp_path / "jobs.sqlite3"), spying, tmp_path / "results")
-    assert second.resume_unfinished() == 1
+    second = manager(spying, "jobs")
     resumed, _ = _finish(second, "interrupted")
-    second.shutdown()
+    second.close()
     assert resumed == expected
     assert spy.prefixes == [kept]
-    assert second.get("interrupted").state == song_pb2.JOB_STATE_SUCCEEDED
-    assert second.store.blocks("interrupted") == []
+    after = SqliteJobStore(tmp_path / "jobs.sqlite3")
+    assert after.get("interrupted").state == song_pb2.JOB_STATE_SUCCEEDED
+    assert after.blocks("interrupted").blocks == []
+
+
+def test_each_identity_sees_its_own_jobs_and_an_admin_sees_all(make_manager) -> None:
+    manager = make_manager()
+    alice, bob, admin = Caller("alice"), Caller("bob"), Caller("ops", admin=True)
+    manager.submit(request("alices"), alice)
+    _finish_as(manager, "alices", alice)
+    for call in (
+        lambda: manager.get("alices", bob),
+        lambda: list(manager.watch("alices", CancellationToken.with_timeout(10), bob)),
+        lambda: manager.cancel("alices", bob),
+        lambda: manager.delete("alices", bob),
+    ):
+        with pytest.raises(NotFoundError, match="no job alices"):
+            call()
+    with pytest.raises(AlreadyExistsError):
+        manager.submit(request("alices"), bob)
+    assert manager.list(10, song_pb2.JOB_STATE_UNSPECIFIED, bob) == ([], "")
+    listed, _ = manager.list(10, song_pb2.JOB_STATE_UNSPECIFIED, admin)
+    assert [job.job_id for job in listed] == ["alices"]
+    assert manager.get("alices", admin).state == song_pb2.JOB_STATE_SUCCEEDED
+
+
+def _finish_as(manager: JobManager, job_id: str, caller: Caller) -> bytes:
+    return assemble(manager.watch(job_id, CancellationToken.with_timeout(300), caller))[0]
+
+
+def test_delete_removes_a_finished_job_and_its_song(make_manager, tmp_path: Path) -> None:
+    manager = make_manager()
+    manager.submit(request("long", seconds=120))
+    _wait_for_progress(manager, "long")
+    with pytest.raises(FailedPreconditionError, match="cancel it before deleting it"):
+        manager.delete("long")
+    manager.cancel("long")
+    manager.delete("long")
+    manager.submit(request("kept"))
+    _finish(manager, "kept")
+    song = tmp_path / "results" / "kept.wav"
+    assert song.exists()
+    manager.delete("kept")
+    assert not song.exists()
+    with pytest.raises(NotFoundError):
+        manager.get("kept")
+    with pytest.raises(NotFoundError):
+        manager.delete("kept")
+
+
+def test_finished_jobs_and_their_songs_expire(make_manager, tmp_path: Path) -> None:
+    manager = make_manager(JobSettings(retention_s=1.0, poll_s=0.1))
+    manager.submit(request("fleeting"))
+    _finish(manager, "fleeting")
+    song = tmp_path / "results" / "fleeting.wav"
+    assert song.exists() and manager.get("fleeting").state == song_pb2.JOB_STATE_SUCCEEDED
+    deadline = time.monotonic() + 10
+    while song.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not song.exists()
+    with pytest.raises(NotFoundError):
+        manager.get("fleeting")
 
 
 def test_blocks_kept_from_another_model_revision_start_the_song_again(make_manager) -> None:
@@ -170,19 +216,23 @@ def test_blocks_kept_from_another_model_revision_start_the_song_again(make_manag
     reference.shutdown()
 
     interrupted = request("interrupted")
+    interrupted.model = "diffrhythm2"
     now = time.time()
-    restarted = make_manager()
-    restarted.store.insert_if_absent(
+    restarted = make_manager(start=False)
+    store = restarted.store
+    store.insert_if_absent(
         JobRecord(
-            "interrupted", fingerprint(interrupted), interrupted, 11, song_pb2.JOB_STATE_RUNNING, now, now
+            "interrupted", fingerprint(interrupted), interrupted, 11, song_pb2.JOB_STATE_QUEUED, now, now
         )
     )
+    claimed = store.claim("a-gateway-that-died", 30)
     stale = Block(0, np.zeros((10, 64), np.float32), False, 2, 10, "a-revision-no-stage-has")
-    restarted.store.add_block("interrupted", stale)
-    assert restarted.resume_unfinished() == 1
+    lease = Lease("interrupted", "a-gateway-that-died", claimed.attempt)
+    store.add_block(lease, stale, ModelIdentity("diffrhythm2", stale.revision))
+    store.release(lease)
+    restarted.start()
     resumed, events = _finish(restarted, "interrupted")
     assert resumed == expected
     notices = [event.notice for event in events if event.HasField("notice")]
     assert [notice.code for notice in notices] == ["resume_restarted"]
     assert "a-revision-n" in notices[0].message
-    assert restarted.store.blocks("interrupted") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import helm_python
 import yaml
+from helm_python import _native as helm_native
 
 REPO = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO / "k8s" / "helm" / "songsmith"
@@ -19,7 +21,18 @@ STAGES = ("tokenizer", "style", "diffusion", "vocoder")
 COMPONENTS = (*STAGES, "gateway")
 GPU_STAGES = ("diffusion", "vocoder")
 # The values files shipped in the chart's ci/ folder, plus the chart defaults ("default").
-VALUES_SETS = ("default", "cpu", "keda", "minimal", "mtls")
+VALUES_SETS = (
+    "default",
+    *sorted(path.name.removesuffix("-values.yaml") for path in CHART_DIR.glob("ci/*-values.yaml")),
+)
+# The operator APIs a values set needs the cluster to serve (as helm template --api-versions gives them).
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+SCALED_OBJECT_API = "keda.sh/v1alpha1/ScaledObject"
+CERT_MANAGER_APIS = ("cert-manager.io/v1/Certificate", "cert-manager.io/v1/Issuer")
+CLUSTER_APIS: dict[str, tuple[str, ...]] = {
+    "keda": (SCALED_OBJECT_API, SERVICE_MONITOR_API),
+    "mtls": CERT_MANAGER_APIS,
+}
 # Kinds of the CRDs the chart renders; they have no built-in schema.
 CRD_KINDS = {"ScaledObject", "ServiceMonitor", "Certificate", "Issuer"}
 HEALTH_SERVICES = {
@@ -27,10 +40,25 @@ HEALTH_SERVICES = {
     "style": "songsmith.v1.StyleEncoderService",
     "diffusion": "songsmith.v1.DiffusionService",
     "vocoder": "songsmith.v1.VocoderService",
+    "chart": "songsmith.v1.ChartService",
     "gateway": "songsmith.v1.SongService",
 }
-PORTS = {"gateway": 50050, "tokenizer": 50051, "style": 50052, "diffusion": 50053, "vocoder": 50054}
-METRICS_PORTS = {"gateway": 9400, "tokenizer": 9401, "style": 9402, "diffusion": 9403, "vocoder": 9404}
+PORTS = {
+    "gateway": 50050,
+    "tokenizer": 50051,
+    "style": 50052,
+    "diffusion": 50053,
+    "vocoder": 50054,
+    "chart": 50055,
+}
+METRICS_PORTS = {
+    "gateway": 9400,
+    "tokenizer": 9401,
+    "style": 9402,
+    "diffusion": 9403,
+    "vocoder": 9404,
+    "chart": 9405,
+}
 
 
 @dataclass(frozen=True)
@@ -52,13 +80,18 @@ class Rendered:
         return found[0]
 
     def deployment(self, component: str) -> dict[str, Any]:
-        """The Deployment of a component (gateway or stage)."""
+        """The Deployment of a component: the gateway, or a stage Deployment by its name after the
+        release (`diffusion`, `diffusion-musicgen-small`)."""
         return self.get("Deployment", f"{RELEASE}-{component}")
 
+    def pod(self, component: str) -> dict[str, Any]:
+        """The pod spec of a component's Deployment."""
+        return self.deployment(component)["spec"]["template"]["spec"]
+
     def container(self, component: str) -> dict[str, Any]:
-        """The main container of a component's pod."""
-        containers = self.deployment(component)["spec"]["template"]["spec"]["containers"]
-        return next(c for c in containers if c["name"] == component)
+        """The main container of a component's pod (its only container)."""
+        (container,) = self.pod(component)["containers"]
+        return container
 
     def env(self, component: str) -> dict[str, Any]:
         """The main container's environment as name -> value (or valueFrom)."""
@@ -67,6 +100,18 @@ class Rendered:
     def component_of(self, obj: dict[str, Any]) -> str | None:
         """The app.kubernetes.io/component label of an object."""
         return obj["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+
+    def stage_of(self, obj: dict[str, Any]) -> str | None:
+        """The songsmith.io/stage label of an object (the stage a Deployment of a model runs)."""
+        return obj["metadata"].get("labels", {}).get("songsmith.io/stage")
+
+    def stage_deployments(self) -> list[str]:
+        """The stage Deployments' component names, in render order."""
+        return [self.component_of(d) for d in self.of_kind("Deployment") if self.stage_of(d)]
+
+    def models(self) -> dict[str, dict[str, str]]:
+        """The gateway's SONGSMITH_MODELS routing: model -> stage -> target (in order)."""
+        return yaml.safe_load(self.env("gateway")["SONGSMITH_MODELS"])
 
 
 def load_values(name: str) -> dict[str, Any]:
@@ -82,9 +127,37 @@ def chart() -> helm_python.Chart:
     return helm_python.Chart.load(str(CHART_DIR))
 
 
-def render_values(values: dict[str, Any], release: str = RELEASE, namespace: str = NAMESPACE) -> Rendered:
-    """Render the chart with `values` (as release `songsmith` in namespace `songs` unless told)."""
-    manifests = chart().render(values, name=release, namespace=namespace)
+def template(
+    values: dict[str, Any],
+    release: str,
+    namespace: str,
+    api_versions: tuple[str, ...] = (),
+    kube_version: str | None = None,
+) -> dict[str, str]:
+    """`helm template` in-process: the rendered manifests by template path.
+
+    The cluster is described as `helm template --api-versions ... --kube-version ...` would: Helm's
+    built-in API versions plus `api_versions`. `Chart.render` has no parameter for either, so this
+    calls the SDK's render entry point, which takes them among its options, directly."""
+    options: dict[str, Any] = {"name": release, "namespace": namespace}
+    if api_versions:
+        options["api_versions"] = list(api_versions)
+    if kube_version:
+        options["kube_version"] = kube_version
+    rendered = helm_native.call_string("helm_render", chart()._raw(), json.dumps(values), json.dumps(options))
+    return json.loads(rendered)
+
+
+def render_values(
+    values: dict[str, Any],
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
+    api_versions: tuple[str, ...] = (),
+    kube_version: str | None = None,
+) -> Rendered:
+    """Render the chart with `values` (as release `songsmith` in namespace `songs` unless told), on a
+    cluster serving the built-in APIs plus `api_versions`."""
+    manifests = template(values, release, namespace, api_versions, kube_version)
     objects: list[dict[str, Any]] = []
     notes = ""
     for path, text in sorted(manifests.items()):
@@ -96,9 +169,12 @@ def render_values(values: dict[str, Any], release: str = RELEASE, namespace: str
 
 
 @functools.cache
-def render(name: str) -> Rendered:
-    """The chart rendered with a named values set (cached: rendering is pure)."""
-    return render_values(load_values(name))
+def render(name: str, kube_version: str | None = None) -> Rendered:
+    """The chart rendered with a named values set on a cluster serving the APIs it needs (cached:
+    rendering is pure)."""
+    return render_values(
+        load_values(name), api_versions=CLUSTER_APIS.get(name, ()), kube_version=kube_version
+    )
 
 
 def containers_of(pod_spec: dict[str, Any]) -> Iterator[dict[str, Any]]:

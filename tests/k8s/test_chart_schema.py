@@ -1,8 +1,10 @@
 """The chart lints with Helm, and every object it renders is valid Kubernetes for 1.29 and 1.33.
 
-Built-in kinds are checked by kubernetes-validate --strict (unknown fields fail) and loaded into the
-`kubernetes` client's typed models; CRD kinds have no built-in schema, so their shape is asserted
-field by field in test_chart_invariants.py.
+Every values set (the defaults and each ci/*-values.yaml) is rendered for each Kubernetes version,
+on a cluster serving the operator APIs that set asks for. Built-in kinds are checked by
+kubernetes-validate --strict (unknown fields fail) and loaded into the `kubernetes` client's typed
+models; CRD kinds have no built-in schema, so their shape is asserted field by field in the other
+test files. The default render must need no operator at all: every kind in it is built in.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ TYPED_MODELS = {
     ("autoscaling/v2", "HorizontalPodAutoscaler"): "V2HorizontalPodAutoscaler",
     ("networking.k8s.io/v1", "NetworkPolicy"): "V1NetworkPolicy",
 }
+# The API groups every Kubernetes cluster serves for the kinds the chart uses ("" is the core group).
+BUILT_IN_GROUPS = {"", "apps", "batch", "policy", "autoscaling", "networking.k8s.io"}
+
+
+def test_every_ci_values_file_is_a_values_set() -> None:
+    files = {path.name for path in (CHART_DIR / "ci").iterdir()}
+    assert files == {f"{name}-values.yaml" for name in VALUES_SETS if name != "default"}
+    assert len(VALUES_SETS) >= 12
 
 
 @pytest.mark.parametrize("values_set", VALUES_SETS)
@@ -46,8 +56,9 @@ def test_helm_lint_is_clean(values_set: str, kube_version: str) -> None:
 @pytest.mark.parametrize("values_set", VALUES_SETS)
 @pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
 def test_every_builtin_object_passes_strict_validation(values_set: str, kube_version: str) -> None:
+    rendered = render(values_set, f"v{kube_version}")
     crd_kinds_seen = set()
-    for obj in render(values_set).objects:
+    for obj in rendered.objects:
         if obj["kind"] in CRD_KINDS:
             with pytest.raises(kubernetes_validate.SchemaNotFoundError):
                 kubernetes_validate.validate(obj, kube_version, strict=True)
@@ -55,6 +66,20 @@ def test_every_builtin_object_passes_strict_validation(values_set: str, kube_ver
             continue
         kubernetes_validate.validate(obj, kube_version, strict=True)
     assert crd_kinds_seen <= CRD_KINDS
+
+
+@pytest.mark.parametrize("kube_version", KUBERNETES_VERSIONS)
+def test_the_default_render_needs_no_operator(kube_version: str) -> None:
+    # A plain cluster: no Prometheus Operator, no KEDA, no cert-manager. Every object of the default
+    # render is of a built-in kind that Kubernetes has a schema for.
+    rendered = render("default", f"v{kube_version}")
+    groups = set()
+    for obj in rendered.objects:
+        group = obj["apiVersion"].rpartition("/")[0]
+        assert group in BUILT_IN_GROUPS, (obj["apiVersion"], obj["kind"])
+        assert kubernetes_validate.validate(obj, kube_version, strict=True)
+        groups.add(group)
+    assert {"", "apps", "policy", "autoscaling"} <= groups
 
 
 @pytest.mark.parametrize("values_set", VALUES_SETS)

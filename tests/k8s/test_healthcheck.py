@@ -7,6 +7,7 @@ certificates laid out as cert-manager writes them (ca.crt, tls.crt, tls.key).
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -166,3 +167,44 @@ def test_mtls_probe_presents_its_certificate_and_checks_the_server_name(pki: Pat
     assert good.stdout.strip() == f"{SERVICE}: SERVING"
     assert wrong_name.returncode == 1
     assert plaintext.returncode == 1
+
+
+# --- --alive: the liveness probe ----------------------------------------------------------------------
+
+
+def test_alive_passes_while_the_server_loads_or_drains() -> None:
+    with health_server() as (port, servicer):
+        servicer.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+        not_ready = probe(f"--port={port}", f"--service={SERVICE}")
+        alive = probe(f"--port={port}", f"--service={SERVICE}", "--alive")
+        servicer.enter_graceful_shutdown()
+        draining = probe(f"--port={port}", f"--service={SERVICE}", "--alive")
+    assert not_ready.returncode == 1
+    assert alive.returncode == 0, alive.stderr
+    assert alive.stdout.strip() == f"{SERVICE}: NOT_SERVING"
+    assert draining.returncode == 0, draining.stderr
+
+
+def test_alive_passes_when_the_server_answers_with_an_error() -> None:
+    with health_server() as (port, _):
+        result = probe(f"--port={port}", "--service=songsmith.v1.Nope", "--alive")
+    assert result.returncode == 0
+    assert "NOT_FOUND" in result.stderr
+
+
+def test_alive_fails_when_nothing_listens() -> None:
+    result = probe(f"--port={free_port()}", f"--service={SERVICE}", "--alive", "--timeout=1")
+    assert result.returncode == 1
+    assert "UNAVAILABLE" in result.stderr or "DEADLINE_EXCEEDED" in result.stderr
+
+
+def test_alive_fails_when_the_port_is_open_but_nothing_answers() -> None:
+    # A wedged process: the kernel accepts the connection, nobody speaks gRPC on it (a TCP probe
+    # would pass here).
+    with socket.socket() as wedged:
+        wedged.bind(("127.0.0.1", 0))
+        wedged.listen(8)
+        port = wedged.getsockname()[1]
+        result = probe(f"--port={port}", f"--service={SERVICE}", "--alive", "--timeout=1")
+    assert result.returncode == 1
+    assert "DEADLINE_EXCEEDED" in result.stderr or "UNAVAILABLE" in result.stderr

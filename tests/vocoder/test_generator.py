@@ -20,8 +20,8 @@ def test_one_shot_decode_matches_reference_audio(engine: VocoderEngine, fixture_
     expected = np.load(fixture_dir / "expected_audio.npy")
     audio = engine.decode(reference_latents)[0]
     assert audio.dtype == np.float32
-    assert audio.shape == expected.shape == (30 * 9600,)
-    assert np.abs(audio - expected).max() <= 1e-5
+    assert audio.shape == (1, 30 * 9600) and expected.shape == (30 * 9600,)
+    assert np.abs(audio[0] - expected).max() <= 1e-5
 
 
 def test_config_is_read_from_decoder_json(engine: VocoderEngine):

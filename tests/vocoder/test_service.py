@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import soundfile
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
@@ -17,7 +19,7 @@ from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy, tensor_to_pr
 from services.vocoder.diffrhythm2.engine import VocoderEngine
 from services.vocoder.engine import PcmPiece
 from services.vocoder.server import SERVICE_NAME, VocoderConfig, build_spec
-from services.vocoder.servicer import pcm_chunks
+from services.vocoder.servicer import frame_chunks, pcm_chunks
 from songsmith.v1 import tensor_pb2, vocoder_pb2, vocoder_pb2_grpc
 from tests.helpers import health_status, running_stage
 
@@ -191,3 +193,48 @@ def test_no_model_is_failed_precondition(tmp_path: Path):
         channel.close()
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "no vocoder model" in caught.value.details() and "decoder.json" in caught.value.details()
+
+
+def _wav(seconds: float, rate: int = 22050) -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.full(int(rate * seconds), 0.25, np.float32), rate, format="WAV")
+    return buffer.getvalue()
+
+
+def _upload(data: bytes) -> Iterator[vocoder_pb2.EncodeRequest]:
+    yield vocoder_pb2.EncodeRequest(options=vocoder_pb2.EncodeOptions(job_id="encode-1"))
+    for start in range(0, len(data), MAX_CHUNK_BYTES):
+        yield vocoder_pb2.EncodeRequest(data=data[start : start + MAX_CHUNK_BYTES])
+
+
+def test_encode_on_a_decoder_without_an_encoder_is_failed_precondition(stub):
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.Encode(_upload(_wav(1.0)), timeout=60))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "has no encoder" in caught.value.details()
+
+
+@pytest.mark.parametrize(
+    ("messages", "field"),
+    [
+        ([vocoder_pb2.EncodeRequest(data=b"RIFF")], "options"),
+        ([], "options"),
+        (
+            [*_upload(b"RIFF"), vocoder_pb2.EncodeRequest(options=vocoder_pb2.EncodeOptions())],
+            "options",
+        ),
+    ],
+    ids=["data-first", "empty-stream", "options-twice"],
+)
+def test_encode_uploads_out_of_protocol_are_invalid_argument(stub, messages, field):
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.Encode(iter(messages), timeout=60))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _violations(caught.value) == [field]
+
+
+def test_encoded_frames_come_back_in_pieces_of_at_most_one_mib():
+    frames = np.arange(3 * (1 << 20) // 8, dtype=np.int64).reshape(-1, 4)
+    chunks = list(frame_chunks(frames))
+    assert len(chunks) == 3 and all(len(c.frames.data) <= MAX_CHUNK_BYTES for c in chunks)
+    np.testing.assert_array_equal(np.concatenate([proto_to_numpy(c.frames) for c in chunks]), frames)

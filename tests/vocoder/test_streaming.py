@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import CancelledError, InvalidArgumentError
 from services.vocoder.diffrhythm2.engine import VocoderEngine
-from services.vocoder.diffrhythm2.streaming import StreamingDecoder
-from services.vocoder.diffrhythm2.windows import final_frame_count
+from services.vocoder.diffrhythm2.windows import WINDOWS
 from services.vocoder.engine import PcmPiece
+from services.vocoder.streaming import StreamingDecoder
 
 LENGTHS = [7, 19, 20, 21, 35, 44]
 UNEVEN_GROUPS = [3, 0, 7, 1, 11, 2, 16]
@@ -84,7 +84,7 @@ def test_samples_are_released_as_soon_as_they_are_final(engine):
     latents = _latents(50, seed=1)
     for received in range(1, 51):
         pieces = decoder.push(latents[received - 1 : received])
-        assert decoder.emitted_samples == final_frame_count(received) * 9600
+        assert decoder.emitted_samples == WINDOWS.final_frame_count(received) * 9600
         if received < 20:
             assert pieces == []
     assert decoder.emitted_samples == 33 * 9600

@@ -65,6 +65,11 @@ class SongServiceStub:
                 request_serializer=songsmith_dot_v1_dot_song__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=songsmith_dot_v1_dot_song__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/songsmith.v1.SongService/DeleteJob',
+                request_serializer=songsmith_dot_v1_dot_song__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=songsmith_dot_v1_dot_song__pb2.DeleteJobResponse.FromString,
+                _registered_method=True)
         self.ListModels = channel.unary_unary(
                 '/songsmith.v1.SongService/ListModels',
                 request_serializer=songsmith_dot_v1_dot_song__pb2.ListModelsRequest.SerializeToString,
@@ -118,7 +123,15 @@ class SongServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListJobs(self, request, context):
-        """Jobs, newest first, a page at a time.
+        """Jobs, newest first, a page at a time. A caller sees its own jobs (an admin token sees all).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteJob(self, request, context):
+        """Remove a finished job and its stored song. NOT_FOUND for an unknown job (or another caller's),
+        FAILED_PRECONDITION for a job that is queued or running (cancel it first).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +176,11 @@ def add_SongServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=songsmith_dot_v1_dot_song__pb2.ListJobsRequest.FromString,
                     response_serializer=songsmith_dot_v1_dot_song__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=songsmith_dot_v1_dot_song__pb2.DeleteJobRequest.FromString,
+                    response_serializer=songsmith_dot_v1_dot_song__pb2.DeleteJobResponse.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModels,
@@ -333,6 +351,33 @@ class SongService:
             '/songsmith.v1.SongService/ListJobs',
             songsmith_dot_v1_dot_song__pb2.ListJobsRequest.SerializeToString,
             songsmith_dot_v1_dot_song__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/songsmith.v1.SongService/DeleteJob',
+            songsmith_dot_v1_dot_song__pb2.DeleteJobRequest.SerializeToString,
+            songsmith_dot_v1_dot_song__pb2.DeleteJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,3 +29,23 @@ class DecodeResponse(_message.Message):
     sample_rate: int
     final: bool
     def __init__(self, sample_offset: _Optional[int] = ..., samples: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., sample_rate: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...
+
+class EncodeOptions(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class EncodeRequest(_message.Message):
+    __slots__ = ("options", "data")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    options: EncodeOptions
+    data: bytes
+    def __init__(self, options: _Optional[_Union[EncodeOptions, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class EncodeResponse(_message.Message):
+    __slots__ = ("frames",)
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    frames: _tensor_pb2.Tensor
+    def __init__(self, frames: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ...) -> None: ...

@@ -40,6 +40,11 @@ class VocoderServiceStub:
                 request_serializer=songsmith_dot_v1_dot_vocoder__pb2.DecodeRequest.SerializeToString,
                 response_deserializer=songsmith_dot_v1_dot_vocoder__pb2.DecodeResponse.FromString,
                 _registered_method=True)
+        self.Encode = channel.stream_stream(
+                '/songsmith.v1.VocoderService/Encode',
+                request_serializer=songsmith_dot_v1_dot_vocoder__pb2.EncodeRequest.SerializeToString,
+                response_deserializer=songsmith_dot_v1_dot_vocoder__pb2.EncodeResponse.FromString,
+                _registered_method=True)
 
 
 class VocoderServiceServicer:
@@ -57,6 +62,18 @@ class VocoderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Encode(self, request_iterator, context):
+        """Encode a recording into the frames the generation stage continues or edits (DiffRhythm v1's
+        VAE encoding for edit mode, MusicGen's EnCodec codes for continuation). The first message
+        carries `options`, every later one a piece of `data` (an encoded WAV, FLAC, MP3 or OGG file, at
+        most 1 MiB per message); the frames come back in pieces along the frame axis.
+        INVALID_ARGUMENT on `data` for an empty, undecodable, too long or too large recording;
+        FAILED_PRECONDITION for a decoder without an encoder (DiffRhythm 2's BigVGAN).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VocoderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -64,6 +81,11 @@ def add_VocoderServiceServicer_to_server(servicer, server):
                     servicer.Decode,
                     request_deserializer=songsmith_dot_v1_dot_vocoder__pb2.DecodeRequest.FromString,
                     response_serializer=songsmith_dot_v1_dot_vocoder__pb2.DecodeResponse.SerializeToString,
+            ),
+            'Encode': grpc.stream_stream_rpc_method_handler(
+                    servicer.Encode,
+                    request_deserializer=songsmith_dot_v1_dot_vocoder__pb2.EncodeRequest.FromString,
+                    response_serializer=songsmith_dot_v1_dot_vocoder__pb2.EncodeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -94,6 +116,33 @@ class VocoderService:
             '/songsmith.v1.VocoderService/Decode',
             songsmith_dot_v1_dot_vocoder__pb2.DecodeRequest.SerializeToString,
             songsmith_dot_v1_dot_vocoder__pb2.DecodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Encode(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/songsmith.v1.VocoderService/Encode',
+            songsmith_dot_v1_dot_vocoder__pb2.EncodeRequest.SerializeToString,
+            songsmith_dot_v1_dot_vocoder__pb2.EncodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

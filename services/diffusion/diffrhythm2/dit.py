@@ -132,7 +132,8 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class SelfAttention(nn.Module):
-    """Multi-head attention with per-head q/k RMSNorm, RoPE, no masking and no biases."""
+    """Multi-head attention with per-head q/k RMSNorm, RoPE and no biases; bidirectional, masked only
+    where a batch of songs pads its rows' histories to one length."""
 
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
@@ -150,8 +151,10 @@ class SelfAttention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],
         cache: AttentionCache | None,
         layer: int,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Attend from every token of `x` [B, N, dim] to the cached tokens and to all of `x`."""
+        """Attend from every token of `x` [B, N, dim] to the cached tokens and to all of `x`; `mask`
+        (boolean, broadcastable to [B, heads, N, keys]) marks the keys each row may see."""
         batch, length, _ = x.shape
 
         def heads(t: torch.Tensor) -> torch.Tensor:
@@ -162,7 +165,7 @@ class SelfAttention(nn.Module):
         v = heads(self.v_proj(x))
         if cache is not None:
             k, v = cache.extend(layer, k, v)
-        out = functional.scaled_dot_product_attention(q, k, v)
+        out = functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(out.transpose(1, 2).reshape(batch, length, -1))
 
 
@@ -197,9 +200,10 @@ class TransformerBlock(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor],
         cache: AttentionCache | None,
         layer: int,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run one block."""
-        x = x + self.self_attn(self.input_layernorm(x), rope, cache, layer)
+        x = x + self.self_attn(self.input_layernorm(x), rope, cache, layer, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -295,15 +299,17 @@ class DiT(nn.Module):
         position_ids: torch.Tensor,
         style: torch.Tensor,
         cache: AttentionCache | None = None,
+        attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict [B, N, mel_dim] from tokens x [B, N, 512] at times [B, N] and positions [B, N].
 
         style is [B, 512]. With a cache, every token also attends to the cached tokens, and the
-        cache decides whether this pass's keys and values are kept.
+        cache decides whether this pass's keys and values are kept. `attention_mask` (boolean,
+        [B, 1, 1, keys]) hides keys from rows whose history is shorter than the batch's longest.
         """
         time_emb = self.time_embed(time)
         h = self.input_embed(x, style, time_emb)
         rope = rotary_tables(position_ids, self.config.head_dim, h.dtype)
         for layer, block in enumerate(self.transformer_blocks):
-            h = block(h, rope, cache, layer)
+            h = block(h, rope, cache, layer, attention_mask)
         return self.proj_out(self.norm_out(h, time_emb))

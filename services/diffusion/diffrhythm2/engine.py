@@ -1,9 +1,11 @@
 """DiffRhythm 2's generation engine: validate a song request, then stream its latent blocks.
 
-`DiffusionEngine.sample` is the family's own typed call (the CLI and the benchmarks use it);
-`generate` is the stage's engine interface over it. Both check every input eagerly (raising
-InvalidArgumentError named after the request's proto fields) before they return the iterator that
-samples, so bad input fails at the call, not at the first block.
+`DiffusionEngine.sample` is the family's own typed call, one song sampled on its own in the
+caller's thread (the CLI and the benchmarks use it). `generate` is the stage's engine interface:
+songs called concurrently (one gRPC thread each) are sampled together by the engine's continuous
+batcher (`services.diffusion.batching` with `BatchedBlockSampler`), each song's numbers equal to
+`sample`'s. Both check every input eagerly (raising InvalidArgumentError named after the request's
+proto fields) before they return the iterator, so bad input fails at the call, not at the first block.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from services.diffusion.batching import BatchLimits, ContinuousBatcher
+from services.diffusion.diffrhythm2.batched import BatchedBlockSampler, SongInBatch
 from services.diffusion.diffrhythm2.checkpoint import load_dit, missing_model_files
 from services.diffusion.diffrhythm2.dit import COND_DIM, DiT
 from services.diffusion.diffrhythm2.sampler import BlockSampler, SampledBlock, block_count, end_of_song
-from services.diffusion.engine import GeneratedBlock, GenerationRequest, GenerationSettings
+from services.diffusion.engine import GeneratedBlock, GenerationEvent, GenerationRequest, GenerationSettings
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import (
     FailedPreconditionError,
@@ -49,6 +53,7 @@ MAX_TOKENS = 8192
 # model's latents stay within a few units. Far larger values only overflow the network into NaN.
 STYLE_LIMIT = 100.0
 LATENT_LIMIT = 1000.0
+DEFAULT_LIMITS = BatchLimits()
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -67,6 +72,23 @@ class LatentBlockResult:
         return (self.index * 10 + self.latents.shape[0]) / FRAMES_PER_SECOND
 
 
+def _check_finite(latents: np.ndarray, index: int) -> None:
+    """INTERNAL when a sampled block holds NaN or infinite latents: the song stops rather than return them."""
+    if not np.isfinite(latents).all():
+        raise InternalError(
+            f"the model produced NaN or infinite latents in block {index}; "
+            "the song stops here instead of returning them"
+        )
+
+
+def _finite_blocks(events: Iterator[GenerationEvent]) -> Iterator[GenerationEvent]:
+    """`events`, failing the song at the first block with non-finite latents."""
+    for event in events:
+        if isinstance(event, GeneratedBlock):
+            _check_finite(event.frames, event.index)
+        yield event
+
+
 def resolve_dtype(device: str, dtype: str) -> torch.dtype:
     """The torch dtype for a config's `dtype` name; CPU runs only in float32."""
     if dtype not in DTYPES:
@@ -81,12 +103,18 @@ def _describe(array: np.ndarray) -> str:
 
 
 class DiffusionEngine:
-    """A loaded DiT plus the block sampler, with request validation."""
+    """A loaded DiT, the block sampler and the batcher of concurrent songs, with request validation."""
 
     def __init__(
-        self, model: DiT, max_frames_cap: int = DEFAULT_MAX_FRAMES_CAP, info: ModelInfo | None = None
+        self,
+        model: DiT,
+        max_frames_cap: int = DEFAULT_MAX_FRAMES_CAP,
+        info: ModelInfo | None = None,
+        limits: BatchLimits = DEFAULT_LIMITS,
     ) -> None:
-        """Wrap a loaded model; `max_frames_cap` is the longest song a request may ask for."""
+        """Wrap a loaded model; `max_frames_cap` is the longest song a request may ask for, `limits`
+        bound the songs sampled together and waiting (the batcher's thread starts with the first
+        `generate`)."""
         self.model = model
         self.config = model.config
         self.max_frames_cap = max_frames_cap
@@ -94,6 +122,7 @@ class DiffusionEngine:
             name=FAMILY, family=FAMILY, revision="", families=(FAMILY,), frame_rate=float(FRAMES_PER_SECOND)
         )
         self._sampler = BlockSampler(model)
+        self.batcher = ContinuousBatcher(BatchedBlockSampler(model), limits, name="diffusion")
 
     @classmethod
     def load(
@@ -103,9 +132,11 @@ class DiffusionEngine:
         dtype: str = "float32",
         max_frames_cap: int = DEFAULT_MAX_FRAMES_CAP,
         name: str = "",
+        limits: BatchLimits = DEFAULT_LIMITS,
     ) -> DiffusionEngine:
         """Load `model.safetensors` and `config.json`/`model.json` from `model_dir`; `name` is the
-        name to serve the model under (default: the manifest's, else the folder's).
+        name to serve the model under (default: the manifest's, else the folder's); `limits` bound
+        the batch of concurrent songs.
 
         Raises FailedPreconditionError naming the missing file when the model is not installed.
         """
@@ -121,13 +152,14 @@ class DiffusionEngine:
             frame_rate=float(FRAMES_PER_SECOND),
             inputs=(LYRICS, STYLE_TEXT, STYLE_AUDIO),
         )
-        return cls(load_dit(path, device, resolve_dtype(device, dtype)), max_frames_cap, info)
+        return cls(load_dit(path, device, resolve_dtype(device, dtype)), max_frames_cap, info, limits)
 
     @classmethod
     def from_settings(cls, model_dir: Path, settings: GenerationSettings) -> DiffusionEngine:
         """`load` with the stage's settings (the family registry's entry point)."""
         cap = settings.max_frames_cap or DEFAULT_MAX_FRAMES_CAP
-        return cls.load(model_dir, settings.device, settings.dtype, cap, settings.name)
+        limits = BatchLimits(settings.max_batch, settings.max_queue, settings.retry_after_s)
+        return cls.load(model_dir, settings.device, settings.dtype, cap, settings.name, limits)
 
     @property
     def block_size(self) -> int:
@@ -136,37 +168,39 @@ class DiffusionEngine:
 
     def generate(
         self, request: GenerationRequest, token: CancellationToken | None = None
-    ) -> Iterator[GeneratedBlock]:
-        """The stage interface: the song's blocks after `request.prefix` (see `sample`)."""
+    ) -> Iterator[GenerationEvent]:
+        """The stage interface: the song's blocks after `request.prefix`, the same as `sample`
+        gives, sampled in a batch with the other songs in flight.
+
+        Raises InvalidArgumentError for bad input and ResourceExhaustedError when the batch and its
+        queue are full, both at the call. `token` is checked before every batched step.
+        """
         cfg = DEFAULT_CFG_STRENGTH if request.cfg_strength is None else request.cfg_strength
-        tokens = np.zeros(0, np.int64) if request.tokens is None else request.tokens
-        style = np.zeros(0, np.float32) if request.style is None else request.style
-        blocks = self.sample(
-            tokens,
-            style,
-            seed=request.seed,
-            steps=request.steps or DEFAULT_STEPS,
-            cfg_strength=cfg,
-            max_frames=request.max_frames or DEFAULT_SONG_FRAMES,
-            prefix=request.prefix,
-            token=token,
+        steps = request.steps or DEFAULT_STEPS
+        tokens, style, prefix = self._validate(
+            np.zeros(0, np.int64) if request.tokens is None else request.tokens,
+            np.zeros(0, np.float32) if request.style is None else request.style,
+            request.seed,
+            steps,
+            cfg,
+            request.max_frames or DEFAULT_SONG_FRAMES,
+            request.prefix,
         )
-        return (
-            GeneratedBlock(
-                block.index,
-                block.latents,
-                block.final,
-                block.max_blocks,
-                block.index * self.block_size + len(block.latents),
-            )
-            for block in blocks
-        )
+        max_frames = request.max_frames or DEFAULT_SONG_FRAMES
+        song = SongInBatch(tokens, style, request.seed, steps, cfg, max_frames, prefix)
+        return _finite_blocks(self.batcher.submit(song, token))
 
     def warm_up(self) -> None:
-        """Sample one short block so the first real request does not pay for kernel selection."""
+        """Sample one short block through the batcher so the first real request does not pay for
+        kernel selection."""
         silence = np.zeros(COND_DIM, np.float32)
-        for _ in self.sample(np.zeros(1, np.int64), silence, seed=0, steps=2, max_frames=1):
+        warm = GenerationRequest(tokens=np.zeros(1, np.int64), style=silence, steps=2, max_frames=1)
+        for _ in self.generate(warm):
             pass
+
+    def close(self) -> None:
+        """Stop the batcher's thread (songs still in flight end with an error)."""
+        self.batcher.close()
 
     def sample(
         self,
@@ -204,11 +238,7 @@ class DiffusionEngine:
     def _result(block: SampledBlock, max_blocks: int) -> LatentBlockResult:
         """The block as a result; a block with NaN or infinite latents fails the song instead (INTERNAL),
         so non-finite output never reaches a caller as success."""
-        if not np.isfinite(block.latents).all():
-            raise InternalError(
-                f"the model produced NaN or infinite latents in block {block.index}; "
-                "the song stops here instead of returning them"
-            )
+        _check_finite(block.latents, block.index)
         return LatentBlockResult(block.index, block.latents, block.final, max_blocks)
 
     def _validate(

@@ -61,6 +61,20 @@ def block_count(max_frames: int, block_size: int) -> int:
     return -(-max_frames // block_size)
 
 
+def close_block(song: list[np.ndarray], index: int, blocks: int, max_frames: int) -> tuple[np.ndarray, bool]:
+    """The frames of the song's newest block (`song[-1]`, block `index` of at most `blocks`) to hand
+    out, and whether the song ends with it: at the end marker (cut as `end_of_song` says) or at the
+    block limit (cut to `max_frames`)."""
+    latents = song[-1]
+    size = latents.shape[0]
+    end = end_of_song(np.concatenate(song))
+    final = end is not None or index == blocks - 1
+    if final:
+        kept = min(max_frames, (index + 1) * size if end is None else end)
+        latents = latents[: max(0, kept - index * size)]
+    return latents, final
+
+
 class BlockSampler:
     """Runs block flow matching with one DiT on one device."""
 
@@ -123,13 +137,8 @@ class BlockSampler:
                 clean = self._solve_block(
                     noise.to(self.device), grid, positions, styles, cache, cfg_strength, token
                 )
-                latents = clean[0].cpu().numpy()
-                song.append(latents)
-                end = end_of_song(np.concatenate(song))
-                final = end is not None or index == blocks - 1
-                if final:
-                    kept = min(max_frames, (index + 1) * size if end is None else end)
-                    latents = latents[: max(0, kept - index * size)]
+                song.append(clean[0].cpu().numpy())
+                latents, final = close_block(song, index, blocks, max_frames)
                 yield SampledBlock(index, latents, final)
                 if final:
                     return

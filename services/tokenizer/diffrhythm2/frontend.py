@@ -10,9 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.runtime.cancellation import CancellationToken
-from services.runtime.errors import FieldViolation, InvalidArgumentError
 from services.tokenizer.diffrhythm2.structure import (
-    LYRICS_FIELD,
     START_ID,
     STOP_ID,
     LineKind,
@@ -20,26 +18,13 @@ from services.tokenizer.diffrhythm2.structure import (
     instrumental_tokens,
     read_lyrics,
 )
-from services.tokenizer.engine import TokenizedLine, TokenizedLyrics, TokenizerSettings
+from services.tokenizer.engine import (
+    TokenizedLine,
+    TokenizedLyrics,
+    TokenizerSettings,
+    unreadable_lines_error,
+)
 from services.tokenizer.g2p.reader import LineReading, LyricReader, UnreadableLinesError
-
-# Unreadable lines named one by one in an error; the status message must stay small.
-MAX_REPORTED_LINES = 10
-
-
-def unreadable_lines_error(
-    exc: UnreadableLinesError, texts: list[str], numbers: dict[str, int]
-) -> InvalidArgumentError:
-    """INVALID_ARGUMENT on `lyrics` naming (up to ten of) the lines the reader could not read;
-    `texts` are the lines as read in the batch, `numbers` each text's first line number."""
-    violations = [
-        FieldViolation(LYRICS_FIELD, f"line {numbers[texts[index]]}: {reason}")
-        for index, reason in exc.failures[:MAX_REPORTED_LINES]
-    ]
-    if len(exc.failures) > MAX_REPORTED_LINES:
-        more = len(exc.failures) - MAX_REPORTED_LINES
-        violations.append(FieldViolation(LYRICS_FIELD, f"and {more} more lines that cannot be read"))
-    return InvalidArgumentError(violations=violations)
 
 
 class DiffRhythm2Lyrics:

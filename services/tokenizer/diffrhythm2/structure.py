@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from services.runtime.errors import InvalidArgumentError
-from services.tokenizer.limits import LyricsLimits
-
-LYRICS_FIELD = "lyrics"
+from services.tokenizer.limits import LYRICS_FIELD, LyricsLimits
 
 STRUCTURE_TAGS: dict[str, int] = {
     "start": 500,

@@ -148,10 +148,14 @@ class PreparedRun:
     dropped: str
 
 
-def normalize_mandarin(run: str) -> tuple[str, str]:
-    """The run as the reference reads it (`_` for spaces, digits in Chinese, only CJK and punctuation),
-    and the letters and digits that were dropped on the way, so callers can say what is not sung."""
-    text = _WHITESPACE_RE.sub("_", run)
+def normalize_mandarin(run: str, word_separators: bool = True) -> tuple[str, str]:
+    """The run as the reference reads it (digits in Chinese, only CJK and punctuation), and the
+    letters and digits that were dropped on the way, so callers can say what is not sung.
+
+    With `word_separators` (DiffRhythm 2) every space becomes the `_` word separator; without
+    (DiffRhythm v1) the run is stripped and its spaces simply vanish.
+    """
+    text = _WHITESPACE_RE.sub("_", run) if word_separators else run.strip()
     if _DIGIT_RE.search(text):
         text = cn2an.transform(text, "an2cn")
     text = ascii_punctuation(text)
@@ -302,9 +306,10 @@ class MandarinReader:
     def _bert_decides(self, word: str) -> bool:
         return word not in self._data.lexicon or word in self._data.polyphonic_chars
 
-    def prepare(self, run: str) -> PreparedRun:
-        """Normalize and split a run into words; raises RunTooLongError past the model's input size."""
-        text, dropped = normalize_mandarin(run)
+    def prepare(self, run: str, word_separators: bool = True) -> PreparedRun:
+        """Normalize and split a run into words (see `normalize_mandarin` for `word_separators`);
+        raises RunTooLongError past the model's input size."""
+        text, dropped = normalize_mandarin(run, word_separators)
         if len(text) > MAX_TEXT_CHARS:
             raise RunTooLongError(
                 f"{len(text)} characters once numbers are written out, more than the {MAX_TEXT_CHARS} "

@@ -68,9 +68,13 @@ class LyricReader:
         """Read one English and one Mandarin line so every library is ready before the first request."""
         self.read_lines(WARM_UP_LINES)
 
-    def read_lines(self, texts: Sequence[str], token: CancellationToken | None = None) -> list[LineReading]:
+    def read_lines(
+        self, texts: Sequence[str], token: CancellationToken | None = None, *, word_separators: bool = True
+    ) -> list[LineReading]:
         """Read sung lines (no tags) as the reference's `chn_eng_g2p` does, all in one batch.
 
+        `word_separators`: whether spaces inside a Mandarin run become the `_` word separator, as
+        DiffRhythm 2 reads them; DiffRhythm v1 drops them. English runs are read the same either way.
         Raises UnreadableLinesError listing every line (by index) that cannot be read.
         """
         plans: list[list[_RunRef]] = []
@@ -79,7 +83,7 @@ class LyricReader:
         failures: list[tuple[int, str]] = []
         for index, text in enumerate(texts):
             try:
-                plans.append(self._plan_line(text, english_runs, mandarin_runs))
+                plans.append(self._plan_line(text, english_runs, mandarin_runs, word_separators))
             except UnreadableLineError as exc:
                 failures.append((index, str(exc)))
         if failures:
@@ -93,7 +97,7 @@ class LyricReader:
         return [self._finish_line(plan, english, mandarin, mandarin_runs) for plan in plans]
 
     def _plan_line(
-        self, text: str, english_runs: list[str], mandarin_runs: list[PreparedRun]
+        self, text: str, english_runs: list[str], mandarin_runs: list[PreparedRun], word_separators: bool
     ) -> list[_RunRef]:
         segments = split_segments(text)
         if not segments:
@@ -108,7 +112,7 @@ class LyricReader:
                 plan.append(_RunRef("en", len(english_runs) - 1))
             else:
                 try:
-                    mandarin_runs.append(self._mandarin.prepare(segment.text))
+                    mandarin_runs.append(self._mandarin.prepare(segment.text, word_separators))
                 except RunTooLongError as exc:
                     raise UnreadableLineError(str(exc)) from exc
                 plan.append(_RunRef("zh", len(mandarin_runs) - 1))

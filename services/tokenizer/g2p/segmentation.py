@@ -73,5 +73,5 @@ def unreadable_reason(text: str) -> str:
         return "only digits, punctuation or symbols, nothing to sing (write numbers out in words)"
     return (
         f"no Mandarin characters or English letters to sing (found {', '.join(scripts)} letters); "
-        "the DiffRhythm 2 front end reads Mandarin and English only"
+        "the lyric front end reads Mandarin and English only"
     )

@@ -58,15 +58,16 @@ def _weight_norm_form(model: BigVGANGenerator) -> dict[str, torch.Tensor]:
     return state
 
 
-def write_demo_decoder(model_dir: Path) -> None:
-    """Write decoder.json and decoder.bin (seeded, so always the same weights) into `model_dir`."""
+def write_demo_decoder(model_dir: Path, config: dict = DEMO_CONFIG) -> None:
+    """Write decoder.json and decoder.bin (seeded, so always the same weights) into `model_dir`;
+    `config` is the decoder.json content (the benchmarks pass their own sizes)."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(DEMO_SEED)
-        model = BigVGANGenerator(DecoderConfig.from_dict(DEMO_CONFIG))
+        model = BigVGANGenerator(DecoderConfig.from_dict(config))
         for name, parameter in model.named_parameters():
             if name.endswith(("alpha", "beta")):
                 parameter.data.uniform_(-0.5, 0.5)
     torch.save({"generator": _weight_norm_form(model)}, model_dir / WEIGHTS_FILE)
-    (model_dir / CONFIG_FILE).write_text(json.dumps(DEMO_CONFIG, indent=2) + "\n", encoding="utf-8")
+    (model_dir / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

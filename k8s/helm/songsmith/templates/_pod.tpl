@@ -1,34 +1,71 @@
 {{/*
-The pod template of one component. Context: dict "root" $ "name" <component> "c" <values block>.
+The pod template of one component: the gateway, or one instance of the plan (a stage with its model
+folder). Context: dict "root" $ "instance" <plan instance>; the gateway's instance is
+{name: gateway, stage: gateway, settings: .Values.gateway}.
 */}}
 
 {{- define "songsmith.autoscaled" -}}
 {{- if and (ne .root.Values.autoscaling.mode "none") .c.autoscaling.enabled -}}true{{- end -}}
 {{- end -}}
 
-{{- define "songsmith.modelsMounted" -}}
-{{- if and (ne .name "gateway") .c.modelDir -}}true{{- end -}}
+{{/* The health check command of the images (docker/healthcheck.py), with the pod's own certificate under mTLS. */}}
+{{- define "songsmith.healthcheckCommand" -}}
+{{- $c := .instance.settings -}}
+- songsmith-healthcheck
+- --port={{ $c.port | int64 }}
+- --service={{ $c.healthService }}
+{{- if and .root.Values.mtls.enabled (ne .instance.stage "gateway") }}
+- --tls-dir=/etc/songsmith/tls
+- --server-name={{ include "songsmith.headlessName" (dict "root" .root "name" .instance.name) }}
+{{- end }}
 {{- end -}}
 
-{{- define "songsmith.probeAction" -}}
-{{- if and .root.Values.mtls.enabled (ne .name "gateway") -}}
+{{/* Startup and readiness: the component's health service reports SERVING (model loaded and warm,
+not draining). The kubelet's gRPC probe cannot present a client certificate, so under mTLS the
+stages run the health check command instead. */}}
+{{- define "songsmith.servingProbe" -}}
+{{- $c := .instance.settings -}}
+{{- if and .root.Values.mtls.enabled (ne .instance.stage "gateway") -}}
 exec:
   command:
-    - songsmith-healthcheck
-    - --port={{ .c.port }}
-    - --service={{ .c.healthService }}
-    - --tls-dir=/etc/songsmith/tls
-    - --server-name={{ include "songsmith.headlessName" . }}
+    {{- include "songsmith.healthcheckCommand" . | nindent 4 }}
 {{- else -}}
 grpc:
-  port: {{ .c.port }}
-  service: {{ .c.healthService }}
+  port: {{ $c.port | int64 }}
+  service: {{ $c.healthService }}
 {{- end -}}
 {{- end -}}
 
+{{/* Liveness: the server answers at all. A loading or draining pod reports NOT_SERVING: not ready,
+but alive, so it is not restarted. */}}
+{{- define "songsmith.aliveProbe" -}}
+exec:
+  command:
+    {{- include "songsmith.healthcheckCommand" . | nindent 4 }}
+    - --alive
+{{- end -}}
+
+{{/* Resources with the GPU limit of a `gpu: true` component added (unless it names one already). */}}
+{{- define "songsmith.podResources" -}}
+{{- $c := .instance.settings -}}
+{{- $resources := deepCopy ($c.resources | default dict) -}}
+{{- if $c.gpu -}}
+{{- $limits := $resources.limits | default dict -}}
+{{- $gpu := .root.Values.gpu.resourceName -}}
+{{- if not (hasKey $limits $gpu) -}}
+{{- $_ := set $limits $gpu 1 -}}
+{{- end -}}
+{{- $_ := set $resources "limits" $limits -}}
+{{- end -}}
+{{- include "songsmith.resources" $resources -}}
+{{- end -}}
+
+{{/* The variables of one component: listening, limits, drain, logs, tracing and its own settings. */}}
 {{- define "songsmith.env" -}}
 {{- $root := .root -}}
-{{- $c := .c -}}
+{{- $instance := .instance -}}
+{{- $c := $instance.settings -}}
+{{- $stage := $instance.stage -}}
 {{- $fullname := include "songsmith.fullname" $root -}}
 - name: POD_NAME
   valueFrom:
@@ -51,15 +88,15 @@ grpc:
 - name: SONGSMITH_HOST
   value: "0.0.0.0"
 - name: SONGSMITH_PORT
-  value: {{ $c.port | quote }}
+  value: {{ $c.port | int64 | quote }}
 - name: SONGSMITH_METRICS_PORT
-  value: {{ $c.metricsPort | quote }}
+  value: {{ $c.metricsPort | int64 | quote }}
 - name: SONGSMITH_MAX_MESSAGE_BYTES
   value: {{ $c.grpc.maxMessageBytes | int64 | quote }}
 - name: SONGSMITH_MAX_CONCURRENT
-  value: {{ $c.grpc.maxConcurrent | quote }}
+  value: {{ $c.grpc.maxConcurrent | int64 | quote }}
 - name: SONGSMITH_MAX_QUEUE
-  value: {{ $c.grpc.maxQueue | quote }}
+  value: {{ $c.grpc.maxQueue | int64 | quote }}
 - name: SONGSMITH_KEEPALIVE_TIME_S
   value: {{ $c.grpc.keepaliveTimeSeconds | quote }}
 - name: SONGSMITH_KEEPALIVE_TIMEOUT_S
@@ -78,18 +115,32 @@ grpc:
   value: {{ $root.Values.global.logLevel | quote }}
 - name: HF_HUB_OFFLINE
   value: "1"
-{{- if ne .name "gateway" }}
-{{- if $c.modelDir }}
+{{- if eq $stage "gateway" }}
+{{- include "songsmith.gatewayEnv" $root }}
+{{- else }}
+{{- if eq $stage "chart" }}
 - name: SONGSMITH_MODEL_DIR
-  value: {{ printf "%s/%s" $root.Values.models.mountPath $c.modelDir | quote }}
+  value: {{ $root.Values.stages.chart.model.path | quote }}
+{{- else if $instance.modelDir }}
+- name: SONGSMITH_MODEL_DIR
+  value: {{ printf "%s/%s" $root.Values.models.mountPath $instance.modelDir | quote }}
 {{- end }}
-{{- if $c.device }}
+{{- with $instance.modelName }}
+- name: SONGSMITH_MODEL_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- with $instance.family }}
+- name: SONGSMITH_FAMILY
+  value: {{ . | quote }}
+{{- end }}
+{{- $gpu := eq (toString $c.gpu) "true" }}
+{{- if ne $stage "tokenizer" }}
 - name: SONGSMITH_DEVICE
-  value: {{ $c.device | quote }}
+  value: {{ ternary "cuda" "cpu" $gpu | quote }}
 {{- end }}
-{{- if $c.dtype }}
+{{- if eq $stage "diffusion" }}
 - name: SONGSMITH_DTYPE
-  value: {{ $c.dtype | quote }}
+  value: {{ ternary $c.dtype "float32" $gpu | quote }}
 {{- end }}
 {{- if $root.Values.mtls.enabled }}
 - name: SONGSMITH_TLS_CERT
@@ -99,36 +150,9 @@ grpc:
 - name: SONGSMITH_TLS_CLIENT_CA
   value: /etc/songsmith/tls/ca.crt
 {{- end }}
-{{- else }}
-{{- range $stage := splitList " " (include "songsmith.stageNames" $root) }}
-- name: SONGSMITH_{{ upper $stage }}_TARGET
-  value: {{ printf "dns:///%s.%s.svc.%s:%v" (include "songsmith.headlessName" (dict "root" $root "name" $stage)) $root.Release.Namespace $root.Values.global.clusterDomain (index $root.Values.stages $stage).port | quote }}
-{{- end }}
-- name: SONGSMITH_MAX_RUNNING_JOBS
-  value: {{ $c.jobs.maxRunning | quote }}
-- name: SONGSMITH_MAX_QUEUED_JOBS
-  value: {{ $c.jobs.maxQueued | quote }}
-- name: SONGSMITH_JOB_TIMEOUT_S
-  value: {{ $c.jobs.timeoutSeconds | quote }}
-- name: SONGSMITH_DIFFUSION_RETRIES
-  value: {{ $c.jobs.diffusionRetries | quote }}
-- name: SONGSMITH_AUTH_TOKENS_FILE
-  value: /etc/songsmith/auth/{{ $c.auth.tokensKey }}
-- name: SONGSMITH_JOBS_DB
-  value: /var/lib/songsmith/jobs.sqlite3
-- name: SONGSMITH_RESULTS_DIR
-  value: /var/lib/songsmith/results
-{{- if $root.Values.mtls.enabled }}
-- name: SONGSMITH_STAGE_TLS_CA
-  value: /etc/songsmith/tls/ca.crt
-- name: SONGSMITH_STAGE_TLS_CERT
-  value: /etc/songsmith/tls/tls.crt
-- name: SONGSMITH_STAGE_TLS_KEY
-  value: /etc/songsmith/tls/tls.key
-{{- end }}
 {{- end }}
 - name: OTEL_SERVICE_NAME
-  value: songsmith-{{ .name }}
+  value: songsmith-{{ $instance.name }}
 {{- if $root.Values.tracing.enabled }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ include "songsmith.otlpEndpoint" $root | quote }}
@@ -148,20 +172,161 @@ grpc:
 {{- end }}
 {{- end -}}
 
+{{/* The gateway's own variables: the routed models, the chart stage, jobs and their store. */}}
+{{- define "songsmith.gatewayEnv" -}}
+{{- $root := . -}}
+{{- $g := .Values.gateway -}}
+{{- $plan := include "songsmith.plan" $root | fromYaml }}
+- name: SONGSMITH_MODELS
+  value: {{ include "songsmith.routesYaml" (dict "root" $root "plan" $plan) | trim | quote }}
+{{- if .Values.stages.chart.enabled }}
+- name: SONGSMITH_CHART_TARGET
+  value: {{ include "songsmith.target" (dict "root" $root "name" "chart" "port" .Values.stages.chart.port) | quote }}
+{{- end }}
+- name: SONGSMITH_MAX_RUNNING_JOBS
+  value: {{ $g.jobs.maxRunning | int64 | quote }}
+- name: SONGSMITH_MAX_QUEUED_JOBS
+  value: {{ $g.jobs.maxQueued | int64 | quote }}
+- name: SONGSMITH_JOB_TIMEOUT_S
+  value: {{ $g.jobs.timeoutSeconds | quote }}
+- name: SONGSMITH_RESUME_BUDGET_S
+  value: {{ $g.jobs.resumeBudgetSeconds | quote }}
+- name: SONGSMITH_AUTH_TOKENS_FILE
+  value: /etc/songsmith/auth/{{ $g.auth.tokensKey }}
+{{- with $g.jobs.database.existingSecret }}
+- name: SONGSMITH_JOBS_DB
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $g.jobs.database.key }}
+- name: SONGSMITH_JOB_LEASE_S
+  value: {{ $g.jobs.lease.seconds | quote }}
+- name: SONGSMITH_JOB_HEARTBEAT_S
+  value: {{ $g.jobs.lease.heartbeatSeconds | quote }}
+{{- else }}
+- name: SONGSMITH_JOBS_DB
+  value: /var/lib/songsmith/jobs.sqlite3
+{{- end }}
+- name: SONGSMITH_RESULTS_DIR
+  value: /var/lib/songsmith/results
+{{- if .Values.mtls.enabled }}
+- name: SONGSMITH_STAGE_TLS_CA
+  value: /etc/songsmith/tls/ca.crt
+- name: SONGSMITH_STAGE_TLS_CERT
+  value: /etc/songsmith/tls/tls.crt
+- name: SONGSMITH_STAGE_TLS_KEY
+  value: /etc/songsmith/tls/tls.key
+{{- end }}
+{{- end -}}
+
+{{/* Node placement: a `gpu: true` component gets the gpu block's node labels, tolerations and
+RuntimeClass under its own. A stage on a volume of its own (models.delivery volumePerStage) keeps its
+replicas on the node that mounts it. */}}
+{{- define "songsmith.placement" -}}
+{{- $root := .root -}}
+{{- $c := .instance.settings -}}
+{{- $gpu := $root.Values.gpu -}}
+{{- $nodeSelector := $c.nodeSelector | default dict -}}
+{{- $tolerations := $c.tolerations | default list -}}
+{{- $runtimeClass := $c.runtimeClassName -}}
+{{- if eq (toString $c.gpu) "true" -}}
+{{- $nodeSelector = merge (deepCopy $nodeSelector) $gpu.nodeSelector -}}
+{{- $tolerations = concat $gpu.tolerations $tolerations -}}
+{{- $runtimeClass = $runtimeClass | default $gpu.runtimeClassName -}}
+{{- end -}}
+{{- $affinity := deepCopy ($c.affinity | default dict) -}}
+{{- $ownVolume := and (include "songsmith.modelsMounted" .) (eq $root.Values.models.delivery "volumePerStage") -}}
+{{- if $ownVolume -}}
+{{- $podAffinity := $affinity.podAffinity | default dict -}}
+{{- $required := $podAffinity.requiredDuringSchedulingIgnoredDuringExecution | default list -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "songsmith.selectorLabels" (dict "root" $root "name" .instance.name) | fromYaml)) -}}
+{{- $_ := set $podAffinity "requiredDuringSchedulingIgnoredDuringExecution" (append $required $term) -}}
+{{- $_ := set $affinity "podAffinity" $podAffinity -}}
+{{- end -}}
+{{- with $nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $runtimeClass }}
+runtimeClassName: {{ . }}
+{{- end }}
+{{- if and $root.Values.global.topologySpread.enabled (not $ownVolume) }}
+topologySpreadConstraints:
+  - maxSkew: {{ $root.Values.global.topologySpread.maxSkew }}
+    topologyKey: {{ $root.Values.global.topologySpread.topologyKey }}
+    whenUnsatisfiable: {{ $root.Values.global.topologySpread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "songsmith.selectorLabels" (dict "root" $root "name" .instance.name) | nindent 8 }}
+{{- end }}
+{{- end -}}
+
+{{/* The volume the instance's models are on. */}}
+{{- define "songsmith.modelsVolume" -}}
+{{- $root := .root -}}
+{{- $models := $root.Values.models -}}
+- name: models
+{{- if eq $models.delivery "download" }}
+{{- if eq $models.podVolume.type "ephemeral" }}
+  ephemeral:
+    volumeClaimTemplate:
+      metadata:
+        labels:
+          {{- include "songsmith.componentLabels" (dict "root" $root "name" .instance.name "stage" .instance.stage) | nindent 10 }}
+      spec:
+        accessModes: [ReadWriteOnce]
+        {{- with $models.podVolume.storageClassName }}
+        storageClassName: {{ . }}
+        {{- end }}
+        resources:
+          requests:
+            storage: {{ $models.podVolume.size }}
+{{- else }}
+  emptyDir:
+    sizeLimit: {{ $models.podVolume.size }}
+{{- end }}
+{{- else if eq $models.delivery "volumePerStage" }}
+  persistentVolumeClaim:
+    claimName: {{ include "songsmith.componentName" (dict "root" $root "name" .instance.name) }}-models
+{{- else }}
+  persistentVolumeClaim:
+    claimName: {{ include "songsmith.sharedClaimName" $root }}
+{{- end }}
+{{- end -}}
+
 {{- define "songsmith.podTemplate" -}}
 {{- $root := .root -}}
-{{- $c := .c -}}
+{{- $instance := .instance -}}
+{{- $c := $instance.settings -}}
 {{- $g := $root.Values.global -}}
-{{- $image := include "songsmith.image" (dict "root" $root "image" $c.image) -}}
 {{- $models := $root.Values.models -}}
+{{- $variant := ternary $c.image.variant (ternary "cuda" "cpu" (eq (toString $c.gpu) "true")) (eq $instance.stage "gateway") -}}
+{{- $image := include "songsmith.image" (dict "root" $root "image" $c.image "variant" $variant) -}}
+{{- $labelContext := dict "root" $root "name" $instance.name "stage" (ternary "" $instance.stage (eq $instance.stage "gateway")) -}}
+{{- $mounted := include "songsmith.modelsMounted" . -}}
+{{- $loads := and $mounted (has $models.delivery (list "download" "volumePerStage")) -}}
+{{- $waits := and $mounted (eq $models.delivery "sharedVolume") (eq $models.sharedVolume.loader "job") -}}
+{{- $chartClaim := and (eq $instance.stage "chart") (eq $root.Values.stages.chart.model.from "claim") -}}
 metadata:
   labels:
-    {{- include "songsmith.componentLabels" . | nindent 4 }}
+    {{- include "songsmith.componentLabels" $labelContext | nindent 4 }}
   annotations:
-    {{- with $c.podAnnotations }}
-    {{- toYaml . | nindent 4 }}
+    {{- $annotations := dict "kubectl.kubernetes.io/default-container" $instance.stage }}
+    {{- if $root.Values.metrics.scrapeAnnotations }}
+    {{- $_ := set $annotations "prometheus.io/scrape" "true" }}
+    {{- $_ := set $annotations "prometheus.io/port" ($c.metricsPort | int64 | toString) }}
+    {{- $_ := set $annotations "prometheus.io/path" "/metrics" }}
     {{- end }}
-    kubectl.kubernetes.io/default-container: {{ .name }}
+    {{- /* The component's own annotations win. */}}
+    {{- toYaml (merge (deepCopy ($c.podAnnotations | default dict)) $annotations) | nindent 4 }}
 spec:
   serviceAccountName: {{ include "songsmith.serviceAccountName" $root }}
   automountServiceAccountToken: false
@@ -174,39 +339,16 @@ spec:
   {{- end }}
   securityContext:
     {{- toYaml $g.podSecurityContext | nindent 4 }}
-  {{- with $c.nodeSelector }}
-  nodeSelector:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  {{- with $c.tolerations }}
-  tolerations:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  {{- with $c.affinity }}
-  affinity:
-    {{- toYaml . | nindent 4 }}
-  {{- end }}
-  {{- with $c.runtimeClassName }}
-  runtimeClassName: {{ . }}
-  {{- end }}
-  {{- if $g.topologySpread.enabled }}
-  topologySpreadConstraints:
-    - maxSkew: {{ $g.topologySpread.maxSkew }}
-      topologyKey: {{ $g.topologySpread.topologyKey }}
-      whenUnsatisfiable: {{ $g.topologySpread.whenUnsatisfiable }}
-      labelSelector:
-        matchLabels:
-          {{- include "songsmith.selectorLabels" . | nindent 10 }}
-  {{- end }}
-  {{- if include "songsmith.modelsMounted" . }}
+  {{- include "songsmith.placement" . | nindent 2 }}
+  {{- if or $loads $waits }}
   initContainers:
-    {{- if eq $models.loader "job" }}
+    {{- if $waits }}
     - name: wait-for-models
       image: {{ $image }}
       imagePullPolicy: {{ $g.image.pullPolicy }}
       command: ["sh", "-c"]
       args:
-        - until [ -f {{ include "songsmith.modelsReadyFile" $root }} ]; do echo "waiting for the model job"; sleep 5; done
+        - until [ -f {{ include "songsmith.readyFile" (dict "root" $root "image" (include "songsmith.gatewayImage" $root)) }} ]; do echo "waiting for the model job"; sleep 5; done
       securityContext:
         {{- toYaml $g.containerSecurityContext | nindent 8 }}
       resources:
@@ -222,13 +364,13 @@ spec:
       imagePullPolicy: {{ $g.image.pullPolicy }}
       command: ["sh", "-c"]
       args:
-        - {{ include "songsmith.modelsCommand" $root | quote }}
+        - {{ include "songsmith.loaderScript" (dict "root" $root "instance" $instance "image" $image) | quote }}
       env:
-        {{- include "songsmith.modelsEnv" $root | nindent 8 }}
+        {{- include "songsmith.loaderEnv" $root | nindent 8 }}
       securityContext:
         {{- toYaml $g.containerSecurityContext | nindent 8 }}
       resources:
-        {{- include "songsmith.resources" $models.job.resources | nindent 8 }}
+        {{- include "songsmith.resources" $models.loader.resources | nindent 8 }}
       volumeMounts:
         - name: models
           mountPath: {{ $models.mountPath }}
@@ -239,40 +381,48 @@ spec:
     {{- end }}
   {{- end }}
   containers:
-    - name: {{ .name }}
+    - name: {{ $instance.stage }}
       image: {{ $image }}
       imagePullPolicy: {{ $g.image.pullPolicy }}
-      args: ["serve", {{ .name | quote }}]
+      args: ["serve", {{ $instance.stage | quote }}]
       ports:
         - name: grpc
-          containerPort: {{ $c.port }}
+          containerPort: {{ $c.port | int64 }}
           protocol: TCP
         - name: metrics
-          containerPort: {{ $c.metricsPort }}
+          containerPort: {{ $c.metricsPort | int64 }}
           protocol: TCP
       env:
         {{- include "songsmith.env" . | nindent 8 }}
       resources:
-        {{- include "songsmith.resources" $c.resources | nindent 8 }}
+        {{- include "songsmith.podResources" . | nindent 8 }}
       securityContext:
         {{- toYaml $g.containerSecurityContext | nindent 8 }}
       startupProbe:
-        {{- include "songsmith.probeAction" . | nindent 8 }}
+        {{- include "songsmith.servingProbe" . | nindent 8 }}
         {{- toYaml $c.probes.startup | nindent 8 }}
       readinessProbe:
-        {{- include "songsmith.probeAction" . | nindent 8 }}
+        {{- include "songsmith.servingProbe" . | nindent 8 }}
         {{- toYaml $c.probes.readiness | nindent 8 }}
       livenessProbe:
-        {{- include "songsmith.probeAction" . | nindent 8 }}
+        {{- include "songsmith.aliveProbe" . | nindent 8 }}
         {{- toYaml $c.probes.liveness | nindent 8 }}
       volumeMounts:
         - name: tmp
           mountPath: /tmp
         - name: home
           mountPath: /home/songsmith
-        {{- if include "songsmith.modelsMounted" . }}
+        {{- if $mounted }}
         - name: models
           mountPath: {{ $models.mountPath }}
+          readOnly: true
+        {{- end }}
+        {{- if $chartClaim }}
+        - name: chart-model
+          mountPath: {{ $root.Values.stages.chart.model.path }}
+          {{- with $root.Values.stages.chart.model.subPath }}
+          subPath: {{ . }}
+          {{- end }}
           readOnly: true
         {{- end }}
         {{- if $root.Values.mtls.enabled }}
@@ -280,7 +430,7 @@ spec:
           mountPath: /etc/songsmith/tls
           readOnly: true
         {{- end }}
-        {{- if eq .name "gateway" }}
+        {{- if eq $instance.stage "gateway" }}
         - name: auth
           mountPath: /etc/songsmith/auth
           readOnly: true
@@ -294,18 +444,22 @@ spec:
     - name: home
       emptyDir:
         sizeLimit: {{ $g.scratch.homeSizeLimit }}
-    {{- if include "songsmith.modelsMounted" . }}
-    - name: models
+    {{- if $mounted }}
+    {{- include "songsmith.modelsVolume" . | nindent 4 }}
+    {{- end }}
+    {{- if $chartClaim }}
+    - name: chart-model
       persistentVolumeClaim:
-        claimName: {{ include "songsmith.modelsClaimName" $root }}
+        claimName: {{ $root.Values.stages.chart.model.existingClaim }}
+        readOnly: true
     {{- end }}
     {{- if $root.Values.mtls.enabled }}
     - name: tls
       secret:
-        secretName: {{ include "songsmith.mtlsSecretName" . }}
+        secretName: {{ include "songsmith.mtlsSecretName" (dict "root" $root "name" $instance.name) }}
         defaultMode: 0440
     {{- end }}
-    {{- if eq .name "gateway" }}
+    {{- if eq $instance.stage "gateway" }}
     - name: auth
       secret:
         secretName: {{ include "songsmith.authSecretName" . }}
@@ -316,26 +470,9 @@ spec:
     - name: data
       {{- if $c.persistence.enabled }}
       persistentVolumeClaim:
-        claimName: {{ $c.persistence.existingClaim | default (printf "%s-data" (include "songsmith.componentName" .)) }}
+        claimName: {{ $c.persistence.existingClaim | default (printf "%s-data" (include "songsmith.componentName" (dict "root" $root "name" "gateway"))) }}
       {{- else }}
       emptyDir: {}
       {{- end }}
     {{- end }}
-{{- end -}}
-
-{{/* Environment of a container that downloads models (the job or the pull-models init container). */}}
-{{- define "songsmith.modelsEnv" -}}
-- name: HF_HUB_OFFLINE
-  value: "0"
-{{- range $key, $value := .Values.models.env }}
-- name: {{ $key }}
-  value: {{ $value | toString | quote }}
-{{- end }}
-{{- with .Values.models.huggingFaceTokenSecret }}
-- name: HF_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ . }}
-      key: HF_TOKEN
-{{- end }}
 {{- end -}}

@@ -1,10 +1,11 @@
 """Streaming decode: latent frames in as they arrive, PCM out as soon as those samples are final.
 
-The output equals the one-shot reference decode of the whole sequence whatever the arrival
-pattern, because every sample is taken from the same window the one-shot decode would paste last
-over it (see `windows`), and a sample is only released once no possible song length can change
-which window that is. Memory stays flat: the decoder keeps at most the last few dozen latent frames
-and at most two decoded windows, never the whole song.
+The output equals the one-shot reference chunked decode of the whole sequence whatever the
+arrival pattern, because every sample is taken from the same window the one-shot decode would paste
+last over it (see `windows`, whose `ChunkPlan` gives each family's window and overlap), and a
+sample is only released once no possible song length can change which window that is. Memory
+stays flat: the decoder keeps at most about one window of latent frames and at most two decoded
+windows, never the whole song.
 """
 
 from __future__ import annotations
@@ -15,17 +16,11 @@ import numpy as np
 
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import InvalidArgumentError
-from services.vocoder.diffrhythm2.windows import (
-    HOP_FRAMES,
-    TRIM_FRAMES,
-    WINDOW_FRAMES,
-    final_frame_count,
-    regular_owner_start,
-)
 from services.vocoder.engine import PcmPiece
+from services.vocoder.windows import ChunkPlan
 
 WindowDecoder = Callable[[np.ndarray], np.ndarray]
-# DiffRhythm 2's latents stay within a few units; far larger values only overflow the decoder.
+# Decoders' latents stay within a few units; far larger values only overflow the decoder.
 LATENT_LIMIT = 1000.0
 
 
@@ -53,10 +48,13 @@ class StreamingDecoder:
         channels: int,
         samples_per_frame: int,
         max_frames: int,
+        plan: ChunkPlan,
         token: CancellationToken | None = None,
     ) -> None:
-        """`decode_window` maps latents [frames, channels] to audio [audio channels, frames * spf]."""
+        """`decode_window` maps latents [frames, channels] to audio [audio channels, frames * spf];
+        `plan` is the family's window layout."""
         self._decode_window = decode_window
+        self._plan = plan
         self._channels = channels
         self._samples_per_frame = samples_per_frame
         self._max_frames = max_frames
@@ -111,8 +109,9 @@ class StreamingDecoder:
         return self._pieces_for(frames)
 
     def _pieces_for(self, frames: np.ndarray) -> Iterator[PcmPiece]:
-        for begin in range(0, len(frames), HOP_FRAMES):
-            self._append(frames[begin : begin + HOP_FRAMES])
+        hop = self._plan.hop_frames
+        for begin in range(0, len(frames), hop):
+            self._append(frames[begin : begin + hop])
             yield from self._release_final()
 
     def finish(self) -> list[PcmPiece]:
@@ -123,8 +122,9 @@ class StreamingDecoder:
         total = self._received
         if total == 0:
             return []
-        end_start = max(0, total - WINDOW_FRAMES)
-        audio = self._decoded.get(end_start) if total >= WINDOW_FRAMES else None
+        window = self._plan.window_frames
+        end_start = max(0, total - window)
+        audio = self._decoded.get(end_start) if total >= window else None
         if audio is None:
             audio = self._decode(end_start, total - end_start)
         pieces = [self._piece(audio, end_start, self._emitted, total)]
@@ -140,14 +140,15 @@ class StreamingDecoder:
     def _release_final(self) -> list[PcmPiece]:
         """Decode every newly complete hop-aligned window and release the frames that are now final."""
         pieces = []
-        while HOP_FRAMES * self._next_window + WINDOW_FRAMES <= self._received:
-            start = HOP_FRAMES * self._next_window
-            self._decoded[start] = self._decode(start, WINDOW_FRAMES)
+        plan = self._plan
+        while plan.hop_frames * self._next_window + plan.window_frames <= self._received:
+            start = plan.hop_frames * self._next_window
+            self._decoded[start] = self._decode(start, plan.window_frames)
             self._next_window += 1
-        final = final_frame_count(self._received)
+        final = plan.final_frame_count(self._received)
         while self._emitted < final:
-            owner = regular_owner_start(self._emitted)
-            owned_until = min(final, owner + HOP_FRAMES + TRIM_FRAMES)
+            owner = plan.owner_start(self._emitted)
+            owned_until = min(final, owner + plan.hop_frames + plan.trim_frames)
             pieces.append(self._piece(self._decoded[owner], owner, self._emitted, owned_until))
             self._emitted = owned_until
         self._forget_consumed()
@@ -155,10 +156,11 @@ class StreamingDecoder:
 
     def _forget_consumed(self) -> None:
         """Drop decoded windows and latent frames that no future sample can come from."""
-        needed_window = regular_owner_start(self._emitted)
+        plan = self._plan
+        needed_window = plan.owner_start(self._emitted)
         for start in [s for s in self._decoded if s < needed_window]:
             del self._decoded[start]
-        keep_from = max(0, min(HOP_FRAMES * self._next_window, self._received - WINDOW_FRAMES))
+        keep_from = max(0, min(plan.hop_frames * self._next_window, self._received - plan.window_frames))
         if keep_from > self._tail_start:
             self._tail = self._tail[keep_from - self._tail_start :].copy()
             self._tail_start = keep_from

@@ -1,0 +1,281 @@
+"""GPU benchmark: full-size models with random weights, song after song and many songs at once.
+
+A table of named cases (`CASES`). Each case measures one family on the given device: seconds per
+song, time to first audio, peak GPU memory and songs per hour, for each number of concurrent songs
+in `--counts` (default 1, 16, 64). The in-run baseline of every row is the same case at N = 1:
+the "vs N=1" column is its songs per hour over N = 1's.
+
+DiffRhythm 2 (`diffrhythm2`, `diffrhythm2+compile`): the published shapes exactly (DiT dim 2048,
+depth 16, heads 16, ff_mult 4, repa_dims [1024, 768], the REPA projectors dropped as after a load;
+decoder upsample_initial_channel 1536 with the published rates and kernels), seeded random weights,
+the DiT in `--dtype` (bfloat16) and the decoder in float32 (the vocoder stage has no half-precision
+setting); a 210 s song at 16 steps and cfg 2.0 with 300 lyric tokens (random weights never sing the
+end marker, so every song is the full 210 s). The songs go through the stage engines as the servers
+run them: `DiffusionEngine.generate` from one thread per song (continuous batching, up to N songs per
+step) and a streaming decode per song whose windows the vocoder batches (16 at a time on CUDA).
+First audio is the first final PCM of a song, counted from its submission (2 blocks, then one window
+decode). `+compile` wraps each transformer block's MLP in `torch.compile(dynamic=True)`; the
+attention and its cache stay eager (the history grows every block, which rules out CUDA graphs of
+the whole step without attending over the full capacity).
+
+Another family adds its cases by writing a function `Target -> list[Figures]` (usually around the
+full-size function its own bench module already has, e.g. `bench/diffrhythm1.py`) and an entry in
+`CASES`; the table, the options and the CPU smoke test come with it.
+
+`--tiny` runs every case at tiny shapes with short songs (the CPU test does, so this file cannot
+rot). The first line printed names the device (the card's name on CUDA).
+
+    .venv/bin/python -m bench.gpu [--cases diffrhythm2,diffrhythm2+compile] [--counts 1,16,64]
+        [--dtype bfloat16] [--seconds 210] [--steps 16] [--tiny] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from services.diffusion.batching import BatchLimits
+from services.diffusion.diffrhythm2.dit import COND_DIM, DiT, DiTConfig
+from services.diffusion.diffrhythm2.engine import DiffusionEngine
+from services.diffusion.engine import GeneratedBlock, GenerationRequest
+from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator, DecoderConfig
+from services.vocoder.diffrhythm2.demo import DEMO_CONFIG
+from services.vocoder.diffrhythm2.engine import VocoderEngine
+
+FULL_DIT = DiTConfig()  # the published config.json: dim 2048, depth 16, heads 16, ff_mult 4
+FULL_DECODER = {**DEMO_CONFIG, "upsample_initial_channel": 1536}  # the published decoder.json
+TINY_DIT = DiTConfig(dim=64, depth=2, heads=2, ff_mult=2, repa_depth=1, repa_dims=(32,))
+TINY_DECODER = {
+    **DEMO_CONFIG,
+    "upsample_rates": [10, 10, 12, 8],
+    "upsample_kernel_sizes": [20, 20, 24, 16],
+    "upsample_initial_channel": 16,
+    "resblock_kernel_sizes": [3],
+    "resblock_dilation_sizes": [[1]],
+}
+LYRIC_TOKENS = 300
+CFG_STRENGTH = 2.0
+FRAMES_PER_SECOND = 5
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how the cases run: device, model dtype, shapes (tiny for the CPU smoke run), song
+    length, steps, the numbers of concurrent songs and the torch.compile backend."""
+
+    device: str
+    dtype: torch.dtype
+    tiny: bool
+    seconds: float
+    steps: int
+    counts: tuple[int, ...]
+    compile_backend: str = "inductor"
+
+    @property
+    def cuda(self) -> bool:
+        """Whether timings need CUDA synchronisation and peak memory exists."""
+        return torch.device(self.device).type == "cuda"
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One row: a case at N concurrent songs."""
+
+    case: str
+    concurrent: int
+    song_seconds: float
+    seconds_per_song: float
+    first_audio_s: float
+    peak_gib: float
+    songs_per_hour: float
+
+
+def device_name(device: str) -> str:
+    """The card's name on CUDA, else the CPU's model name."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _reset_peak(target: Target) -> None:
+    if target.cuda:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib(target: Target) -> float:
+    return torch.cuda.max_memory_allocated() / 2**30 if target.cuda else float("nan")
+
+
+def diffrhythm2_models(target: Target, compiled: bool) -> tuple[DiT, VocoderEngine]:
+    """The DiT and the decoder at the target's shapes, seeded random weights, on its device."""
+    torch.manual_seed(0)
+    with torch.device(target.device):
+        model = DiT(TINY_DIT if target.tiny else FULL_DIT)
+        generator = BigVGANGenerator(DecoderConfig.from_dict(TINY_DECODER if target.tiny else FULL_DECODER))
+    model.drop_repa_projectors()
+    model = model.to(target.dtype).eval().requires_grad_(False)
+    if compiled:
+        for block in model.transformer_blocks:
+            block.mlp = torch.compile(block.mlp, dynamic=True, backend=target.compile_backend)
+    frames = round(target.seconds * FRAMES_PER_SECOND)
+    vocoder = VocoderEngine(generator.eval().requires_grad_(False), torch.device(target.device), frames)
+    return model, vocoder
+
+
+def _song_request(seed: int, target: Target) -> GenerationRequest:
+    rng = np.random.default_rng(seed)
+    style = rng.standard_normal(COND_DIM).astype(np.float32)
+    return GenerationRequest(
+        tokens=rng.integers(1, 1001, LYRIC_TOKENS).astype(np.int64),
+        style=style / np.linalg.norm(style),
+        seed=seed,
+        steps=target.steps,
+        cfg_strength=CFG_STRENGTH,
+        max_frames=round(target.seconds * FRAMES_PER_SECOND),
+    )
+
+
+def _one_song(
+    engine: DiffusionEngine, vocoder: VocoderEngine, request: GenerationRequest
+) -> tuple[float, float]:
+    """Generate and stream-decode one song; returns (seconds to its first PCM, seconds in all)."""
+    started = time.perf_counter()
+    first_audio = float("nan")
+    decoder = vocoder.stream()
+    for event in engine.generate(request):
+        if isinstance(event, GeneratedBlock) and decoder.push(event.frames) and first_audio != first_audio:
+            first_audio = time.perf_counter() - started
+    decoder.finish()
+    if first_audio != first_audio:
+        first_audio = time.perf_counter() - started
+    return first_audio, time.perf_counter() - started
+
+
+def _songs_at_once(
+    engine: DiffusionEngine, vocoder: VocoderEngine, target: Target, concurrent: int
+) -> tuple[list[tuple[float, float]], float]:
+    """`concurrent` songs submitted at once, one thread each; their (first audio, total) seconds and
+    the wall time of the lot."""
+    songs: list[tuple[float, float] | BaseException] = [RuntimeError("not run")] * concurrent
+
+    def run(index: int) -> None:
+        try:
+            songs[index] = _one_song(engine, vocoder, _song_request(index, target))
+        except BaseException as error:  # raised below, once every thread has ended
+            songs[index] = error
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(concurrent)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    for song in songs:
+        if isinstance(song, BaseException):
+            raise song
+    return songs, wall
+
+
+def diffrhythm2_case(target: Target, compiled: bool) -> list[Figures]:
+    """DiffRhythm 2 through its stage engines, N songs at once for each N of the target."""
+    name = "diffrhythm2+compile" if compiled else "diffrhythm2"
+    model, vocoder = diffrhythm2_models(target, compiled)
+    frames = round(target.seconds * FRAMES_PER_SECOND)
+    rows = []
+    for concurrent in target.counts:
+        engine = DiffusionEngine(model, frames, limits=BatchLimits(max_batch=concurrent, max_queue=0))
+        engine.warm_up()
+        vocoder.warm_up()
+        _reset_peak(target)
+        songs, wall = _songs_at_once(engine, vocoder, target, concurrent)
+        rows.append(
+            Figures(
+                case=name,
+                concurrent=concurrent,
+                song_seconds=target.seconds,
+                seconds_per_song=statistics.median(total for _, total in songs),
+                first_audio_s=statistics.median(first for first, _ in songs),
+                peak_gib=_peak_gib(target),
+                songs_per_hour=3600 * concurrent / wall,
+            )
+        )
+        engine.close()
+    vocoder.close()
+    return rows
+
+
+CASES: dict[str, Callable[[Target], list[Figures]]] = {
+    "diffrhythm2": functools.partial(diffrhythm2_case, compiled=False),
+    "diffrhythm2+compile": functools.partial(diffrhythm2_case, compiled=True),
+}
+
+
+def print_table(rows: list[Figures], target: Target) -> None:
+    """The markdown table; "vs N=1" compares songs per hour with the same case's N = 1 row."""
+    print(
+        f"\n{'tiny shapes' if target.tiny else 'published shapes'}, random weights, "
+        f"{str(target.dtype).removeprefix('torch.')}, {target.seconds:g} s songs, {target.steps} steps, "
+        f"cfg {CFG_STRENGTH:g}\n"
+    )
+    print("| case | N | s per song | first audio s | peak GiB | songs/hour | vs N=1 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    solo = {row.case: row.songs_per_hour for row in rows if row.concurrent == 1}
+    for row in rows:
+        ratio = f"{row.songs_per_hour / solo[row.case]:.2f}x" if row.case in solo else "-"
+        print(
+            f"| {row.case} | {row.concurrent} | {row.seconds_per_song:.2f} | {row.first_audio_s:.2f} | "
+            f"{row.peak_gib:.2f} | {row.songs_per_hour:.0f} | {ratio} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen cases on the device and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
+    parser.add_argument("--counts", default="1,16,64", help="concurrent songs, comma-separated")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"))
+    parser.add_argument("--seconds", type=float, default=210.0)
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes (the CPU smoke test)")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend of +compile")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.cases.split(",") if name not in CASES]
+    if unknown:
+        parser.error(f"unknown cases: {', '.join(unknown)}")
+    target = Target(
+        device=args.device,
+        dtype=getattr(torch, args.dtype),
+        tiny=args.tiny,
+        seconds=args.seconds,
+        steps=args.steps,
+        counts=tuple(int(n) for n in args.counts.split(",")),
+        compile_backend=args.compile_backend,
+    )
+    print(f"device: {device_name(args.device)} ({args.device}), torch {torch.__version__}", flush=True)
+    rows = [row for name in args.cases.split(",") for row in CASES[name](target)]
+    print_table(rows, target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

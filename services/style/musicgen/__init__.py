@@ -1,0 +1,41 @@
+"""MusicGen in the style stage: the T5 encoder's states for a prompt, and the one-hot chroma of a melody
+recording for melody models.
+
+A model folder is a MusicGen checkpoint in the Hugging Face Hub layout: `config.json` with
+`model_type` musicgen or musicgen_melody and a `text_encoder` section, the weights
+(`model.safetensors`, `pytorch_model.bin`, or either sharded with an index), the T5 tokenizer
+(`tokenizer.json`) and, for melody models, `preprocessor_config.json` (the chroma's settings).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.runtime.families import Family
+from services.runtime.hub_checkpoint import WEIGHT_FILES
+from services.runtime.model_files import read_json
+
+MODEL_TYPES = ("musicgen", "musicgen_melody")
+
+
+def _detect(model_dir: Path) -> bool:
+    config = read_json(model_dir, "config.json")
+    has_weights = any((model_dir / name).is_file() for name in WEIGHT_FILES)
+    return has_weights and config is not None and config.get("model_type") in MODEL_TYPES
+
+
+def _load(model_dir: Path, settings):
+    from services.style.musicgen.engine import MusicgenStyleEngine
+
+    return MusicgenStyleEngine.from_settings(model_dir, settings)
+
+
+FAMILY = Family(
+    name="musicgen",
+    detect=_detect,
+    load=_load,
+    describe=(
+        "config.json with model_type musicgen or musicgen_melody + model.safetensors "
+        "(or pytorch_model.bin, or shards) + tokenizer.json"
+    ),
+)
