@@ -25,6 +25,7 @@ protos: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd $(PROTO_DIR) && ../$(BIN)/buf lint
 
 test: lint
 	$(BIN)/python -m pytest

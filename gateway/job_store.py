@@ -86,6 +86,8 @@ class JobRecord:
     `owner` is the identity that submitted it (empty without authentication). `deadline_at` is the
     wall-clock time (seconds since the epoch) by which the song must be done. `attempt` counts the
     claims so far; `lease_holder` is the gateway running it now (empty when none is).
+    `trace_context` is the W3C trace context (`traceparent`, `tracestate`) of the call that
+    submitted it, so the song continues that trace on whichever gateway runs it.
     """
 
     job_id: str
@@ -106,6 +108,7 @@ class JobRecord:
     attempt: int = 0
     lease_holder: str = ""
     cancel_reason: str = ""
+    trace_context: dict[str, str] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:

@@ -8,6 +8,9 @@ gateway) or whose lease it lost, and removes expired jobs. A runner keeps each f
 block, so whoever claims the job next (after a restart, or after this gateway's lease expired)
 resumes after the last kept block and the song comes out the same. Every event a runner emits is
 also kept in the store: a watcher on another gateway gets the same events, relayed.
+
+A job keeps the trace context of the call that submitted it, so its song is one trace with that call
+whichever gateway runs it (a resumed run: a new trace linked to it; see `gateway/song_trace.py`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from gateway.job_store import (
 )
 from gateway.pipeline import Pipeline
 from gateway.results import ResultStore
+from gateway.song_metrics import SongMeter, job_finished, prepare_gateway
+from gateway.song_trace import song_failed, song_span, trace_carrier
 from gateway.stages import Block
 from gateway.validation import RequestLimits, audio_format, draw_seed, song_spec, validate_song
 from services.runtime import errors
@@ -103,9 +108,10 @@ def _page_offset(token: str) -> int:
 class _LiveJob:
     """A job this gateway runs: its lease, cancellation token and every event so far, for watchers."""
 
-    def __init__(self, lease: Lease, token: CancellationToken) -> None:
+    def __init__(self, lease: Lease, token: CancellationToken, meter: SongMeter) -> None:
         self.lease = lease
         self.token = token
+        self.meter = meter
         self.events: list[song_pb2.SongEvent] = []
         self.error: ServiceError | None = None
         self.finished = False
@@ -204,6 +210,17 @@ class JobManager:
         self._workers = ThreadPoolExecutor(self.settings.max_running, thread_name_prefix="job")
         self._threads: list[threading.Thread] = []
         store.listen(self._on_signal)
+        prepare_gateway([model.name for model in pipeline.router.models], self)
+
+    def live_states(self) -> dict[str, int]:
+        """`songsmith_jobs`: the jobs waiting in the queue (shared by every gateway on the store) and
+        the jobs this gateway runs now."""
+        with self._lock:
+            running = sum(1 for job in self._live.values() if not job.finished)
+        try:
+            return {"queued": self.store.count_queued(), "running": running}
+        except StoreUnavailableError:
+            return {"running": running}
 
     def start(self) -> int:
         """Start claiming and running jobs. A store only this gateway uses gets its running jobs
@@ -266,6 +283,7 @@ class JobManager:
                 now,
                 caller.identity,
                 deadline_at,
+                trace_context=trace_carrier(),
             )
         )
         if not created:
@@ -315,7 +333,8 @@ class JobManager:
         now = time.time()
         deadline_at = record.deadline_at or now + self.settings.job_timeout_s
         token = CancellationToken(time.monotonic() + deadline_at - now)
-        live = _LiveJob(Lease(record.job_id, self.holder, record.attempt), token)
+        meter = SongMeter(record.request.model, record.created_at, first_run=record.attempt <= 1)
+        live = _LiveJob(Lease(record.job_id, self.holder, record.attempt), token, meter)
         with self._lock:
             stopping = self._stopping.is_set()
             if not stopping:
@@ -382,9 +401,23 @@ class JobManager:
     def _run(self, record: JobRecord, live: _LiveJob) -> None:
         error: ServiceError | None = None
         interrupted = False
+        request = record.request
+        seconds = request.max_duration.ToNanoseconds() / 1e9
         try:
-            with job_scope(record.job_id):
+            with (
+                job_scope(record.job_id),
+                song_span(
+                    record.job_id,
+                    request.model,
+                    record.seed,
+                    seconds,
+                    record.trace_context,
+                    resumed=record.attempt > 1,
+                ) as span,
+            ):
                 error, interrupted = self._make_song(record, live)
+                if error is not None:
+                    song_failed(span, error_text(error.code, error.message))
                 if live.outcome_recorded:
                     pass
                 elif error is not None and self._stopping.is_set():
@@ -410,6 +443,7 @@ class JobManager:
             self._publish(live, _accepted(record))
 
             def emit(event: song_pb2.SongEvent) -> None:
+                live.meter.saw(event)
                 self._publish(live, event)
                 if event.HasField("progress") and event.progress.max_blocks:
                     progress = event.progress
@@ -439,6 +473,8 @@ class JobManager:
                 )
                 live.outcome_recorded = True
                 live.emit(done)
+            live.meter.finished(result.summary)
+            job_finished(song_pb2.JOB_STATE_SUCCEEDED)
             log.info("job finished: %.1f s of audio", result.summary.duration.ToNanoseconds() / 1e9)
             return None, False
         except (LeaseLostError, StoreUnavailableError) as exc:
@@ -481,6 +517,7 @@ class JobManager:
                 )
                 return False
             live.outcome_recorded = True
+        job_finished(state)
         live.finish(error)
         log.info("job ended: %s", error_text(error.code, error.message))
         return True

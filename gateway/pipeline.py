@@ -35,6 +35,7 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES
 from services.runtime.errors import CancelledError, FieldViolation, InvalidArgumentError, UnavailableError
 from services.runtime.model_info import LYRICS, MELODY_AUDIO, REFERENCE_AUDIO, STYLE_AUDIO, ModelInfo
+from services.runtime.tracing import carry_context
 from services.style.engine import CROP_WHOLE
 from songsmith.v1 import song_pb2
 
@@ -234,7 +235,8 @@ class Pipeline:
         timings: dict[str, float],
     ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         """Tokenize the lyrics, embed the style (and melody) and encode the recording to edit or
-        continue, all at once; a failure stops the others."""
+        continue, all at once; a failure stops the others. Each runs in the caller's context, so its
+        stage call belongs to the song's trace."""
         sibling = token.child()
         work: dict[str, tuple[str, Callable[[], np.ndarray]]] = {}
         if LYRICS in info.inputs and model.tokenizer is not None:
@@ -276,7 +278,9 @@ class Pipeline:
             return result
 
         with ThreadPoolExecutor(max_workers=max(1, len(work)), thread_name_prefix="conditioning") as pool:
-            futures = {name: pool.submit(timed, stage, run) for name, (stage, run) in work.items()}
+            futures = {
+                name: pool.submit(carry_context(timed), stage, run) for name, (stage, run) in work.items()
+            }
         token.check()
         failures = [f.exception() for f in futures.values() if f.exception() is not None]
         genuine = [error for error in failures if not isinstance(error, CancelledError)]
@@ -296,7 +300,8 @@ class Pipeline:
         kept: Sequence[Block],
         keep: BlockSink | None,
     ) -> Iterator[np.ndarray]:
-        """Blocks' frames from a producer thread, so generation runs ahead of decoding."""
+        """Blocks' frames from a producer thread (in the caller's context, so the generation call
+        belongs to the song's trace), so generation runs ahead of decoding."""
         handoff: queue.Queue = queue.Queue(maxsize=4)
         failure: list[BaseException] = []
         producer_token = token.child()
@@ -313,7 +318,9 @@ class Pipeline:
             except BaseException as exc:
                 failure.append(exc)
 
-        thread = threading.Thread(target=produce, name=f"generation-{song.request.job_id}", daemon=True)
+        thread = threading.Thread(
+            target=carry_context(produce), name=f"generation-{song.request.job_id}", daemon=True
+        )
         thread.start()
         try:
             while True:

@@ -23,6 +23,7 @@ DEMO_MODEL = "diffrhythm2"
 def run_demo(model_root: Path, output: Path, var_dir: Path, max_secs: float, port: int) -> int:
     """Make `output` from the example lyrics through a local stack; returns the exit code."""
     from gateway import model_store
+    from gateway.client import SongClient
     from gateway.launcher import LocalStack, plan
     from gateway.models import discover
 
@@ -40,7 +41,7 @@ def run_demo(model_root: Path, output: Path, var_dir: Path, max_secs: float, por
         settings = SongSettings(model=DEMO_MODEL, seed=7, max_secs=max_secs)
         lyrics = EXAMPLE_LYRICS.read_text(encoding="utf-8")
         song = Song("demo", build_request(lyrics, EXAMPLE_STYLE, None, output, settings), output)
-        report_song(song, make_song(RemoteRunner(stack.plan.gateway.address, ""), song, quiet=False))
+        report_song(song, make_song(RemoteRunner(SongClient(stack.plan.gateway.address)), song, quiet=False))
     finally:
         stack.stop()
     print(f"\nyour song is at {output.resolve()}")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gateway.commands.common import add_connection_options
+from gateway.commands.common import add_connection_options, connect
 from songsmith.v1 import song_pb2
 
 
@@ -29,11 +29,11 @@ def run_jobs(args: argparse.Namespace) -> int:
     """List, show, watch or cancel jobs on a gateway."""
     import grpc
 
-    from gateway.client import SongClient, consume
+    from gateway.client import consume
     from gateway.commands.songs import ProgressBar
     from services.runtime.interceptor import error_from_call
 
-    client = SongClient(args.server, args.token)
+    client = connect(args)
     stub, metadata = client.stub, client.metadata
     try:
         if args.jobs_command == "list":

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.commands.common import CommandError, add_connection_options, add_model_root
+from gateway.commands.common import CommandError, add_connection_options, add_model_root, connect
 
 
 def _local_models(model_root: Path) -> list[str]:
@@ -29,15 +29,14 @@ def _local_models(model_root: Path) -> list[str]:
     return lines
 
 
-def _served_models(server: str, token: str) -> list[str]:
+def _served_models(args: argparse.Namespace) -> list[str]:
     """One line per model a gateway routes to (ListModels), then one per stage of it."""
     import grpc
 
-    from gateway.client import SongClient
     from services.runtime.interceptor import error_from_call
     from songsmith.v1 import song_pb2
 
-    client = SongClient(server, token)
+    client = connect(args)
     try:
         reply = client.stub.ListModels(song_pb2.ListModelsRequest(), metadata=client.metadata, timeout=30)
     except grpc.RpcError as exc:
@@ -64,7 +63,7 @@ def run_models(args: argparse.Namespace) -> int:
 
     root = Path(args.model_root)
     if args.models_command == "list":
-        lines = _served_models(args.server, args.token) if args.server else _local_models(root)
+        lines = _served_models(args) if args.server else _local_models(root)
         print("\n".join(lines))
         return 0
     if args.models_command == "demo":

@@ -9,9 +9,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gateway.commands.common import CommandError, add_connection_options, add_model_root
+from gateway.commands.common import CommandError, add_connection_options, add_model_root, connect
 from songsmith.v1 import song_pb2
+
+if TYPE_CHECKING:
+    from gateway.client import SongClient
 
 # A batch line's lyrics or style ending like this names a file; a missing one is an error, not text.
 LYRICS_SUFFIXES = (".txt", ".lrc")
@@ -163,11 +167,9 @@ class LocalRunner:
 class RemoteRunner:
     """Makes songs through a gateway's SongService."""
 
-    def __init__(self, server: str, token: str) -> None:
-        """Connect to the gateway at `server` with bearer `token`."""
-        from gateway.client import SongClient
-
-        self._client = SongClient(server, token)
+    def __init__(self, client: SongClient) -> None:
+        """Make songs with `client`."""
+        self._client = client
 
     def make(self, song: Song, on_event: Callable[[song_pb2.SongEvent], None]) -> song_pb2.SongSummary:
         """Stream the song from the gateway into its output file."""
@@ -188,7 +190,7 @@ class RemoteRunner:
 def make_runner(args: argparse.Namespace) -> LocalRunner | RemoteRunner:
     """A gateway runner when `--server` is set, else the in-process one."""
     if args.server:
-        return RemoteRunner(args.server, args.token)
+        return RemoteRunner(connect(args))
     return LocalRunner(args.model_root)
 
 

@@ -10,6 +10,7 @@ seconds before a call gives up with StoreUnavailableError.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -166,7 +167,8 @@ class PostgresJobStore:
         def insert(conn: psycopg.Connection) -> tuple[JobRecord, bool]:
             inserted = conn.execute(
                 "INSERT INTO jobs (job_id, fingerprint, request, seed, state, created_at, updated_at, owner,"
-                " deadline_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (job_id) DO NOTHING",
+                " deadline_at, trace_context) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (job_id) DO NOTHING",
                 (
                     record.job_id,
                     record.fingerprint,
@@ -177,6 +179,7 @@ class PostgresJobStore:
                     record.updated_at,
                     record.owner,
                     record.deadline_at,
+                    json.dumps(record.trace_context),
                 ),
             ).rowcount
             if inserted:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 import numpy as np
@@ -12,7 +13,8 @@ from songsmith.v1 import song_pb2
 
 JOB_COLUMNS = (
     "job_id, fingerprint, request, seed, state, created_at, updated_at, owner, deadline_at, blocks_done,"
-    " max_blocks, seconds_generated, error, result, finished_at, attempt, lease_holder, cancel_reason"
+    " max_blocks, seconds_generated, error, result, finished_at, attempt, lease_holder, cancel_reason,"
+    " trace_context"
 )
 BLOCK_COLUMNS = "block_index, final, max_blocks, frames, latents, model, revision, dtype, frames_done"
 
@@ -38,6 +40,7 @@ def record_from_row(row: tuple) -> JobRecord:
         attempt,
         holder,
         cancel_reason,
+        trace_context,
     ) = row
     return JobRecord(
         job_id=job_id,
@@ -58,6 +61,7 @@ def record_from_row(row: tuple) -> JobRecord:
         attempt=attempt,
         lease_holder=holder,
         cancel_reason=cancel_reason,
+        trace_context=json.loads(trace_context) if trace_context else {},
     )
 
 

@@ -7,6 +7,7 @@ and signals go straight to this process's listeners.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -126,7 +127,7 @@ class SqliteJobStore:
         with self._transaction() as db:
             inserted = db.execute(
                 "INSERT OR IGNORE INTO jobs (job_id, fingerprint, request, seed, state, created_at,"
-                " updated_at, owner, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, owner, deadline_at, trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.job_id,
                     record.fingerprint,
@@ -137,6 +138,7 @@ class SqliteJobStore:
                     record.updated_at,
                     record.owner,
                     record.deadline_at,
+                    json.dumps(record.trace_context),
                 ),
             ).rowcount
             stored = self._get(db, record.job_id)

@@ -37,7 +37,7 @@ RANDOM_SEED_RANGE = (1, 100_000_000)
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `chart generate` to the songsmith CLI."""
-    chart = subparsers.add_parser("chart", help="osu!mania charts for a song (Mug-Diffusion)")
+    chart = subparsers.add_parser("chart")
     commands = chart.add_subparsers(dest="chart_command", required=True)
     generate = commands.add_parser(
         "generate",

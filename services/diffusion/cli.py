@@ -27,8 +27,8 @@ from services.runtime.family_cli import add_family_arguments, family_options, to
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `latents` command group (`latents generate`) to the songsmith CLI."""
-    latents = subparsers.add_parser("latents", help="generate and decode a song's frames")
+    """Add `latents generate` to the songsmith CLI (its `latents` group is listed by gateway/cli.py)."""
+    latents = subparsers.add_parser("latents")
     commands = latents.add_subparsers(dest="latents_command", required=True)
     generate = commands.add_parser(
         "generate",

@@ -11,6 +11,7 @@ from services.diffusion.engine import GenerationEngine, GenerationSettings
 from services.diffusion.families import GENERATION_FAMILIES
 from services.diffusion.servicer import DiffusionServicer
 from services.runtime.config import ServerConfig, load_config, option
+from services.runtime.metrics import FrameCount
 from services.runtime.server import StageSpec, serve
 from services.runtime.slot import ModelSlot
 from songsmith.v1 import diffusion_pb2, diffusion_pb2_grpc
@@ -62,7 +63,19 @@ def build_spec(config: DiffusionConfig) -> StageSpec:
     def register(server: grpc.Server, slot: ModelSlot) -> None:
         diffusion_pb2_grpc.add_DiffusionServiceServicer_to_server(DiffusionServicer(slot), server)
 
-    return StageSpec(name="diffusion", service_name=SERVICE_NAME, load=load, register=register)
+    return StageSpec(
+        name="diffusion",
+        service_name=SERVICE_NAME,
+        load=load,
+        register=register,
+        frames=FrameCount(f"/{SERVICE_NAME}/GenerateLatents", in_response=block_frames),
+        batches=True,
+    )
+
+
+def block_frames(response: diffusion_pb2.GenerateLatentsResponse) -> int:
+    """Frames of the block a GenerateLatents response carries (0 for a progress message)."""
+    return response.block.frames.shape[0] if response.HasField("block") and response.block.frames.shape else 0
 
 
 def main(argv: list[str] | None = None) -> None:

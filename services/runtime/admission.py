@@ -8,6 +8,7 @@ when its caller cancels or its deadline passes.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,7 +17,7 @@ from services.runtime.calls import call_token
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import ResourceExhaustedError
 from services.runtime.handlers import ApplicationInterceptor, guarded
-from services.runtime.metrics import QUEUE_DEPTH
+from services.runtime.metrics import QUEUE_DEPTH, QUEUE_WAIT
 
 _POLL_S = 0.05
 
@@ -39,6 +40,7 @@ class AdmissionController:
     @contextmanager
     def slot(self, token: CancellationToken) -> Iterator[None]:
         """Hold a place to work for the duration of the block, waiting in the queue if needed."""
+        arrived = time.perf_counter()
         with self._changed:
             if self._running >= self._max_concurrent:
                 if self._waiting >= self._max_queue:
@@ -57,6 +59,7 @@ class AdmissionController:
                     self._waiting -= 1
                     QUEUE_DEPTH.labels(self._stage).set(self._waiting)
             self._running += 1
+        QUEUE_WAIT.labels(self._stage).observe(time.perf_counter() - arrived)
         try:
             yield
         finally:

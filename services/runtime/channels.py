@@ -75,4 +75,4 @@ def create_channel(
         channel = grpc.secure_channel(target, credentials, options=options)
     else:
         channel = grpc.insecure_channel(target, options=options)
-    return traced_channel(channel)
+    return traced_channel(channel, target=target)

@@ -13,15 +13,19 @@ backs with huge pages when it is large, so receiving a big tensor does not pay a
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import ml_dtypes
 import numpy as np
-import torch
 from isal import isal_zlib
 
 from services.runtime.errors import InvalidArgumentError, ResourceExhaustedError
 from songsmith.v1 import tensor_pb2
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_CHUNK_BYTES = 1 << 20
 # Bounds on a received shape, checked before anything is allocated or reshaped: no tensor of ours
@@ -41,24 +45,39 @@ _NUMPY_DTYPES: dict[int, np.dtype] = {
 _WIRE_DTYPES: dict[np.dtype, int] = {
     np.dtype(dt).newbyteorder("="): code for code, dt in _NUMPY_DTYPES.items()
 }
-_TORCH_DTYPES: dict[int, torch.dtype] = {
-    tensor_pb2.DATA_TYPE_FLOAT32: torch.float32,
-    tensor_pb2.DATA_TYPE_FLOAT16: torch.float16,
-    tensor_pb2.DATA_TYPE_BFLOAT16: torch.bfloat16,
-    tensor_pb2.DATA_TYPE_INT64: torch.int64,
-    tensor_pb2.DATA_TYPE_INT32: torch.int32,
-    tensor_pb2.DATA_TYPE_INT16: torch.int16,
-    tensor_pb2.DATA_TYPE_BOOL: torch.bool,
-}
-_TORCH_WIRE: dict[torch.dtype, int] = {dt: code for code, dt in _TORCH_DTYPES.items()}
+
+
+def _torch_wire_code(dtype: torch.dtype) -> int:
+    """The wire dtype code of a torch dtype (TypeError for one the contract has no code for)."""
+    import torch
+
+    codes = {
+        torch.float32: tensor_pb2.DATA_TYPE_FLOAT32,
+        torch.float16: tensor_pb2.DATA_TYPE_FLOAT16,
+        torch.bfloat16: tensor_pb2.DATA_TYPE_BFLOAT16,
+        torch.int64: tensor_pb2.DATA_TYPE_INT64,
+        torch.int32: tensor_pb2.DATA_TYPE_INT32,
+        torch.int16: tensor_pb2.DATA_TYPE_INT16,
+        torch.bool: tensor_pb2.DATA_TYPE_BOOL,
+    }
+    if dtype not in codes:
+        raise TypeError(f"unsupported tensor dtype {dtype}")
+    return codes[dtype]
+
+
+def _is_torch_tensor(x: object) -> bool:
+    """True for a torch tensor; torch is never imported for it (an object of a module not yet loaded
+    cannot be one), so processes that send only numpy arrays never load torch."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def _as_numpy(x: np.ndarray | torch.Tensor) -> tuple[np.ndarray, int]:
     """A little-endian, C-contiguous numpy view of `x` and its wire dtype code."""
-    if isinstance(x, torch.Tensor):
-        if x.dtype not in _TORCH_WIRE:
-            raise TypeError(f"unsupported tensor dtype {x.dtype}")
-        code = _TORCH_WIRE[x.dtype]
+    if _is_torch_tensor(x):
+        import torch
+
+        code = _torch_wire_code(x.dtype)
         tensor = x.detach().cpu().contiguous()
         if tensor.dtype == torch.bfloat16:
             array = tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
@@ -132,6 +151,8 @@ def _checked_bools(array: np.ndarray, field: str) -> np.ndarray:
 
 def numpy_to_torch(array: np.ndarray) -> torch.Tensor:
     """A torch tensor owning a copy of `array` (bfloat16 included)."""
+    import torch
+
     if array.dtype == ml_dtypes.bfloat16:
         return torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16)
     return torch.from_numpy(array.copy())

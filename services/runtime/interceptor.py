@@ -109,6 +109,11 @@ class ErrorInterceptor(grpc.ServerInterceptor):
     def _abort(self, context: grpc.ServicerContext, exc: Exception, method: str) -> None:
         if context.code() not in (None, grpc.StatusCode.OK):
             raise exc  # already aborted by grpc itself; keep its status
+        if isinstance(exc, grpc.RpcError) and not context.is_active():
+            # Reading the request stream of a call its caller cancelled, dropped or let expire:
+            # not a fault of this service. grpc knows its own error and ends the call quietly.
+            log.debug("%s ended by its caller", method)
+            raise exc
         if not isinstance(exc, ServiceError):
             log.exception("unexpected error in %s", method)
             exc = InternalError(f"internal error: {type(exc).__name__}: {exc}")

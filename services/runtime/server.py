@@ -21,18 +21,25 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from services.runtime.admission import AdmissionController, AdmissionInterceptor
 from services.runtime.config import ServerConfig
 from services.runtime.errors import FailedPreconditionError, ServiceError
 from services.runtime.interceptor import ErrorInterceptor
 from services.runtime.logs import setup_logging
-from services.runtime.metrics import MetricsInterceptor, start_metrics_server
+from services.runtime.metrics import (
+    MODEL_LOAD,
+    FrameCount,
+    MetricsInterceptor,
+    prepare_stage,
+    service_methods,
+    start_metrics_server,
+)
 from services.runtime.model_service import SERVICE_NAME as MODEL_INFO_SERVICE
 from services.runtime.model_service import ModelInfoServicer
+from services.runtime.reflection import enable_reflection
 from services.runtime.slot import ModelSlot
-from services.runtime.tracing import setup_tracing, shutdown_tracing, tracing_server_interceptor
+from services.runtime.tracing import TracingServerInterceptor, setup_tracing, shutdown_tracing
 from songsmith.v1 import model_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,8 @@ class StageSpec:
     before admission control (the gateway's authentication, for example). `close`, when given, is
     called with the loaded engine after the server has drained. A model stage also serves
     ModelInfoService from its engine's `info` (`serves_model_info`; the gateway hosts no model).
+    `frames` says where the frames the stage makes or decodes travel (`songsmith_frames_total`);
+    `batches` marks a stage that batches songs (`songsmith_batch_size` exists from start-up).
     """
 
     name: str
@@ -58,6 +67,8 @@ class StageSpec:
     interceptors: list[grpc.ServerInterceptor] = field(default_factory=list)
     close: Callable[[Any], None] | None = None
     serves_model_info: bool = True
+    frames: FrameCount | None = None
+    batches: bool = False
 
 
 def _read(path: str) -> bytes:
@@ -110,8 +121,8 @@ class StageServer:
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{spec.name}-rpc"),
             interceptors=[
-                tracing_server_interceptor(),
-                MetricsInterceptor(spec.name),
+                TracingServerInterceptor(),
+                MetricsInterceptor(spec.name, spec.frames),
                 ErrorInterceptor(spec.name),
                 *spec.interceptors,
                 AdmissionInterceptor(admission),
@@ -121,11 +132,13 @@ class StageServer:
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         spec.register(self._server, self.slot)
-        services = [spec.service_name, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        application = [spec.service_name]
         if spec.serves_model_info:
             model_pb2_grpc.add_ModelInfoServiceServicer_to_server(ModelInfoServicer(self.slot), self._server)
-            services.append(MODEL_INFO_SERVICE)
-        reflection.enable_server_reflection(services, self._server)
+            application.append(MODEL_INFO_SERVICE)
+        enable_reflection([*application, health.SERVICE_NAME], self._server)
+        methods = [method for service in application for method in service_methods(service)]
+        prepare_stage(spec.name, methods, frames=spec.frames is not None, batches=spec.batches)
         self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     def _set_health(self, status: int) -> None:
@@ -147,6 +160,7 @@ class StageServer:
 
     def load(self) -> bool:
         """Load the engine; SERVING on success. On failure, calls get the reason; returns False."""
+        started = time.perf_counter()
         try:
             engine = self.spec.load()
         except ServiceError as exc:
@@ -159,9 +173,11 @@ class StageServer:
             log.exception("%s could not load its model", self.spec.name)
             self.slot.fail(FailedPreconditionError(f"model failed to load: {type(exc).__name__}: {exc}"))
             return False
+        took = time.perf_counter() - started
+        MODEL_LOAD.labels(self.spec.name).set(took)
         self.slot.fill(engine)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        log.info("%s is serving", self.spec.name)
+        log.info("%s is serving (loaded in %.1f s)", self.spec.name, took)
         return True
 
     def stop(self, grace: float | None = None) -> None:

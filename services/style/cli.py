@@ -24,8 +24,8 @@ CLI_LIMITS = StyleLimits(
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `style` command group (`style embed`) to the songsmith CLI."""
-    style = subparsers.add_parser("style", help="style conditioning from a prompt or a recording")
+    """Add `style embed` to the songsmith CLI (its `style` group is listed by gateway/cli.py)."""
+    style = subparsers.add_parser("style")
     commands = style.add_subparsers(dest="style_command", required=True)
     embed = commands.add_parser(
         "embed",

@@ -20,8 +20,8 @@ TEXT_COLUMN_WIDTH = 44
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `lyrics` command group (`lyrics tokenize`) to the songsmith CLI."""
-    lyrics = subparsers.add_parser("lyrics", help="lyrics to a model's tokens")
+    """Add `lyrics tokenize` to the songsmith CLI (its `lyrics` group is listed by gateway/cli.py)."""
+    lyrics = subparsers.add_parser("lyrics")
     commands = lyrics.add_subparsers(dest="lyrics_command", required=True)
     tokenize = commands.add_parser(
         "tokenize",

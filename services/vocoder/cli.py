@@ -20,7 +20,7 @@ OUTPUT_SUFFIXES = (".npy", ".wav")
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `latents decode` to the songsmith CLI (the `latents` group is shared with the generation stage)."""
-    latents = subparsers.add_parser("latents", help="generate and decode a song's frames")
+    latents = subparsers.add_parser("latents")
     commands = latents.add_subparsers(dest="latents_command", required=True)
     decode = commands.add_parser(
         "decode",

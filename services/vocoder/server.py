@@ -8,6 +8,7 @@ import grpc
 import torch
 
 from services.runtime.config import ServerConfig, load_config, option
+from services.runtime.metrics import FrameCount
 from services.runtime.server import StageSpec, serve
 from services.runtime.slot import ModelSlot
 from services.vocoder.engine import VocoderEngine, VocoderSettings
@@ -54,7 +55,19 @@ def build_spec(config: VocoderConfig) -> StageSpec:
     def register(server: grpc.Server, slot: ModelSlot) -> None:
         vocoder_pb2_grpc.add_VocoderServiceServicer_to_server(VocoderServicer(slot), server)
 
-    return StageSpec(name="vocoder", service_name=SERVICE_NAME, load=load, register=register)
+    return StageSpec(
+        name="vocoder",
+        service_name=SERVICE_NAME,
+        load=load,
+        register=register,
+        frames=FrameCount(f"/{SERVICE_NAME}/Decode", in_request=request_frames),
+        batches=True,
+    )
+
+
+def request_frames(request: vocoder_pb2.DecodeRequest) -> int:
+    """Frames of the block a Decode request carries."""
+    return request.frames.shape[0] if request.frames.shape else 0
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -76,7 +76,7 @@ def test_the_backend_follows_the_location(store: JobStore, location: str) -> Non
     expected = PostgresJobStore if location.startswith("postgresql://") else SqliteJobStore
     assert isinstance(store, expected)
     assert store.shared is (expected is PostgresJobStore)
-    assert store.schema_version() == latest_version("sqlite") == latest_version("postgresql") == 3
+    assert store.schema_version() == latest_version("sqlite") == latest_version("postgresql") == 4
 
 
 def test_one_id_is_one_job_even_when_inserted_at_once(store: JobStore, location: str) -> None:
@@ -134,6 +134,23 @@ def test_claims_hand_out_each_job_once_oldest_first(store: JobStore, location: s
         claimer.close()
     assert sorted(claimed) == [f"job-{n:02d}" for n in range(1, 12)]
     assert store.claim("gw-1", 30) is None and store.count_queued() == 0
+
+
+def test_the_submitters_trace_context_reaches_every_claim(store: JobStore) -> None:
+    """Whichever gateway claims a job, and at every attempt, gets the trace context it was submitted
+    with (the song continues that trace, or links to it when resumed)."""
+    context = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "a=1"}
+    submitted = job("traced", 1.0)
+    submitted.trace_context = context
+    store.insert_if_absent(submitted)
+    store.insert_if_absent(job("untraced", 2.0))
+    assert store.get("traced").trace_context == context
+    first = store.claim("gw-1", 30)
+    assert (first.job_id, first.attempt, first.trace_context) == ("traced", 1, context)
+    store.release(Lease("traced", "gw-1", 1))
+    again = store.claim("gw-2", 30)
+    assert (again.job_id, again.attempt, again.trace_context) == ("traced", 2, context)
+    assert store.claim("gw-1", 30).trace_context == {}
 
 
 def test_an_expired_lease_passes_the_job_on_and_fences_the_old_runner(store: JobStore) -> None:

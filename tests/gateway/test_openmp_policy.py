@@ -68,17 +68,22 @@ def test_latents_generate_runs_with_passive_waiting_unless_told_otherwise(
 
 
 @pytest.mark.parametrize("command", ["generate", "batch"])
-def test_song_commands_load_torch_with_passive_waiting(tmp_path: Path, command: str) -> None:
-    """`generate` and `batch` in this process (no model installed: they stop after loading torch)."""
+def test_song_commands_load_torch_with_passive_waiting(
+    demo_models: Path, tmp_path: Path, command: str
+) -> None:
+    """`generate` and `batch` in this process, one short song on the demo model."""
     lyrics = tmp_path / "lyrics.txt"
     lyrics.write_text("[verse]\nla la la\n", encoding="utf-8")
     songs = tmp_path / "songs.jsonl"
-    songs.write_text(json.dumps({"song_name": "a", "style_prompt": "pop", "lyrics": str(lyrics)}) + "\n")
-    where = ["--local", "--model-root", str(tmp_path / "no-models")]
+    line = {"song_name": "a", "style_prompt": "pop", "lyrics": str(lyrics), "max_secs": 2, "steps": 2}
+    songs.write_text(json.dumps(line) + "\n")
+    where = ["--local", "--model-root", str(demo_models)]
     argv = {
         "generate": ["generate", "--lyrics", str(lyrics), "--style", "pop", "-o", str(tmp_path / "a.wav")],
         "batch": ["batch", str(songs), "-o", str(tmp_path / "out")],
     }[command]
+    if command == "generate":
+        argv += ["--max-secs", "2", "--steps", "2"]
     policy, done = _policy_when_torch_loaded([*argv, *where, "--quiet"], None)
-    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
     assert policy == "PASSIVE"

@@ -6,9 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -16,7 +14,6 @@ import pytest
 from google.protobuf import wrappers_pb2
 from grpc_health.v1 import health_pb2
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -24,6 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from services.runtime.tracing import traced_channel
 from tests.helpers import free_port, health_status, wait_for_health
+from tests.otlp import otlp_receiver
 from tests.runtime.harness import SERVICE, HarnessClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,33 +29,11 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
-class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
-    """A minimal OTLP/gRPC trace collector that keeps every span it is sent."""
-
-    def __init__(self) -> None:
-        self.spans: list[tuple[str, trace_pb2.Span]] = []
-        self._lock = threading.Lock()
-
-    def Export(self, request, context):  # noqa: N802 - gRPC method name
-        with self._lock:
-            for resource_spans in request.resource_spans:
-                attributes = resource_spans.resource.attributes
-                service = next((a.value.string_value for a in attributes if a.key == "service.name"), "")
-                for scope in resource_spans.scope_spans:
-                    self.spans += [(service, span) for span in scope.spans]
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
 @pytest.fixture
-def otlp_receiver():
+def otlp():
     """An OTLP receiver listening on 127.0.0.1; yields (receiver, port)."""
-    receiver = OtlpReceiver()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield receiver, port
-    server.stop(0)
+    with otlp_receiver() as running:
+        yield running
 
 
 def _start_harness(port: int, **env: str) -> subprocess.Popen:
@@ -93,8 +69,8 @@ def test_sigterm_lets_the_in_flight_call_finish() -> None:
     assert "draining" in output and "stopped" in output
 
 
-def test_one_call_is_one_trace_with_client_and_server_spans(otlp_receiver) -> None:
-    receiver, receiver_port = otlp_receiver
+def test_one_call_is_one_trace_with_client_and_server_spans(otlp) -> None:
+    receiver, receiver_port = otlp
     port = free_port()
     process = _start_harness(
         port,
@@ -110,7 +86,7 @@ def test_one_call_is_one_trace_with_client_and_server_spans(otlp_receiver) -> No
     plain = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         wait_for_health(plain, SERVING, timeout=60)
-        client = HarnessClient(traced_channel(plain, client_provider))
+        client = HarnessClient(traced_channel(plain, client_provider, target=f"127.0.0.1:{port}"))
         assert client.sleep(wrappers_pb2.DoubleValue(value=0.01), timeout=10).value == "slept"
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -119,12 +95,20 @@ def test_one_call_is_one_trace_with_client_and_server_spans(otlp_receiver) -> No
         client_provider.shutdown()
         if process.poll() is None:
             process.kill()
-    method = f"/{SERVICE}/Sleep"
-    spans = [(service, span) for service, span in receiver.spans if span.name == method]
-    by_kind = {span.kind: (service, span) for service, span in spans}
-    client_service, client_span = by_kind[trace_pb2.Span.SPAN_KIND_CLIENT]
-    server_service, server_span = by_kind[trace_pb2.Span.SPAN_KIND_SERVER]
-    assert (client_service, server_service) == ("test-client", "harness-under-test")
-    assert client_span.trace_id == server_span.trace_id
-    assert server_span.parent_span_id == client_span.span_id
-    assert {span.trace_id for _, span in spans} == {client_span.trace_id}
+    method = f"{SERVICE}/Sleep"
+    spans = [received for received in receiver.spans if received.span.name == method]
+    by_kind = {received.span.kind: received for received in spans}
+    client = by_kind[trace_pb2.Span.SPAN_KIND_CLIENT]
+    server = by_kind[trace_pb2.Span.SPAN_KIND_SERVER]
+    assert (client.service, server.service) == ("test-client", "harness-under-test")
+    assert client.span.trace_id == server.span.trace_id
+    assert server.span.parent_span_id == client.span.span_id
+    assert {received.span.trace_id for received in spans} == {client.span.trace_id}
+    for received in (client, server):
+        attributes = received.attributes
+        assert attributes["rpc.system.name"] == "grpc"
+        assert attributes["rpc.method"] == method
+        assert attributes["rpc.response.status_code"] == "OK"
+    assert client.attributes["server.address"] == "127.0.0.1"
+    assert client.attributes["server.port"] == port
+    assert server.attributes["network.peer.address"] == "127.0.0.1"
