@@ -340,7 +340,7 @@ def test_a_first_release_sqlite_file_is_migrated_with_its_jobs(tmp_path: Path) -
     store = SqliteJobStore(path)
     record = store.get("old")
     assert (record.request, record.state, record.finished_at, record.owner) == (message, SUCCEEDED, 6.0, "")
-    assert store.schema_version() == 3
+    assert store.schema_version() == 4
     store.close()
 
 
@@ -353,7 +353,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path, postgres_url: str) -> None:
         else:
             with sqlite3.connect(location) as conn:
                 conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")
-        with pytest.raises(FailedPreconditionError, match="schema version 99; this gateway knows up to 3"):
+        with pytest.raises(FailedPreconditionError, match="schema version 99; this gateway knows up to 4"):
             open_job_store(location)
 
 
@@ -367,12 +367,13 @@ def test_gateways_starting_together_migrate_once(postgres_url: str) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(stores) == 5 and {s.schema_version() for s in stores} == {3}
+    assert len(stores) == 5 and {s.schema_version() for s in stores} == {4}
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall() == [
             (1,),
             (2,),
             (3,),
+            (4,),
         ]
     for opened in stores:
         opened.close()
