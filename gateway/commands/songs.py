@@ -128,9 +128,14 @@ class ProgressBar:
         self._bar = tqdm(desc=name, unit="block", disable=quiet, leave=False, file=sys.stderr)
 
     def __call__(self, event: song_pb2.SongEvent) -> None:
-        """Advance on a generation progress event; print a notice above the bar."""
+        """Advance on a generation progress event, show the chart sampler's steps; print a notice above
+        the bar."""
         if event.HasField("notice"):
             self._bar.write(f"note: {event.notice.message}", file=sys.stderr)
+        if event.HasField("progress") and event.progress.stage == "chart":
+            chart = event.progress
+            self._bar.set_postfix_str(f"chart step {chart.step}/{chart.total_steps}", refresh=True)
+            return
         if not (event.HasField("progress") and event.progress.stage == "diffusion"):
             return
         progress = event.progress
@@ -244,7 +249,10 @@ def report_song(song: Song, summary: song_pb2.SongSummary) -> None:
     if summary.HasField("charts"):
         charts = summary.charts
         notes = ", ".join(f"{chart.version} {chart.hit_objects} notes" for chart in charts.charts)
-        print(f"{song.osz_output}: {len(charts.charts)} osu!mania charts ({notes}), model {charts.model}")
+        plural = "" if len(charts.charts) == 1 else "s"
+        print(
+            f"{song.osz_output}: {len(charts.charts)} osu!mania chart{plural} ({notes}), model {charts.model}"
+        )
 
 
 def run_generate(args: argparse.Namespace) -> int:
