@@ -25,6 +25,9 @@ from songsmith.v1 import chart_pb2, song_pb2
 FIELD = "charts"
 MAX_CHARTS = 8
 MAX_NAME_CHARS = 200
+# Characters no file name may hold on Windows, where osu! unpacks the `.osz`: titles and artists name
+# the `.osu` files, so they are refused there (control characters too).
+UNSAFE_NAME_CHARACTERS = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
 DEFAULT_TITLE = "Untitled"
 DEFAULT_ARTIST = "Unknown Artist"
 # The stage's own name for its request settings, replaced by FIELD in what the client is told.
@@ -90,7 +93,8 @@ def check_charts(
     request: song_pb2.SongRequest, chart_info: Callable[[], ModelInfo] | None
 ) -> list[FieldViolation]:
     """The problems of a song request's `charts` (none when it asks for no charts), found without
-    making anything: the count, title and artist, then the chart family's own check of the settings
+    making anything: the count, title and artist (they name files: at most 200 characters, none that a
+    file name cannot hold on Windows), then the chart family's own check of the settings
     and prompt (the stage checks again against its model). `chart_info` asks the chart stage what it
     hosts; None means the gateway has none (NoChartStageError)."""
     if not request.HasField("charts"):
@@ -102,8 +106,15 @@ def check_charts(
     if charts.count > MAX_CHARTS:
         found.append(FieldViolation(f"{FIELD}.count", f"{charts.count} is outside 1..{MAX_CHARTS}"))
     for name in ("title", "artist"):
-        if len(getattr(charts, name)) > MAX_NAME_CHARS:
+        text = getattr(charts, name)
+        if len(text) > MAX_NAME_CHARS:
             found.append(FieldViolation(f"{FIELD}.{name}", f"more than {MAX_NAME_CHARS} characters"))
+        elif UNSAFE_NAME_CHARACTERS.search(text):
+            found.append(
+                FieldViolation(
+                    f"{FIELD}.{name}", 'it names files: no control characters or \\ / : * ? " < > |'
+                )
+            )
     if found:
         return found
     family = {family.name: family for family in CHART_FAMILIES.families()}.get(chart_info().family)
@@ -138,7 +149,7 @@ def from_stage(
 
 def osz_name(options: chart_pb2.ChartOptions) -> str:
     """The name osu! gives a package of charts: "{artist} - {title}.osz"."""
-    return f"{options.artist} - {options.title}.osz".replace("/", "")
+    return f"{options.artist} - {options.title}.osz"
 
 
 def osz_archive(audio_filename: str, audio: bytes, charts: Iterable[chart_pb2.GeneratedChart]) -> bytes:

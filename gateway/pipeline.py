@@ -244,7 +244,7 @@ class Pipeline:
         client = self.router.chart
         if client is None:
             raise chart_packing.NoChartStageError()
-        info = self.router.chart_info(token)
+        info = self.router.chart_info(token, refresh=True)
         audio_filename = f"audio.{CONTAINERS[spec.audio_format].extension}"
         options = chart_packing.chart_options(spec.charts, spec.job_id, spec.seed, audio_filename)
         made = []

@@ -107,11 +107,11 @@ class Router:
         channel = create_channel(target, retry_services=RETRIED_SERVICES, security=self._security)
         return RemoteChart(target, channel)
 
-    def chart_info(self, token: CancellationToken) -> ModelInfo:
-        """What the chart stage hosts (asked once, again while it has never answered)."""
+    def chart_info(self, token: CancellationToken, refresh: bool = False) -> ModelInfo:
+        """What the chart stage hosts (asked again when `refresh` is set or it never answered)."""
         if self.chart is None:
             raise FailedPreconditionError("this gateway has no chart stage")
-        if self._chart_info is None:
+        if self._chart_info is None or refresh:
             self._chart_info = self.chart.model_info(token)
         return self._chart_info
 
@@ -172,7 +172,9 @@ class Router:
     def _list_chart_stage(self, route: song_pb2.StageRoute) -> None:
         try:
             route.model.CopyFrom(
-                model_info_to_proto(self.chart_info(CancellationToken.with_timeout(INFO_TIMEOUT_S)))
+                model_info_to_proto(
+                    self.chart_info(CancellationToken.with_timeout(INFO_TIMEOUT_S), refresh=True)
+                )
             )
         except ServiceError as exc:
             route.error = f"{exc.code.name}: {exc.message}"

@@ -183,6 +183,8 @@ def test_list_models_shows_the_chart_stage(client: SongClient, chart_stage: str)
         ({"steps": 1001}, "charts.steps"),
         ({"guidance": 101.0}, "charts.guidance"),
         ({"title": "x" * 201}, "charts.title"),
+        ({"title": "AC/DC"}, "charts.title"),
+        ({"artist": "who?"}, "charts.artist"),
     ],
 )
 def test_bad_charts_are_refused_at_submission(client: SongClient, fields: dict, field: str) -> None:
