@@ -271,6 +271,15 @@ def test_generate_with_charts_through_the_gateway_writes_the_osz(
     assert entries["audio.mp3"] == output.read_bytes()
 
 
+def test_jobs_watch_writes_the_osz_beside_the_song(client: SongClient, gateway: str, tmp_path: Path) -> None:
+    job = client.submit(song_with_charts("charts-watched", count=1, steps=4))
+    output = tmp_path / "watched.wav"
+    assert main(["jobs", "watch", job.job_id, "--server", gateway, "-o", str(output), "-q"]) == 0
+    entries = _osz_entries(tmp_path / "watched.osz")
+    assert list(entries) == ["audio.wav", "Tester - Test Song (MuG Diffusion v0-demo) [AI v1].osu"]
+    assert entries["audio.wav"] == output.read_bytes()
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
