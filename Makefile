@@ -30,8 +30,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-# Writes the untrained demo model when no model is installed, starts the five services on 127.0.0.1,
-# makes out/demo.mp3 from gateway/examples/morning-light.txt through the gateway, and stops them again.
+# Writes the untrained demo models when no model is installed, starts the four stages, the chart stage
+# and the gateway on 127.0.0.1, makes out/demo.mp3 from gateway/examples/morning-light.txt and its
+# osu!mania chart out/demo.osz through the gateway, and stops them again.
 demo: $(STAMP)
 	$(BIN)/songsmith demo --output out/demo.mp3
 

@@ -13,7 +13,8 @@ from songsmith.v1 import song_pb2, song_pb2_grpc
 
 
 class AudioFile:
-    """Writes AudioChunk pieces at their offsets, so late header rewrites land where they belong."""
+    """Writes AudioChunk (or OszChunk) pieces at their offsets, so late header rewrites land where they
+    belong."""
 
     def __init__(self, path: Path) -> None:
         """Create (or truncate) `path` and its folder."""
@@ -21,7 +22,7 @@ class AudioFile:
         self.path = path
         self._handle = path.open("wb")
 
-    def write(self, chunk: song_pb2.AudioChunk) -> None:
+    def write(self, chunk: song_pb2.AudioChunk | song_pb2.OszChunk) -> None:
         """Put `chunk.data` at `chunk.offset`."""
         self._handle.seek(chunk.offset)
         self._handle.write(chunk.data)
@@ -51,20 +52,28 @@ def consume(
     events: Iterable[song_pb2.SongEvent],
     output: Path | None,
     on_event: Callable[[song_pb2.SongEvent], None] = lambda event: None,
+    osz_output: Path | None = None,
 ) -> song_pb2.SongSummary | None:
-    """Follow a SongEvent stream: audio into `output` (when given); returns the `done` summary."""
+    """Follow a SongEvent stream: audio into `output` and the `.osz` of a song with charts into
+    `osz_output` (each when given; the `.osz` file is created by its first piece); returns the `done`
+    summary."""
     audio = AudioFile(output) if output is not None else None
+    osz: AudioFile | None = None
     summary = None
     try:
         for event in events:
             on_event(event)
             if event.HasField("audio") and audio is not None:
                 audio.write(event.audio)
+            elif event.HasField("osz") and osz_output is not None:
+                osz = osz or AudioFile(osz_output)
+                osz.write(event.osz)
             elif event.HasField("done"):
                 summary = event.done
     finally:
-        if audio is not None:
-            audio.close()
+        for file in (audio, osz):
+            if file is not None:
+                file.close()
     return summary
 
 

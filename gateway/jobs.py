@@ -237,6 +237,11 @@ class JobManager:
         """The name of a job's audio in the result store."""
         return f"{record.job_id}.{CONTAINERS[audio_format(record.request)].extension}"
 
+    @staticmethod
+    def charts_name(record: JobRecord) -> str:
+        """The name of a job's `.osz` (its charts and audio) in the result store."""
+        return f"{record.job_id}.osz"
+
     # Submission and the queue.
 
     def submit(
@@ -245,13 +250,15 @@ class JobManager:
         """Queue a job for `request` unless its id exists; return the job and whether it is new.
         `deadline` (a `time.monotonic()` value) shortens the job's time limit.
 
-        Raises INVALID_ARGUMENT for a bad request or inputs the model cannot use, NOT_FOUND for a
-        model the gateway does not route to, ALREADY_EXISTS when the id belongs to a different
+        Raises INVALID_ARGUMENT for a bad request or inputs the model cannot use, FAILED_PRECONDITION
+        for charts asked of a gateway without a chart stage, NOT_FOUND for a model the gateway does
+        not route to, ALREADY_EXISTS when the id belongs to a different
         request or to another identity, RESOURCE_EXHAUSTED when the queue is full.
         """
         router = self.pipeline.router
         timeout = CancellationToken.with_timeout(MODEL_INFO_TIMEOUT_S)
-        validate_song(request, self.limits, lambda: router.get(request.model).info(timeout))
+        chart_info = (lambda: router.chart_info(timeout)) if router.chart is not None else None
+        validate_song(request, self.limits, lambda: router.get(request.model).info(timeout), chart_info)
         model = router.get(request.model)
         job_id = request.job_id or uuid.uuid4().hex
         digest = fingerprint(request)
@@ -393,6 +400,7 @@ class JobManager:
         for record in expired:
             if record.result is not None:
                 self.results.delete(self.result_name(record))
+                self.results.delete(self.charts_name(record))
         if expired:
             log.info("removed %d jobs past their retention", len(expired))
 
@@ -459,6 +467,8 @@ class JobManager:
                 self.store.add_block(lease, block, ModelIdentity(record.request.model, block.revision))
 
             result = self.pipeline.run(spec, live.token, emit, blocks, keep)
+            if result.osz is not None:
+                self.results.put(self.charts_name(record), result.osz)
             self.results.put(self.result_name(record), result.data)
             done = song_pb2.SongEvent(done=result.summary)
             with live.publishing:
@@ -632,6 +642,11 @@ class JobManager:
                 offset=start, data=data[start : start + MAX_CHUNK_BYTES], format=audio_format(record.request)
             )
             events.append(song_pb2.SongEvent(audio=chunk))
+        if record.result.HasField("charts"):
+            osz = self.results.get(self.charts_name(record))
+            for start in range(0, len(osz), MAX_CHUNK_BYTES):
+                chunk = song_pb2.OszChunk(offset=start, data=osz[start : start + MAX_CHUNK_BYTES])
+                events.append(song_pb2.SongEvent(osz=chunk))
         events.append(song_pb2.SongEvent(done=record.result))
         for event in events:
             if delivery.admit(event):
@@ -697,6 +712,7 @@ class JobManager:
             raise errors.NotFoundError(f"no job {job_id}")
         if record.result is not None:
             self.results.delete(self.result_name(record))
+            self.results.delete(self.charts_name(record))
 
     def shutdown(self, wait_s: float = 30.0) -> None:
         """Stop taking jobs; running ones stop at their next step and go back to the queue, where

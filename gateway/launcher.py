@@ -2,7 +2,8 @@
 
 Each distinct stage of the models runs once: two models that share the lyric tokenizer or a
 MuQ-MuLan style encoder share its process. The gateway gets the routing of every model to the
-addresses of its stages.
+addresses of its stages, and, when a chart model is given, the chart stage's address (the chart stage
+serves the songs of every model).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway.models import ModelRoute
 
 GATEWAY = "gateway"
+CHART = "chart"
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,12 @@ class Service:
 
 @dataclass(frozen=True)
 class StackPlan:
-    """The processes of a local stack (the gateway first) and the routing the gateway gets."""
+    """The processes of a local stack (the gateway first), the routing the gateway gets and the
+    chart stage's address ("" without one)."""
 
     services: list[Service]
     routes: dict[str, dict[str, str]]
+    chart_target: str = ""
 
     @property
     def gateway(self) -> Service:
@@ -53,10 +57,13 @@ class StackPlan:
         return self.services[0]
 
 
-def plan(routes: list[ModelRoute], base_port: int, metrics_base_port: int) -> StackPlan:
+def plan(
+    routes: list[ModelRoute], base_port: int, metrics_base_port: int, chart_model: Path | None = None
+) -> StackPlan:
     """The gateway on `base_port`, then one process per distinct stage of `routes` on the next ports
-    (metrics ports likewise; 0 disables them). A stage's first process is named after the stage, a
-    second one of the same stage after its model too (`diffusion-musicgen-small`)."""
+    (metrics ports likewise; 0 disables them), then the chart stage on `chart_model` when given. A
+    stage's first process is named after the stage, a second one of the same stage after its model
+    too (`diffusion-musicgen-small`)."""
     services = [Service(GATEWAY, GATEWAY, base_port, metrics_base_port)]
     by_target: dict[tuple[str, str], Service] = {}
     routing: dict[str, dict[str, str]] = {}
@@ -76,7 +83,17 @@ def plan(routes: list[ModelRoute], base_port: int, metrics_base_port: int) -> St
                 )
                 services.append(by_target[key])
             routing[route.name][stage] = by_target[key].address
-    return StackPlan(services, routing)
+    if chart_model is None:
+        return StackPlan(services, routing)
+    position = len(services)
+    chart = Service(
+        CHART,
+        CHART,
+        base_port + position,
+        metrics_base_port + position if metrics_base_port else 0,
+        chart_model,
+    )
+    return StackPlan([*services, chart], routing, chart.address)
 
 
 def _arguments(service: Service, stack: StackPlan, var_dir: Path) -> list[str]:
@@ -85,6 +102,7 @@ def _arguments(service: Service, stack: StackPlan, var_dir: Path) -> list[str]:
         return [
             *common,
             *("--models", yaml.safe_dump(stack.routes, sort_keys=False)),
+            *("--chart-target", stack.chart_target),
             *("--jobs-db", str(var_dir / "jobs.sqlite3"), "--results-dir", str(var_dir / "results")),
         ]
     if service.model_dir is not None:

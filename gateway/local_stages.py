@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from gateway.stages import IN_PROCESS, Block, GenerationEvent, SongGeneration
+from services.chart.engine import ChartEngine, ChartSettings, SongAudio
+from services.chart.families import CHART_FAMILIES
+from services.chart.servicer import chart_request, response
 from services.diffusion.engine import (
     GeneratedBlock,
     GenerationEngine,
@@ -23,6 +26,7 @@ from services.style.families import STYLE_FAMILIES
 from services.tokenizer.engine import TokenizerEngine
 from services.vocoder.engine import PcmPiece, VocoderEngine, VocoderSettings
 from services.vocoder.families import VOCODER_FAMILIES
+from songsmith.v1 import chart_pb2
 
 
 class LocalTokenizer:
@@ -136,6 +140,31 @@ class LocalVocoder:
     def encode(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:
         """The engine's encoding of the recording."""
         return self.engine.encode_recording(data, token)
+
+    def close(self) -> None:
+        """Nothing to release: the engine goes with the process."""
+
+
+class LocalChart:
+    """A chart engine of any family, loaded from its model folder."""
+
+    target = IN_PROCESS
+
+    def __init__(self, model_dir: Path, device: str = "cpu") -> None:
+        """Load and warm up the engine (FailedPreconditionError when the folder holds no chart model)."""
+        self.engine: ChartEngine = CHART_FAMILIES.load(model_dir, ChartSettings(device))
+        self.engine.warm_up()
+
+    def model_info(self, token: CancellationToken) -> ModelInfo:
+        """What the engine hosts."""
+        return self.engine.info
+
+    def make_charts(
+        self, options: chart_pb2.ChartOptions, audio: bytes, token: CancellationToken
+    ) -> Iterator[chart_pb2.GenerateChartsResponse]:
+        """The stage's answer, made here: the same request conversion and events as its servicer."""
+        for event in self.engine.generate(chart_request(options, SongAudio(encoded=audio)), token):
+            yield response(event)
 
     def close(self) -> None:
         """Nothing to release: the engine goes with the process."""

@@ -268,3 +268,14 @@ def write_demo(model_root: Path) -> tuple[Path, Path]:
     write_demo_decoder(diffrhythm2)
     mulan = write_demo_model(model_root / "muq-mulan")
     return diffrhythm2, mulan
+
+
+CHART_DEMO_FOLDER = "mug-demo"
+
+
+def write_chart_demo(model_root: Path) -> Path:
+    """Write the tiny random-weight demo chart model (Mug-Diffusion layout; its charts are noise)
+    into `model_root`; return its folder."""
+    from services.chart.mug.demo import write_demo_model
+
+    return write_demo_model(model_root / CHART_DEMO_FOLDER)

@@ -18,6 +18,10 @@ text itself in `SONGSMITH_MODELS`), in this form, the default model first:
 Without a configuration, every model folder under the model root is served in process
 (`discover`): a folder is a model when a generation family recognises its files, and the family says
 where its other stages' models are.
+
+The chart stage is not part of a model's route: it serves the songs of every model, at the gateway's
+`chart_target` (a gRPC target or `local:PATH`). A chart model folder under the model root is found by
+`find_chart_model`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from services.chart.families import CHART_FAMILIES
 from services.diffusion.families import GENERATION_FAMILIES
 from services.runtime.errors import FailedPreconditionError
 from services.style.families import STYLE_FAMILIES
@@ -132,3 +137,11 @@ def discover(model_root: Path) -> list[ModelRoute]:
             f"no model under {model_root}: run `songsmith models demo` or `songsmith models pull diffrhythm2`"
         )
     return routes
+
+
+def find_chart_model(model_root: Path) -> Path | None:
+    """The chart model folder under `model_root` that a chart family recognises (a demo folder, named
+    `*-demo`, only when there is no other; then by name), or None."""
+    folders = sorted((p for p in model_root.glob("*") if p.is_dir()), key=_demo_last)
+    families = CHART_FAMILIES.families()
+    return next((folder for folder in folders if any(family.detect(folder) for family in families)), None)

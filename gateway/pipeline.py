@@ -5,6 +5,9 @@ Family-agnostic: the generation stage's ModelInfo says which inputs the model re
 a style prompt, a style or melody recording) and its family (for the lyric front end); the family's
 own options travel as the request's typed message. No branch here names a family.
 
+A song that asks for charts goes, once its file is finished, to the gateway's chart stage
+(`gateway.charts`); the charts and the audio come back packed as an `.osz`.
+
 If the generation stage becomes unavailable mid-song (a replica died or restarted), generation
 resumes from the last completed block by sending the blocks so far as the prefix; generation is
 deterministic, so the finished song is identical to an uninterrupted one. A caller that kept the
@@ -27,7 +30,8 @@ from typing import Any
 import numpy as np
 from google.protobuf.duration_pb2 import Duration
 
-from gateway.audio import FakeStereo, StreamingEncoder, normalize_loudness
+from gateway import charts as chart_packing
+from gateway.audio import CONTAINERS, FakeStereo, StreamingEncoder, normalize_loudness
 from gateway.router import RoutedModel, Router
 from gateway.stages import Block, SongGeneration
 from services.diffusion.engine import GenerationProgress, GenerationRequest
@@ -67,14 +71,16 @@ class SongSpec:
     options_field: str | None = None
     options: Any = None
     reference_audio: bytes | None = None
+    charts: song_pb2.ChartRequest | None = None
 
 
 @dataclass(frozen=True)
 class SongResult:
-    """The finished song: its summary and the encoded file."""
+    """The finished song: its summary, the encoded file and, when charts were asked for, the `.osz`."""
 
     summary: song_pb2.SongSummary
     data: bytes
+    osz: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,11 @@ class Pipeline:
         timings["vocoder"] = time.perf_counter() - decode_started
         data = writer.finish()
         timings["encode"] = writer.encode_seconds
+        chart_set, osz = None, None
+        if spec.charts is not None:
+            charts_started = time.perf_counter()
+            chart_set, osz = self._charts(spec, data, token, emit)
+            timings["chart"] = time.perf_counter() - charts_started
         timings["total"] = time.perf_counter() - started
         summary = song_pb2.SongSummary(
             duration=duration(writer.samples / vocoder.sample_rate),
@@ -222,8 +233,35 @@ class Pipeline:
             model=model.name,
             model_revision=info.revision,
             stage_durations={stage: duration(seconds) for stage, seconds in timings.items()},
+            charts=chart_set,
         )
-        return SongResult(summary, data)
+        return SongResult(summary, data, osz)
+
+    def _charts(
+        self, spec: SongSpec, data: bytes, token: CancellationToken, emit: EventSink
+    ) -> tuple[song_pb2.ChartSet, bytes]:
+        """Charts for the finished song file `data`, with the chart stage's progress sent as `chart`
+        progress events and the `.osz` as `osz` events; returns the summary and the `.osz`."""
+        client = self.router.chart
+        if client is None:
+            raise chart_packing.NoChartStageError()
+        info = self.router.chart_info(token, refresh=True)
+        audio_filename = f"audio.{CONTAINERS[spec.audio_format].extension}"
+        options = chart_packing.chart_options(spec.charts, spec.job_id, spec.seed, audio_filename)
+        made = []
+        for reply in chart_packing.from_stage(client.make_charts(options, data, token)):
+            if reply.HasField("chart"):
+                made.append(reply.chart)
+            else:
+                step = song_pb2.Progress(
+                    stage="chart", step=reply.progress.step, total_steps=reply.progress.total_steps
+                )
+                emit(song_pb2.SongEvent(progress=step))
+        osz = chart_packing.osz_archive(audio_filename, data, made)
+        for start in range(0, len(osz), MAX_CHUNK_BYTES):
+            chunk = song_pb2.OszChunk(offset=start, data=osz[start : start + MAX_CHUNK_BYTES])
+            emit(song_pb2.SongEvent(osz=chunk))
+        return chart_packing.chart_set(made, osz, chart_packing.osz_name(options), info), osz
 
     def _conditioning(
         self,

@@ -20,6 +20,8 @@ from services.runtime.model_service import model_info_from_proto
 from services.style.engine import CROP_MIDDLE, CROP_RANDOM, CROP_WHOLE, CropMode
 from services.vocoder.engine import PcmPiece
 from songsmith.v1 import (
+    chart_pb2,
+    chart_pb2_grpc,
     diffusion_pb2,
     diffusion_pb2_grpc,
     model_pb2,
@@ -245,3 +247,27 @@ class RemoteVocoder(RemoteStage):
         if not pieces:
             raise InternalError("the vocoder sent no frames for the recording")
         return np.concatenate(pieces, axis=0)
+
+
+class RemoteChart(RemoteStage):
+    """The chart service."""
+
+    stage = "chart"
+
+    def __init__(self, target: str, channel: grpc.Channel) -> None:
+        super().__init__(target, channel)
+        self._stub = chart_pb2_grpc.ChartServiceStub(channel)
+
+    def make_charts(
+        self, options: chart_pb2.ChartOptions, audio: bytes, token: CancellationToken
+    ) -> Iterator[chart_pb2.GenerateChartsResponse]:
+        """The options, then the song's file in 1 MiB pieces; the stage's responses as they come."""
+
+        def messages() -> Iterator[chart_pb2.GenerateChartsRequest]:
+            yield chart_pb2.GenerateChartsRequest(options=options)
+            for start in range(0, len(audio), MAX_CHUNK_BYTES):
+                yield chart_pb2.GenerateChartsRequest(encoded_audio=audio[start : start + MAX_CHUNK_BYTES])
+
+        token.check()
+        call = self._stub.GenerateCharts(messages(), timeout=token.time_remaining())
+        yield from _streamed(self.stage, token, call)

@@ -1,7 +1,8 @@
 """Where finished songs are kept, so that every gateway can replay any job's audio.
 
 `FolderResults` is a folder: local for one gateway, a shared (ReadWriteMany) volume for several.
-Every backend uses the same layout: one object per job named `<job_id>.<extension>`.
+Every backend uses the same layout: one object per job named `<job_id>.<extension>`, and
+`<job_id>.osz` beside it for a song with charts.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Two models on one tokenizer (or one MuQ-MuLan style encoder) use one client for it, so a shared stage
 has one channel or one loaded engine. The generation stage's ModelInfo (family, revision, inputs)
-is asked once and kept; it is asked again after a failure.
+is asked once and kept; it is asked again after a failure. The chart stage, when there is one, serves
+the songs of every model.
 """
 
 from __future__ import annotations
@@ -12,13 +13,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.local_stages import LocalGeneration, LocalStyle, LocalTokenizer, LocalVocoder
-from gateway.models import ModelRoute
-from gateway.remote_stages import RemoteGeneration, RemoteStyle, RemoteTokenizer, RemoteVocoder
-from gateway.stages import GenerationClient, StageClient, StyleClient, TokenizerClient, VocoderClient
+from gateway.local_stages import LocalChart, LocalGeneration, LocalStyle, LocalTokenizer, LocalVocoder
+from gateway.models import LOCAL, ModelRoute
+from gateway.remote_stages import RemoteChart, RemoteGeneration, RemoteStyle, RemoteTokenizer, RemoteVocoder
+from gateway.stages import (
+    ChartClient,
+    GenerationClient,
+    StageClient,
+    StyleClient,
+    TokenizerClient,
+    VocoderClient,
+)
 from services.runtime.cancellation import CancellationToken
 from services.runtime.channels import ChannelSecurity, create_channel
-from services.runtime.errors import NotFoundError, ServiceError
+from services.runtime.errors import FailedPreconditionError, NotFoundError, ServiceError
 from services.runtime.model_info import ModelInfo
 from services.runtime.model_service import model_info_to_proto
 from songsmith.v1 import model_pb2, song_pb2, style_pb2, tokenizer_pb2
@@ -72,12 +80,17 @@ class RoutedModel:
 
 
 class Router:
-    """Every routed model, by name; the first is the default."""
+    """Every routed model, by name (the first is the default), and the chart stage if there is one."""
 
     def __init__(
-        self, routes: list[ModelRoute], security: ChannelSecurity | None = None, device: str = "cpu"
+        self,
+        routes: list[ModelRoute],
+        security: ChannelSecurity | None = None,
+        device: str = "cpu",
+        chart_target: str = "",
     ) -> None:
-        """Open a client per distinct (stage, target) of `routes`; in-process engines load here."""
+        """Open a client per distinct (stage, target) of `routes`, and one for the chart stage at
+        `chart_target` (a gRPC target or `local:PATH`; empty: no charts); in-process engines load here."""
         self._security = security
         self._device = device
         self._clients: dict[tuple[str, str], Any] = {}
@@ -85,6 +98,22 @@ class Router:
             RoutedModel(route, {stage: self._client(route, stage) for stage in route.stages})
             for route in routes
         ]
+        self.chart: ChartClient | None = self._open_chart(chart_target) if chart_target else None
+        self._chart_info: ModelInfo | None = None
+
+    def _open_chart(self, target: str) -> ChartClient:
+        if target.startswith(f"{LOCAL}:"):
+            return LocalChart(Path(target.removeprefix(f"{LOCAL}:")), self._device)
+        channel = create_channel(target, retry_services=RETRIED_SERVICES, security=self._security)
+        return RemoteChart(target, channel)
+
+    def chart_info(self, token: CancellationToken, refresh: bool = False) -> ModelInfo:
+        """What the chart stage hosts (asked again when `refresh` is set or it never answered)."""
+        if self.chart is None:
+            raise FailedPreconditionError("this gateway has no chart stage")
+        if self._chart_info is None or refresh:
+            self._chart_info = self.chart.model_info(token)
+        return self._chart_info
 
     def _client(self, route: ModelRoute, stage: str) -> Any:
         key = (stage, route.stages[stage])
@@ -136,12 +165,26 @@ class Router:
                 route.model.CopyFrom(model_info_to_proto(info))
                 if stage == "diffusion":
                     entry.model.CopyFrom(route.model)
+            if self.chart is not None:
+                self._list_chart_stage(entry.stages.add(stage="chart", target=self.chart.target))
         return response
+
+    def _list_chart_stage(self, route: song_pb2.StageRoute) -> None:
+        try:
+            route.model.CopyFrom(
+                model_info_to_proto(
+                    self.chart_info(CancellationToken.with_timeout(INFO_TIMEOUT_S), refresh=True)
+                )
+            )
+        except ServiceError as exc:
+            route.error = f"{exc.code.name}: {exc.message}"
 
     def close(self) -> None:
         """Close every client."""
         for client in self._clients.values():
             client.close()
+        if self.chart is not None:
+            self.chart.close()
 
 
 def _folder(path: Path | None, route: ModelRoute, stage: str) -> Path:

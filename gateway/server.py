@@ -10,7 +10,16 @@ import grpc
 
 from gateway.auth import Authenticator, BearerAuthInterceptor, anonymous, read_tokens
 from gateway.jobs import JobManager, JobSettings
-from gateway.models import STAGES, ModelRoute, RoutesError, discover, read_routes, single_model_routes
+from gateway.models import (
+    LOCAL,
+    STAGES,
+    ModelRoute,
+    RoutesError,
+    discover,
+    find_chart_model,
+    read_routes,
+    single_model_routes,
+)
 from gateway.pipeline import Pipeline, RetryPolicy
 from gateway.results import FolderResults
 from gateway.router import Router
@@ -43,6 +52,12 @@ class GatewayConfig(ServerConfig):
     style_target: str = option("", "gRPC target of the style stage (one-model routing)")
     diffusion_target: str = option("", "gRPC target of the diffusion stage (one-model routing)")
     vocoder_target: str = option("", "gRPC target of the vocoder stage (one-model routing)")
+    chart_target: str = option(
+        "",
+        "the chart stage, for the songs of every model that ask for charts: a gRPC target, or local:PATH "
+        "(a chart model folder in process). Empty: a chart model folder under model_root when the models "
+        "are found there too, else none (songs asking for charts are FAILED_PRECONDITION)",
+    )
     stage_tls_ca: str = option("", "PEM CA that signed the stages' certificates (TLS to the stages)")
     stage_tls_cert: str = option("", "PEM client certificate presented to the stages (mTLS)")
     stage_tls_key: str = option("", "PEM private key of the client certificate")
@@ -86,12 +101,20 @@ class GatewayConfig(ServerConfig):
             return single_model_routes(self.model_name, targets)
         return discover(Path(self.model_root))
 
+    def chart(self) -> str:
+        """The chart stage's target: `chart_target`, else (when the models are found under model_root)
+        `local:` the chart model folder there, else "" (no chart stage)."""
+        if self.chart_target or self.models or any(getattr(self, f"{stage}_target") for stage in STAGES):
+            return self.chart_target
+        folder = find_chart_model(Path(self.model_root))
+        return f"{LOCAL}:{folder}" if folder is not None else ""
+
 
 def build_job_manager(config: GatewayConfig) -> JobManager:
     """The job manager with its store, results folder and a pipeline over the routed models;
     starts it (a store only this gateway uses gets its unfinished jobs back in the queue)."""
     security = ChannelSecurity(config.stage_tls_ca, config.stage_tls_cert, config.stage_tls_key)
-    router = Router(config.routes(), security, config.device)
+    router = Router(config.routes(), security, config.device, config.chart())
     pipeline = Pipeline(router, RetryPolicy(budget_s=config.resume_budget_s))
     settings = JobSettings(
         config.max_running_jobs,

@@ -1,8 +1,9 @@
 """The stage clients the pipeline drives, whatever the transport and whatever the model family.
 
 A routed model is a set of stage clients (`gateway.router`): the lyric tokenizer and the style
-encoder when its model reads lyrics or a style, the generation stage and the vocoder always. Each
-client has two implementations: `gateway.local_stages` (engines in this process: the embedded
+encoder when its model reads lyrics or a style, the generation stage and the vocoder always. The
+chart stage, when the gateway has one, serves the songs of every model. Each client has two
+implementations: `gateway.local_stages` (engines in this process: the embedded
 default) and `gateway.remote_stages` (gRPC to stage services). Both raise the runtime's typed errors.
 """
 
@@ -19,6 +20,7 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.model_info import ModelInfo
 from services.style.engine import CropMode
 from services.vocoder.engine import PcmPiece
+from songsmith.v1 import chart_pb2
 
 IN_PROCESS = "in-process"
 
@@ -106,4 +108,15 @@ class VocoderClient(StageClient, Protocol):
     def encode(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:
         """The frames [n, channels] of an encoded recording, for the generation stage to edit or
         continue (FAILED_PRECONDITION for a decoder without an encoder)."""
+        ...
+
+
+class ChartClient(StageClient, Protocol):
+    """The chart stage."""
+
+    def make_charts(
+        self, options: chart_pb2.ChartOptions, audio: bytes, token: CancellationToken
+    ) -> Iterator[chart_pb2.GenerateChartsResponse]:
+        """Charts for a song's encoded file: a progress response after every sampler step, then one
+        response per chart, exactly as ChartService.GenerateCharts answers."""
         ...

@@ -3,7 +3,9 @@
 Every problem is reported at once as an INVALID_ARGUMENT field violation. Two passes: what any
 request must satisfy (`validate_request`), and what the chosen model can use (`validate_for_model`:
 the inputs its ModelInfo lists, its family's options, and its lyric family's own readability check,
-which is the tokenizer's own rule, so the gateway and the stage never disagree).
+which is the tokenizer's own rule, so the gateway and the stage never disagree). Charts asked for are
+checked by the chart family's own rule too (`gateway.charts.check_charts`); asked of a gateway with
+no chart stage, they are FAILED_PRECONDITION.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.audio import CONTAINERS, DEFAULT_TARGET_LUFS
+from gateway.charts import check_charts
 from gateway.pipeline import SongSpec
 from services.diffusion.families import GENERATION_FAMILIES
 from services.runtime.errors import FieldViolation, InvalidArgumentError, ServiceError
@@ -144,11 +147,16 @@ def validate_for_model(request: song_pb2.SongRequest, info: ModelInfo, limits: R
 
 
 def validate_song(
-    request: song_pb2.SongRequest, limits: RequestLimits, model_info: Callable[[], ModelInfo]
+    request: song_pb2.SongRequest,
+    limits: RequestLimits,
+    model_info: Callable[[], ModelInfo],
+    chart_info: Callable[[], ModelInfo] | None = None,
 ) -> ModelInfo:
     """Both passes at once: every bad field of `request` in one InvalidArgumentError, the model's
-    problems included. `model_info` finds the requested model's ModelInfo (NOT_FOUND for an unknown
-    model, raised only when the request has no bad field of its own); returns it."""
+    problems and the charts' included. `model_info` finds the requested model's ModelInfo (NOT_FOUND
+    for an unknown model, raised only when the request has no bad field of its own); returns it.
+    `chart_info` asks the chart stage what it hosts; None: the gateway has no chart stage, and a
+    request asking for charts is FAILED_PRECONDITION (when it has no bad field)."""
     found: list[FieldViolation] = []
     try:
         validate_request(request, limits)
@@ -164,6 +172,12 @@ def validate_song(
         validate_for_model(request, info, limits)
     except InvalidArgumentError as exc:
         found += exc.violations
+    try:
+        found += check_charts(request, chart_info)
+    except ServiceError:
+        if found:
+            raise InvalidArgumentError(violations=found) from None
+        raise
     if found:
         raise InvalidArgumentError(violations=found)
     return info
@@ -194,4 +208,5 @@ def song_spec(request: song_pb2.SongRequest, job_id: str, seed: int) -> SongSpec
         options_field=arm,
         options=getattr(request, arm) if arm else None,
         reference_audio=request.reference_audio or None,
+        charts=request.charts if request.HasField("charts") else None,
     )

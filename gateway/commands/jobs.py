@@ -49,9 +49,9 @@ def run_jobs(args: argparse.Namespace) -> int:
         else:
             progress = ProgressBar(args.job_id, args.quiet)
             try:
-                summary = consume(
-                    client.watch(args.job_id), Path(args.output) if args.output else None, progress
-                )
+                output = Path(args.output) if args.output else None
+                osz = output.with_suffix(".osz") if output is not None else None
+                summary = consume(client.watch(args.job_id), output, progress, osz)
             finally:
                 progress.close()
             if summary is not None:
@@ -80,6 +80,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         if name == "list":
             command.add_argument("--limit", type=int, default=50)
         if name == "watch":
-            command.add_argument("-o", "--output", help="write the song's audio here")
+            command.add_argument(
+                "-o", "--output", help="write the song's audio here (and its charts, if any, as <output>.osz)"
+            )
             command.add_argument("-q", "--quiet", action="store_true")
         command.set_defaults(func=run_jobs)

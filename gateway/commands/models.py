@@ -1,4 +1,4 @@
-"""`songsmith models list|pull|demo`: which models there are, and getting their weights."""
+"""`songsmith models list|pull|import|demo`: which models there are, and getting their weights."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from gateway.commands.common import CommandError, add_connection_options, add_mo
 
 def _local_models(model_root: Path) -> list[str]:
     """One line per model servable from `model_root`: name, family, and where each stage's model is."""
-    from gateway.models import discover
+    from gateway.models import discover, find_chart_model
+    from services.chart.families import CHART_FAMILIES
     from services.diffusion.families import GENERATION_FAMILIES
     from services.runtime.errors import FailedPreconditionError
 
@@ -26,6 +27,9 @@ def _local_models(model_root: Path) -> list[str]:
             f"{stage} {target.removeprefix('local:')}" for stage, target in route.stages.items()
         )
         lines.append(f"{route.name:<20} {family:<14} {stages}")
+    chart = find_chart_model(model_root)
+    if chart is not None:
+        lines.append(f"{'(charts)':<20} {CHART_FAMILIES.detect(chart).name:<14} chart {chart}")
     return lines
 
 
@@ -68,10 +72,16 @@ def run_models(args: argparse.Namespace) -> int:
         return 0
     if args.models_command == "demo":
         diffrhythm2, mulan = model_store.write_demo(root)
+        chart = model_store.write_chart_demo(root)
         print(f"demo model written: {diffrhythm2} and {mulan}")
         print("it has random weights: songs made with it are noise;")
         print("`songsmith models pull diffrhythm2` gets real ones")
+        print(f"demo chart model written: {chart}")
+        print("it is untrained (random weights): its osu!mania charts are noise;")
+        print("`songsmith models import mug PATH` brings in the real Mug-Diffusion model")
         return 0
+    if args.models_command == "import":
+        return _import(args.family, Path(args.path), root, args.name)
     try:
         paths = model_store.pull(
             args.model, root, report=lambda line: print(line, file=sys.stderr), endpoint=args.endpoint
@@ -81,6 +91,26 @@ def run_models(args: argparse.Namespace) -> int:
     except model_store.VerificationError as exc:
         raise CommandError(f"download check failed: {exc}") from exc
     print(f"{len(paths)} files in {root}")
+    return 0
+
+
+def _import(family: str, source: Path, model_root: Path, name: str) -> int:
+    """Copy a chart model a user has (the published files, or their bundle) into the model root,
+    checked and with its manifest."""
+    from services.chart.mug.model_files import import_model
+    from services.runtime.errors import FailedPreconditionError
+    from services.runtime.model_info import MANIFEST_FILE
+
+    destination = model_root / (name or family)
+    if (destination / MANIFEST_FILE).is_file():
+        raise CommandError(f"{destination} already holds a model; remove it or choose another --name")
+    try:
+        folder = import_model(source, destination, name or family)
+    except FailedPreconditionError as exc:
+        raise CommandError(f"cannot import {source}: {exc.message}") from exc
+    except OSError as exc:
+        raise CommandError(f"cannot import {source}: {exc}") from exc
+    print(f"{family} model imported into {folder} (checked: every tensor loads)")
     return 0
 
 
@@ -99,7 +129,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     pull.add_argument(
         "--endpoint", default=None, help="a Hub mirror's URL (default: $HF_ENDPOINT or the Hub)"
     )
-    demo = models_commands.add_parser("demo", help="write tiny random-weight models (their songs are noise)")
-    for command in (listing, pull, demo):
+    imported = models_commands.add_parser(
+        "import",
+        help="bring in a model that is on no hub (Mug-Diffusion: its two files, a folder, or the "
+        "released zip bundle), checked, with a manifest",
+    )
+    imported.add_argument("family", choices=("mug",), help="the model's family")
+    imported.add_argument(
+        "path", help="the zip bundle, a folder holding model.ckpt and model.yaml, or one of them"
+    )
+    imported.add_argument(
+        "--name", default="", help="the folder (and model name) under the model root (default: mug)"
+    )
+    demo = models_commands.add_parser(
+        "demo", help="write tiny random-weight models (their songs and charts are noise)"
+    )
+    for command in (listing, pull, imported, demo):
         add_model_root(command)
         command.set_defaults(func=run_models)

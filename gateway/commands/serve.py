@@ -25,7 +25,7 @@ def run_serve(args: argparse.Namespace) -> int:
 def run_up(args: argparse.Namespace) -> int:
     """Start the stack, print the addresses, and stop everything on Ctrl-C."""
     from gateway.launcher import LocalStack, plan
-    from gateway.models import discover
+    from gateway.models import discover, find_chart_model
     from services.runtime.errors import FailedPreconditionError
 
     try:
@@ -35,7 +35,8 @@ def run_up(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    stack = LocalStack(plan(routes, args.port, args.metrics_port), Path(args.var_dir))
+    chart_model = find_chart_model(Path(args.model_root))
+    stack = LocalStack(plan(routes, args.port, args.metrics_port, chart_model), Path(args.var_dir))
     names = ", ".join(service.name for service in stack.services)
     print(f"starting {names} for {', '.join(route.name for route in routes)} ...", file=sys.stderr)
     stack.start()
@@ -70,7 +71,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.set_defaults(func=run_serve)
 
     up = commands.add_parser(
-        "up", help="start the stages every model under the model root needs, and the gateway"
+        "up",
+        help="start the stages every model under the model root needs (the chart stage too when a chart "
+        "model is there), and the gateway",
     )
     add_model_root(up)
     up.add_argument("--port", type=int, default=50050, help="gateway port; the stages take the next ones")

@@ -36,6 +36,11 @@ class Song:
     request: song_pb2.SongRequest
     output: Path
 
+    @property
+    def osz_output(self) -> Path | None:
+        """Where the song's `.osz` goes (beside the song, `<name>.osz`) when it asks for charts."""
+        return self.output.with_suffix(".osz") if self.request.HasField("charts") else None
+
 
 @dataclass(frozen=True)
 class SongSettings:
@@ -48,6 +53,7 @@ class SongSettings:
     max_secs: float | None = None
     stereo: bool = False
     normalize: bool = False
+    charts: song_pb2.ChartRequest | None = None
 
 
 def format_for_output(output: Path) -> int:
@@ -81,7 +87,23 @@ def build_request(
         request.cfg_strength = settings.cfg
     if settings.max_secs:
         request.max_duration.FromNanoseconds(round(settings.max_secs * 1e9))
+    if settings.charts is not None:
+        request.charts.CopyFrom(settings.charts)
     return request
+
+
+def chart_request(
+    assignments: list[str], count: int | None, steps: int | None, title: str
+) -> song_pb2.ChartRequest:
+    """The `charts` of a song from `--feature NAME=VALUE`, `--chart-count` and `--chart-steps`, titled
+    `title`; a usage error for an unknown feature or an unreadable value."""
+    from gateway.charts import parse_features
+
+    try:
+        features = parse_features(assignments)
+    except ValueError as exc:
+        raise CommandError(str(exc), 2) from exc
+    return song_pb2.ChartRequest(features=features, count=count or 0, steps=steps or 0, title=title)
 
 
 def read_bytes(path: Path) -> bytes:
@@ -110,9 +132,14 @@ class ProgressBar:
         self._bar = tqdm(desc=name, unit="block", disable=quiet, leave=False, file=sys.stderr)
 
     def __call__(self, event: song_pb2.SongEvent) -> None:
-        """Advance on a generation progress event; print a notice above the bar."""
+        """Advance on a generation progress event, show the chart sampler's steps; print a notice above
+        the bar."""
         if event.HasField("notice"):
             self._bar.write(f"note: {event.notice.message}", file=sys.stderr)
+        if event.HasField("progress") and event.progress.stage == "chart":
+            chart = event.progress
+            self._bar.set_postfix_str(f"chart step {chart.step}/{chart.total_steps}", refresh=True)
+            return
         if not (event.HasField("progress") and event.progress.stage == "diffusion"):
             return
         progress = event.progress
@@ -133,12 +160,15 @@ class LocalRunner:
     """Makes songs in this process (the embedded default): every model under the model root."""
 
     def __init__(self, model_root: str) -> None:
-        """Load the models found under `model_root` (FailedPreconditionError when there is none)."""
-        from gateway.models import discover
+        """Load the models found under `model_root` (FailedPreconditionError when there is none) and
+        the chart model there, if any."""
+        from gateway.models import LOCAL, discover, find_chart_model
         from gateway.pipeline import Pipeline
         from gateway.router import Router
 
-        self._pipeline = Pipeline(Router(discover(Path(model_root))))
+        chart = find_chart_model(Path(model_root))
+        chart_target = f"{LOCAL}:{chart}" if chart is not None else ""
+        self._pipeline = Pipeline(Router(discover(Path(model_root)), chart_target=chart_target))
 
     def make(self, song: Song, on_event: Callable[[song_pb2.SongEvent], None]) -> song_pb2.SongSummary:
         """Validate the request as the gateway would, then make the song into its output file."""
@@ -148,20 +178,27 @@ class LocalRunner:
 
         router = self._pipeline.router
         model_info = lambda: router.get(song.request.model).info(CancellationToken())  # noqa: E731
-        validate_song(song.request, RequestLimits(), model_info)
+        chart_info = (lambda: router.chart_info(CancellationToken())) if router.chart is not None else None
+        validate_song(song.request, RequestLimits(), model_info, chart_info)
         seed = song.request.seed if song.request.HasField("seed") else draw_seed()
         spec = song_spec(song.request, song.request.job_id, seed)
         audio = AudioFile(song.output)
+        osz: list[AudioFile] = []
 
         def emit(event: song_pb2.SongEvent) -> None:
             on_event(event)
             if event.HasField("audio"):
                 audio.write(event.audio)
+            elif event.HasField("osz") and song.osz_output is not None:
+                if not osz:
+                    osz.append(AudioFile(song.osz_output))
+                osz[0].write(event.osz)
 
         try:
             return self._pipeline.run(spec, CancellationToken(), emit).summary
         finally:
-            audio.close()
+            for file in [audio, *osz]:
+                file.close()
 
 
 class RemoteRunner:
@@ -179,7 +216,7 @@ class RemoteRunner:
         from services.runtime.interceptor import error_from_call
 
         try:
-            summary = consume(self._client.generate(song.request), song.output, on_event)
+            summary = consume(self._client.generate(song.request), song.output, on_event, song.osz_output)
         except grpc.RpcError as exc:
             raise error_from_call(exc, "gateway") from exc
         if summary is None:
@@ -211,6 +248,13 @@ def report_song(song: Song, summary: song_pb2.SongSummary) -> None:
         f"{song.output}: {seconds:.1f} s, {summary.sample_rate} Hz, {summary.channels} ch, "
         f"model {summary.model}, seed {summary.seed}, {took:.1f} s to make"
     )
+    if summary.HasField("charts"):
+        charts = summary.charts
+        notes = ", ".join(f"{chart.version} {chart.hit_objects} notes" for chart in charts.charts)
+        plural = "" if len(charts.charts) == 1 else "s"
+        print(
+            f"{song.osz_output}: {len(charts.charts)} osu!mania chart{plural} ({notes}), model {charts.model}"
+        )
 
 
 def run_generate(args: argparse.Namespace) -> int:
@@ -218,8 +262,13 @@ def run_generate(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if args.style is None and args.style_audio is None:
         raise CommandError("give --style, --style-audio or both (a melody model takes both)", 2)
+    charts = None
+    if args.chart:
+        charts = chart_request(args.feature, args.chart_count, args.chart_steps, output.stem)
+    elif args.feature or args.chart_count or args.chart_steps:
+        raise CommandError("--feature, --chart-count and --chart-steps need --chart", 2)
     settings = SongSettings(
-        args.model, args.seed, args.steps, args.cfg, args.max_secs, args.stereo, args.normalize
+        args.model, args.seed, args.steps, args.cfg, args.max_secs, args.stereo, args.normalize, charts
     )
     lyrics = read_text(Path(args.lyrics)) if args.lyrics else ""
     request = build_request(lyrics, args.style, args.style_audio, output, settings)
@@ -315,6 +364,21 @@ def register(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--max-secs", type=float, help="song length in seconds (default: the model's)")
     generate.add_argument("--stereo", action="store_true", help="fake stereo for mono models")
     generate.add_argument("--normalize", action="store_true", help="normalize loudness to -14 LUFS")
+    charts = generate.add_argument_group(
+        "charts", "osu!mania charts of the song (a chart stage is needed), written to <output>.osz"
+    )
+    charts.add_argument("--chart", action="store_true", help="also make charts and write <output>.osz")
+    charts.add_argument(
+        "--feature",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a chart control, repeatable: sr, rank_status (ranked/loved/graveyard), ln_ratio, rc, hb, "
+        "ln, ett, and <pattern> (true/false) and <pattern>_ett for stamina, stream, jumpstream, "
+        "handstream, jackspeed, chordjack, technical",
+    )
+    charts.add_argument("--chart-count", type=int, help="charts to make, 1..8 (default 1)")
+    charts.add_argument("--chart-steps", type=int, help="chart sampler steps (default 100)")
     _song_options(generate)
     generate.set_defaults(func=run_generate)
 

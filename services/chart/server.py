@@ -33,7 +33,11 @@ class ChartConfig(ServerConfig):
     device: str = option("cpu", "torch device to run on (cpu, cuda, cuda:1, ...)")
     threads: int = option(0, "torch CPU threads; 0 keeps torch's default")
     max_audio_seconds: float = option(600.0, "longest song accepted, in seconds")
-    max_audio_bytes: int = option(64 * MIB, "largest song accepted as sent (encoded file or PCM), in bytes")
+    max_audio_bytes: int = option(
+        128 * MIB,
+        "largest song accepted as sent (encoded file or PCM), in bytes; the default takes the gateway's "
+        "longest song (600 s) as 48 kHz stereo 16-bit WAV",
+    )
     max_count: int = option(8, "most charts one request may ask for")
     warm_up: bool = option(True, "make one tiny chart before reporting SERVING")
 

@@ -17,7 +17,8 @@ from services.chart.server import SERVICE_NAME, ChartConfig, build_spec
 from services.runtime.codec import MAX_CHUNK_BYTES, iter_tensor_chunks, proto_to_numpy
 from services.runtime.config import MIB
 from services.runtime.interceptor import field_violations
-from songsmith.v1 import chart_pb2, chart_pb2_grpc, tensor_pb2
+from services.runtime.model_info import sha256_file
+from songsmith.v1 import chart_pb2, chart_pb2_grpc, model_pb2, model_pb2_grpc, tensor_pb2
 from tests.chart.conftest import latents_tolerance
 from tests.helpers import health_status, running_stage
 
@@ -25,8 +26,8 @@ MAX_SECONDS = 30.0
 
 
 @pytest.fixture(scope="module")
-def stub(fixture_dir: Path) -> Iterator[chart_pb2_grpc.ChartServiceStub]:
-    """A loaded (and warmed-up) chart server over the fixture model."""
+def channel(fixture_dir: Path) -> Iterator[grpc.Channel]:
+    """A channel to a loaded (and warmed-up) chart server over the fixture model."""
     config = ChartConfig(
         port=0,
         drain_delay_s=0,
@@ -37,8 +38,26 @@ def stub(fixture_dir: Path) -> Iterator[chart_pb2_grpc.ChartServiceStub]:
     with running_stage(build_spec(config), config) as server:
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
         assert health_status(channel, SERVICE_NAME) == health_pb2.HealthCheckResponse.SERVING
-        yield chart_pb2_grpc.ChartServiceStub(channel)
+        yield channel
         channel.close()
+
+
+@pytest.fixture(scope="module")
+def stub(channel: grpc.Channel) -> chart_pb2_grpc.ChartServiceStub:
+    """The ChartService of the fixture's server."""
+    return chart_pb2_grpc.ChartServiceStub(channel)
+
+
+def test_the_stage_serves_model_info(channel: grpc.Channel, fixture_dir: Path) -> None:
+    reply = model_pb2_grpc.ModelInfoServiceStub(channel).GetModelInfo(
+        model_pb2.GetModelInfoRequest(), timeout=10
+    )
+    model = reply.model
+    assert (model.name, model.family, list(model.families)) == ("mug-tiny", "mug", ["mug"])
+    assert model.revision == sha256_file(fixture_dir / "model.ckpt")
+    assert (model.sample_rate, model.channels) == (22050, 1)
+    assert model.frame_rate == pytest.approx(22050 / (128 * 64))
+    assert list(model.inputs) == []
 
 
 def _options(**fields) -> chart_pb2.ChartOptions:

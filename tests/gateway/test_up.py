@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import grpc
@@ -71,9 +72,10 @@ def test_up_starts_everything_and_ctrl_c_stops_it(demo_models: Path, tmp_path: P
 
 
 def test_demo_writes_a_song_from_any_folder(tmp_path: Path) -> None:
-    """What `make demo` runs, from a folder outside the repository: it writes the demo model, makes
-    the song through the local stack and says the model is untrained."""
-    base = free_port_block(5)
+    """What `make demo` runs, from a folder outside the repository: it writes the demo models, makes
+    the song and its chart through the local stack (the chart stage included) and says the models
+    are untrained."""
+    base = free_port_block(6)
     output = tmp_path / "out" / "demo.mp3"
     command = [sys.executable, "-m", "gateway.cli", "demo", "-o", str(output), "--max-secs", "6"]
     folders = ["--model-root", str(tmp_path / "models"), "--var-dir", str(tmp_path / "var")]
@@ -86,3 +88,12 @@ def test_demo_writes_a_song_from_any_folder(tmp_path: Path) -> None:
     assert rate == 48000 and audio.shape[0] == pytest.approx(6 * rate, rel=0.05)
     assert f"your song is at {output.resolve()}" in finished.stdout
     assert "untrained demo model" in finished.stdout
+    osz = output.with_suffix(".osz")
+    assert f"its osu!mania chart is in {osz.resolve()}" in finished.stdout
+    assert "untrained demo chart model" in finished.stdout
+    with zipfile.ZipFile(osz) as archive:
+        assert archive.namelist() == [
+            "audio.mp3",
+            "Unknown Artist - Morning Light (MuG Diffusion v0-demo) [AI v1].osu",
+        ]
+        assert archive.read("audio.mp3") == output.read_bytes()

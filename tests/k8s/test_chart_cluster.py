@@ -212,7 +212,7 @@ def test_several_gateways_share_postgresql_and_a_readwritemany_volume() -> None:
     rendered = render("gateway-replicas")
     env = rendered.env("gateway")
     assert env["SONGSMITH_JOBS_DB"] == {"secretKeyRef": {"name": "songsmith-jobs-db", "key": "url"}}
-    assert (env["SONGSMITH_JOB_LEASE_S"], env["SONGSMITH_JOB_HEARTBEAT_S"]) == ("20", "5")
+    assert (env["SONGSMITH_JOB_LEASE_S"], env["SONGSMITH_JOB_POLL_S"]) == ("20", "5")
     assert env["SONGSMITH_RESULTS_DIR"] == "/var/lib/songsmith/results"
     # The URL is never in the pod spec itself.
     assert "postgresql://" not in str(rendered.deployment("gateway"))

@@ -69,12 +69,6 @@ SETTINGS = {
     "vocoder": settings_in("services/vocoder/server.py", "VocoderConfig"),
     "chart": settings_in("services/chart/server.py", "ChartConfig"),
 }
-# Variables the chart sets that the service does not read yet: the gateway's chart stage and job
-# leases (issues 16 and 19) and the chart stage's own settings. Wiring one removes it from here
-# (the test below fails until then, so this list stays true).
-AWAITED = {
-    "gateway": {"SONGSMITH_CHART_TARGET", "SONGSMITH_JOB_HEARTBEAT_S"},
-}
 
 
 def components(rendered: Rendered) -> list[str]:
@@ -277,6 +271,25 @@ def test_no_template_names_a_gpu_vendor() -> None:
             assert "nvidia" not in path.read_text().lower(), path
 
 
+def test_batching_settings_reach_the_generation_stage_and_the_vocoder() -> None:
+    rendered = render_values(
+        {
+            "stages": {
+                "diffusion": {"batching": {"maxBatch": 4}, "grpc": {"maxConcurrent": 6, "maxQueue": 3}},
+                "vocoder": {"batching": {"maxWindowBatch": 12}},
+            }
+        }
+    )
+    diffusion, vocoder = rendered.env("diffusion"), rendered.env("vocoder")
+    assert (diffusion["SONGSMITH_MAX_BATCH"], diffusion["SONGSMITH_MAX_CONCURRENT"]) == ("4", "6")
+    assert diffusion["SONGSMITH_MAX_QUEUE"] == "3"
+    assert vocoder["SONGSMITH_MAX_WINDOW_BATCH"] == "12"
+    assert "SONGSMITH_MAX_BATCH" not in vocoder and "SONGSMITH_MAX_WINDOW_BATCH" not in diffusion
+    defaults = render("default")
+    assert defaults.env("diffusion")["SONGSMITH_MAX_BATCH"] == "8"
+    assert defaults.env("vocoder")["SONGSMITH_MAX_WINDOW_BATCH"] == "0"
+
+
 def test_a_gpu_limit_given_in_resources_is_kept() -> None:
     rendered = render_values({"stages": {"diffusion": {"resources": {"limits": {"nvidia.com/gpu": 2}}}}})
     assert rendered.container("diffusion")["resources"]["limits"]["nvidia.com/gpu"] == "2"
@@ -288,10 +301,7 @@ def test_environment_names_are_settings_the_services_read(values_set: str) -> No
     for component in components(rendered):
         stage = stage_of(rendered, component)
         names = {name for name in rendered.env(component) if name.startswith("SONGSMITH_")}
-        awaited = AWAITED.get(stage, set())
-        assert names <= SETTINGS[stage] | awaited, sorted(names - SETTINGS[stage] - awaited)
-        # Once a service reads a variable it leaves the awaited list.
-        assert not awaited & SETTINGS[stage]
+        assert names <= SETTINGS[stage], sorted(names - SETTINGS[stage])
         pod = rendered.pod(component)
         # Service links would add e.g. SONGSMITH_PORT=tcp://10.0.0.1:50050 for a Service named songsmith.
         assert pod["enableServiceLinks"] is False

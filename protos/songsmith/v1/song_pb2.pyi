@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from songsmith.v1 import chart_pb2 as _chart_pb2
 from songsmith.v1 import diffrhythm1_pb2 as _diffrhythm1_pb2
 from songsmith.v1 import model_pb2 as _model_pb2
 from songsmith.v1 import musicgen_pb2 as _musicgen_pb2
@@ -43,7 +44,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class SongRequest(_message.Message):
-    __slots__ = ("job_id", "lyrics", "style_prompt", "style_audio", "seed", "steps", "cfg_strength", "format", "stereo", "normalize_loudness", "target_lufs", "max_duration", "model", "reference_audio", "diffrhythm1", "musicgen")
+    __slots__ = ("job_id", "lyrics", "style_prompt", "style_audio", "seed", "steps", "cfg_strength", "format", "stereo", "normalize_loudness", "target_lufs", "max_duration", "model", "reference_audio", "charts", "diffrhythm1", "musicgen")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     LYRICS_FIELD_NUMBER: _ClassVar[int]
     STYLE_PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +59,7 @@ class SongRequest(_message.Message):
     MAX_DURATION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    CHARTS_FIELD_NUMBER: _ClassVar[int]
     DIFFRHYTHM1_FIELD_NUMBER: _ClassVar[int]
     MUSICGEN_FIELD_NUMBER: _ClassVar[int]
     job_id: str
@@ -74,9 +76,28 @@ class SongRequest(_message.Message):
     max_duration: _duration_pb2.Duration
     model: str
     reference_audio: bytes
+    charts: ChartRequest
     diffrhythm1: _diffrhythm1_pb2.DiffRhythm1Options
     musicgen: _musicgen_pb2.MusicGenOptions
-    def __init__(self, job_id: _Optional[str] = ..., lyrics: _Optional[str] = ..., style_prompt: _Optional[str] = ..., style_audio: _Optional[bytes] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg_strength: _Optional[float] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., stereo: _Optional[bool] = ..., normalize_loudness: _Optional[bool] = ..., target_lufs: _Optional[float] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., model: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., diffrhythm1: _Optional[_Union[_diffrhythm1_pb2.DiffRhythm1Options, _Mapping]] = ..., musicgen: _Optional[_Union[_musicgen_pb2.MusicGenOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., lyrics: _Optional[str] = ..., style_prompt: _Optional[str] = ..., style_audio: _Optional[bytes] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg_strength: _Optional[float] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., stereo: _Optional[bool] = ..., normalize_loudness: _Optional[bool] = ..., target_lufs: _Optional[float] = ..., max_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., model: _Optional[str] = ..., reference_audio: _Optional[bytes] = ..., charts: _Optional[_Union[ChartRequest, _Mapping]] = ..., diffrhythm1: _Optional[_Union[_diffrhythm1_pb2.DiffRhythm1Options, _Mapping]] = ..., musicgen: _Optional[_Union[_musicgen_pb2.MusicGenOptions, _Mapping]] = ...) -> None: ...
+
+class ChartRequest(_message.Message):
+    __slots__ = ("features", "count", "seed", "steps", "guidance", "title", "artist")
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    GUIDANCE_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    features: _chart_pb2.ChartFeatures
+    count: int
+    seed: int
+    steps: int
+    guidance: float
+    title: str
+    artist: str
+    def __init__(self, features: _Optional[_Union[_chart_pb2.ChartFeatures, _Mapping]] = ..., count: _Optional[int] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., guidance: _Optional[float] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("job_id", "state", "blocks_done", "max_blocks", "error", "result", "seed", "create_time", "update_time", "generated", "model")
@@ -105,7 +126,7 @@ class Job(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., blocks_done: _Optional[int] = ..., max_blocks: _Optional[int] = ..., error: _Optional[str] = ..., result: _Optional[_Union[SongSummary, _Mapping]] = ..., seed: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generated: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class SongSummary(_message.Message):
-    __slots__ = ("sample_rate", "channels", "format", "size_bytes", "seed", "model", "duration", "stage_durations", "model_revision")
+    __slots__ = ("sample_rate", "channels", "format", "size_bytes", "seed", "model", "duration", "stage_durations", "model_revision", "charts")
     class StageDurationsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +143,7 @@ class SongSummary(_message.Message):
     DURATION_FIELD_NUMBER: _ClassVar[int]
     STAGE_DURATIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_REVISION_FIELD_NUMBER: _ClassVar[int]
+    CHARTS_FIELD_NUMBER: _ClassVar[int]
     sample_rate: int
     channels: int
     format: AudioFormat
@@ -131,21 +153,54 @@ class SongSummary(_message.Message):
     duration: _duration_pb2.Duration
     stage_durations: _containers.MessageMap[str, _duration_pb2.Duration]
     model_revision: str
-    def __init__(self, sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., size_bytes: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stage_durations: _Optional[_Mapping[str, _duration_pb2.Duration]] = ..., model_revision: _Optional[str] = ...) -> None: ...
+    charts: ChartSet
+    def __init__(self, sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., size_bytes: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stage_durations: _Optional[_Mapping[str, _duration_pb2.Duration]] = ..., model_revision: _Optional[str] = ..., charts: _Optional[_Union[ChartSet, _Mapping]] = ...) -> None: ...
+
+class ChartSet(_message.Message):
+    __slots__ = ("osz_size_bytes", "osz_name", "model", "model_revision", "charts")
+    OSZ_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OSZ_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_REVISION_FIELD_NUMBER: _ClassVar[int]
+    CHARTS_FIELD_NUMBER: _ClassVar[int]
+    osz_size_bytes: int
+    osz_name: str
+    model: str
+    model_revision: str
+    charts: _containers.RepeatedCompositeFieldContainer[ChartSummary]
+    def __init__(self, osz_size_bytes: _Optional[int] = ..., osz_name: _Optional[str] = ..., model: _Optional[str] = ..., model_revision: _Optional[str] = ..., charts: _Optional[_Iterable[_Union[ChartSummary, _Mapping]]] = ...) -> None: ...
+
+class ChartSummary(_message.Message):
+    __slots__ = ("file_name", "version", "seed", "hit_objects", "bpm", "offset_ms")
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    HIT_OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    BPM_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    file_name: str
+    version: str
+    seed: int
+    hit_objects: int
+    bpm: float
+    offset_ms: float
+    def __init__(self, file_name: _Optional[str] = ..., version: _Optional[str] = ..., seed: _Optional[int] = ..., hit_objects: _Optional[int] = ..., bpm: _Optional[float] = ..., offset_ms: _Optional[float] = ...) -> None: ...
 
 class SongEvent(_message.Message):
-    __slots__ = ("accepted", "progress", "audio", "done", "notice")
+    __slots__ = ("accepted", "progress", "audio", "done", "notice", "osz")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     NOTICE_FIELD_NUMBER: _ClassVar[int]
+    OSZ_FIELD_NUMBER: _ClassVar[int]
     accepted: Accepted
     progress: Progress
     audio: AudioChunk
     done: SongSummary
     notice: Notice
-    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., done: _Optional[_Union[SongSummary, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ...) -> None: ...
+    osz: OszChunk
+    def __init__(self, accepted: _Optional[_Union[Accepted, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., audio: _Optional[_Union[AudioChunk, _Mapping]] = ..., done: _Optional[_Union[SongSummary, _Mapping]] = ..., notice: _Optional[_Union[Notice, _Mapping]] = ..., osz: _Optional[_Union[OszChunk, _Mapping]] = ...) -> None: ...
 
 class Accepted(_message.Message):
     __slots__ = ("job_id", "seed", "model")
@@ -190,6 +245,14 @@ class AudioChunk(_message.Message):
     data: bytes
     format: AudioFormat
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., format: _Optional[_Union[AudioFormat, str]] = ...) -> None: ...
+
+class OszChunk(_message.Message):
+    __slots__ = ("offset", "data")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
     __slots__ = ("song",)

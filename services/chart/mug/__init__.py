@@ -8,6 +8,7 @@ folder also holds relative to itself).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -17,6 +18,8 @@ from services.runtime.families import Family
 from services.runtime.model_files import has_files
 
 NAME = "mug"
+# Noise levels of the released model's schedule (model.yaml `timesteps`).
+PUBLISHED_TIMESTEPS = 1000
 
 
 def is_mug_config(tree: object) -> bool:
@@ -44,6 +47,27 @@ def _load(model_dir: Path, settings):
     return MugChartEngine.load(model_dir, settings)
 
 
+@lru_cache(maxsize=1)
+def _published_prompt():
+    from services.chart.mug.features import PUBLISHED_FEATURES, FeaturePrompt
+
+    return FeaturePrompt.load(PUBLISHED_FEATURES)
+
+
+def check_chart_request(request, field_prefix: str, max_count: int) -> None:
+    """Check a ChartRequest's settings and prompt (not its audio) as the released model would, without
+    loading one: its 1000 noise levels and the published feature list. The gateway runs it before it
+    accepts a song; the stage checks again against its own model. InvalidArgumentError naming
+    `<field_prefix>.<field>`."""
+    from services.chart.mug.engine import check_request
+
+    check_request(request, _published_prompt(), PUBLISHED_TIMESTEPS, max_count, field_prefix)
+
+
 FAMILY = Family(
-    name=NAME, detect=_detect, load=_load, describe=f"{WEIGHTS_FILE} + {CONFIG_FILE} (Mug-Diffusion)"
+    name=NAME,
+    detect=_detect,
+    load=_load,
+    describe=f"{WEIGHTS_FILE} + {CONFIG_FILE} (Mug-Diffusion)",
+    check_input=check_chart_request,
 )

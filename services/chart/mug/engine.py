@@ -52,7 +52,6 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import FailedPreconditionError, InvalidArgumentError
 from services.runtime.model_info import ModelInfo, model_name, weights_revision
 
-FEATURES_FIELD = "options.features"
 MAX_GUIDANCE = 100.0
 MAX_JACK_INTERVAL_MS = 1000.0
 MAX_SEED = 2**64 - 1
@@ -226,33 +225,7 @@ class MugChartEngine:
 
     def validate(self, request: ChartRequest) -> ValidatedRequest:
         """Check every field and prepare the song; InvalidArgumentError naming what is wrong."""
-        timesteps = self.config.timesteps
-        if not 1 <= request.steps <= timesteps:
-            raise InvalidArgumentError("options.steps", f"must be 1..{timesteps}, got {request.steps}")
-        if visited_timesteps(request.steps, timesteps)[0] >= timesteps:
-            raise InvalidArgumentError(
-                "options.steps",
-                f"{request.steps} steps would visit timestep {timesteps}, past the noise schedule "
-                "(the reference fails there too); choose another count",
-            )
-        if not 1 <= request.count <= self.settings.max_count:
-            raise InvalidArgumentError(
-                "options.count", f"must be 1..{self.settings.max_count}, got {request.count}"
-            )
-        if not math.isfinite(request.guidance) or not 0 <= request.guidance <= MAX_GUIDANCE:
-            raise InvalidArgumentError(
-                "options.guidance", f"must be 0..{MAX_GUIDANCE:g}, got {request.guidance}"
-            )
-        if not 0 <= request.seed <= MAX_SEED - (request.count - 1):
-            raise InvalidArgumentError(
-                "options.seed", f"seed + count - 1 must be 0..{MAX_SEED}, got seed {request.seed}"
-            )
-        interval = request.jack_interval_ms
-        if not math.isfinite(interval) or not 0 <= interval <= MAX_JACK_INTERVAL_MS:
-            raise InvalidArgumentError(
-                "options.mini_jack_interval", f"must be 0..{MAX_JACK_INTERVAL_MS:g}, got {interval}"
-            )
-        features = self.prompt.validate(request.features, FEATURES_FIELD)
+        features = check_request(request, self.prompt, self.config.timesteps, self.settings.max_count)
         return ValidatedRequest(request, self.read_song(request.audio), features)
 
     def generate(self, request: ChartRequest, token: CancellationToken | None = None) -> Iterator[ChartEvent]:
@@ -287,6 +260,38 @@ class MugChartEngine:
             if token is not None:
                 token.check()
             yield self.make_chart(index, notes[index], final[index], job)
+
+
+def check_request(
+    request: ChartRequest, prompt: FeaturePrompt, timesteps: int, max_count: int, prefix: str = "options"
+) -> dict[str, FeatureValue]:
+    """Check a request's settings and chart prompt (not its audio) for a model with `timesteps` noise
+    levels and the feature list `prompt`; returns the checked prompt. InvalidArgumentError naming
+    `<prefix>.<field>` (`<prefix>.features.<name>` for a chart control)."""
+    if not 1 <= request.steps <= timesteps:
+        raise InvalidArgumentError(f"{prefix}.steps", f"must be 1..{timesteps}, got {request.steps}")
+    if visited_timesteps(request.steps, timesteps)[0] >= timesteps:
+        raise InvalidArgumentError(
+            f"{prefix}.steps",
+            f"{request.steps} steps would visit timestep {timesteps}, past the noise schedule "
+            "(the reference fails there too); choose another count",
+        )
+    if not 1 <= request.count <= max_count:
+        raise InvalidArgumentError(f"{prefix}.count", f"must be 1..{max_count}, got {request.count}")
+    if not math.isfinite(request.guidance) or not 0 <= request.guidance <= MAX_GUIDANCE:
+        raise InvalidArgumentError(
+            f"{prefix}.guidance", f"must be 0..{MAX_GUIDANCE:g}, got {request.guidance}"
+        )
+    if not 0 <= request.seed <= MAX_SEED - (request.count - 1):
+        raise InvalidArgumentError(
+            f"{prefix}.seed", f"seed + count - 1 must be 0..{MAX_SEED}, got seed {request.seed}"
+        )
+    interval = request.jack_interval_ms
+    if not math.isfinite(interval) or not 0 <= interval <= MAX_JACK_INTERVAL_MS:
+        raise InvalidArgumentError(
+            f"{prefix}.mini_jack_interval", f"must be 0..{MAX_JACK_INTERVAL_MS:g}, got {interval}"
+        )
+    return prompt.validate(request.features, f"{prefix}.features")
 
 
 def arrange(

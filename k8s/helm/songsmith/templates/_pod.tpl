@@ -141,6 +141,12 @@ exec:
 {{- if eq $stage "diffusion" }}
 - name: SONGSMITH_DTYPE
   value: {{ ternary $c.dtype "float32" $gpu | quote }}
+- name: SONGSMITH_MAX_BATCH
+  value: {{ $c.batching.maxBatch | int64 | quote }}
+{{- end }}
+{{- if eq $stage "vocoder" }}
+- name: SONGSMITH_MAX_WINDOW_BATCH
+  value: {{ $c.batching.maxWindowBatch | int64 | quote }}
 {{- end }}
 {{- if $root.Values.mtls.enabled }}
 - name: SONGSMITH_TLS_CERT
@@ -201,8 +207,8 @@ exec:
       key: {{ $g.jobs.database.key }}
 - name: SONGSMITH_JOB_LEASE_S
   value: {{ $g.jobs.lease.seconds | quote }}
-- name: SONGSMITH_JOB_HEARTBEAT_S
-  value: {{ $g.jobs.lease.heartbeatSeconds | quote }}
+- name: SONGSMITH_JOB_POLL_S
+  value: {{ $g.jobs.lease.pollSeconds | quote }}
 {{- else }}
 - name: SONGSMITH_JOBS_DB
   value: /var/lib/songsmith/jobs.sqlite3
