@@ -15,6 +15,8 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from io import BytesIO
 
+from google.protobuf.duration_pb2 import Duration
+
 from services.chart.engine import DEFAULT_GUIDANCE, DEFAULT_STEPS, ChartRequest, SongAudio
 from services.chart.families import CHART_FAMILIES
 from services.chart.servicer import feature_values
@@ -182,11 +184,17 @@ def chart_set(
                 seed=chart.seed,
                 hit_objects=len(chart.hit_objects),
                 bpm=chart.bpm,
-                offset_ms=chart.offset_ms,
+                offset=_milliseconds(chart.offset_ms),
             )
             for chart in charts
         ],
     )
+
+
+def _milliseconds(value: float) -> Duration:
+    duration = Duration()
+    duration.FromNanoseconds(round(value * 1e6))
+    return duration
 
 
 def parse_features(assignments: Iterable[str]) -> chart_pb2.ChartFeatures:

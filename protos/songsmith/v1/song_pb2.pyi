@@ -171,20 +171,20 @@ class ChartSet(_message.Message):
     def __init__(self, osz_size_bytes: _Optional[int] = ..., osz_name: _Optional[str] = ..., model: _Optional[str] = ..., model_revision: _Optional[str] = ..., charts: _Optional[_Iterable[_Union[ChartSummary, _Mapping]]] = ...) -> None: ...
 
 class ChartSummary(_message.Message):
-    __slots__ = ("file_name", "version", "seed", "hit_objects", "bpm", "offset_ms")
+    __slots__ = ("file_name", "version", "seed", "hit_objects", "bpm", "offset")
     FILE_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     HIT_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     BPM_FIELD_NUMBER: _ClassVar[int]
-    OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     file_name: str
     version: str
     seed: int
     hit_objects: int
     bpm: float
-    offset_ms: float
-    def __init__(self, file_name: _Optional[str] = ..., version: _Optional[str] = ..., seed: _Optional[int] = ..., hit_objects: _Optional[int] = ..., bpm: _Optional[float] = ..., offset_ms: _Optional[float] = ...) -> None: ...
+    offset: _duration_pb2.Duration
+    def __init__(self, file_name: _Optional[str] = ..., version: _Optional[str] = ..., seed: _Optional[int] = ..., hit_objects: _Optional[int] = ..., bpm: _Optional[float] = ..., offset: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class SongEvent(_message.Message):
     __slots__ = ("accepted", "progress", "audio", "done", "notice", "osz")
