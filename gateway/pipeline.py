@@ -31,11 +31,12 @@ from gateway.audio import FakeStereo, StreamingEncoder, normalize_loudness
 from gateway.router import RoutedModel, Router
 from gateway.stages import Block, SongGeneration
 from services.diffusion.engine import GenerationProgress, GenerationRequest
+from services.diffusion.families import GENERATION_FAMILIES
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES
 from services.runtime.errors import CancelledError, FieldViolation, InvalidArgumentError, UnavailableError
 from services.runtime.model_info import LYRICS, MELODY_AUDIO, REFERENCE_AUDIO, STYLE_AUDIO, ModelInfo
-from services.style.engine import CROP_WHOLE
+from services.style.engine import CROP_WHOLE, CropMode
 from songsmith.v1 import song_pb2
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,14 @@ def _upload(field: str, run: Callable[[], np.ndarray]) -> np.ndarray:
             FieldViolation(field if v.field == "data" else v.field, v.description) for v in exc.violations
         ]
         raise InvalidArgumentError(violations=renamed) from exc
+
+
+def style_crop(family: str) -> CropMode:
+    """How the style stage crops a style recording for a model of `family` (its generation family's
+    `style_crop`: DiffRhythm v1 takes the 10 s around the middle), the whole recording for a family
+    this gateway does not know."""
+    known = {entry.name: entry for entry in GENERATION_FAMILIES.families()}
+    return known[family].style_crop if family in known else CROP_WHOLE
 
 
 def duration(seconds: float) -> Duration:
@@ -250,11 +259,12 @@ class Pipeline:
         if style is not None and spec.style_audio is not None:
             audio = spec.style_audio
             role = "melody" if MELODY_AUDIO in info.inputs else "style"
+            crop = CROP_WHOLE if role == "melody" else style_crop(info.family)
             if role == "melody" or STYLE_AUDIO in info.inputs:
                 work[role] = (
                     "style",
                     lambda: _upload(
-                        "style_audio", lambda: style.embed_audio(audio, CROP_WHOLE, spec.job_id, sibling)
+                        "style_audio", lambda: style.embed_audio(audio, crop, spec.job_id, sibling)
                     ),
                 )
         if spec.reference_audio is not None and REFERENCE_AUDIO in info.inputs:
