@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from google.protobuf.duration_pb2 import Duration
 
-from gateway.audio import FakeStereo, StreamingEncoder, normalize_loudness
+from gateway.audio import FakeStereo, StreamingEncoder, normalize_loudness, peak_normalize_int16
 from gateway.router import RoutedModel, Router
 from gateway.stages import Block, SongGeneration
 from services.diffusion.engine import GenerationProgress, GenerationRequest
@@ -49,7 +49,10 @@ _END = object()
 
 @dataclass(frozen=True)
 class SongSpec:
-    """A validated song request with the gateway's defaults filled in (model defaults stay 0/None)."""
+    """A validated song request with the gateway's defaults filled in (model defaults stay 0/None).
+
+    `keep_raw_level`: write the song at its decoded level even for a model whose reference writes
+    songs peak-normalised (a family's options may carry it: DiffRhythm v1's)."""
 
     job_id: str
     model: str
@@ -67,6 +70,7 @@ class SongSpec:
     options_field: str | None = None
     options: Any = None
     reference_audio: bytes | None = None
+    keep_raw_level: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,9 +121,17 @@ def duration(seconds: float) -> Duration:
 
 class SongWriter:
     """PCM [channels, n] in, audio events out: fake stereo for mono models, loudness normalization of
-    the final channels, the container."""
+    the final channels, or peak normalization for models whose reference writes songs that way
+    (`peak_normalize`), the container.
 
-    def __init__(self, spec: SongSpec, sample_rate: int, channels: int, emit: EventSink) -> None:
+    Both normalizations need the whole song, so the PCM is held and encoded when the song is
+    finished; otherwise each piece is encoded and sent as it comes."""
+
+    def __init__(
+        self, spec: SongSpec, sample_rate: int, channels: int, emit: EventSink, peak_normalize: bool = False
+    ) -> None:
+        """Write `spec`'s song of `channels` at `sample_rate`, sending each audio event to `emit`;
+        `peak_normalize` (ignored when normalizing loudness) writes it peak-normalized."""
         self.channels = 2 if spec.stereo and channels == 1 else channels
         self.samples = 0
         self.encode_seconds = 0.0
@@ -128,22 +140,31 @@ class SongWriter:
         self._emit = emit
         self._encoder = StreamingEncoder(spec.audio_format, sample_rate, self.channels)
         self._stereo = FakeStereo(sample_rate) if self.channels != channels else None
+        self._peak = peak_normalize and not spec.normalize_loudness
         self._held: list[np.ndarray] = []
 
+    @property
+    def holds_song(self) -> bool:
+        """True when the audio is sent only once the whole song is there (a normalization needs it)."""
+        return self._spec.normalize_loudness or self._peak
+
     def add(self, pcm: np.ndarray) -> None:
-        """Encode and send the next samples (held back to the end when normalizing loudness)."""
+        """Encode and send the next samples (held back to the end when normalizing)."""
         self.samples += pcm.shape[1]
         final = self._stereo(pcm) if self._stereo else pcm
-        if self._spec.normalize_loudness:
+        if self.holds_song:
             self._held.append(final)
         else:
             self._encode(final)
 
     def finish(self) -> bytes:
         """Send the rest of the file; return the whole file."""
-        if self._spec.normalize_loudness:
+        if self.holds_song:
             song = np.concatenate([np.zeros((self.channels, 0), np.float32), *self._held], axis=1)
-            self._encode(normalize_loudness(song, self._sample_rate, self._spec.target_lufs))
+            if self._peak:
+                self._encode(peak_normalize_int16(song))
+            else:
+                self._encode(normalize_loudness(song, self._sample_rate, self._spec.target_lufs))
         started = time.perf_counter()
         self._send(self._encoder.close())
         self.encode_seconds += time.perf_counter() - started
@@ -207,7 +228,8 @@ class Pipeline:
         )
         song = SongGeneration(request, spec.options_field, spec.options)
         vocoder = model.info(token, stage="vocoder")
-        writer = SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit)
+        peak = vocoder.peak_normalize and not spec.keep_raw_level
+        writer = SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit, peak_normalize=peak)
         frames = self._frame_stream(model, info, song, token, emit, timings, kept, keep)
         decode_started = time.perf_counter()
         for piece in model.vocoder.decode(frames, spec.job_id, token):

@@ -13,6 +13,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.audio import CONTAINERS, DEFAULT_TARGET_LUFS
 from gateway.pipeline import SongSpec
@@ -194,4 +195,10 @@ def song_spec(request: song_pb2.SongRequest, job_id: str, seed: int) -> SongSpec
         options_field=arm,
         options=getattr(request, arm) if arm else None,
         reference_audio=request.reference_audio or None,
+        keep_raw_level=bool(arm) and _keeps_raw_level(getattr(request, arm)),
     )
+
+
+def _keeps_raw_level(options: Any) -> bool:
+    """Whether a family's options message asks for the decoded level (`keep_raw_level`, DiffRhythm v1)."""
+    return "keep_raw_level" in options.DESCRIPTOR.fields_by_name and bool(options.keep_raw_level)
