@@ -216,9 +216,17 @@ class JobManager:
             self._threads.append(thread)
         return waiting
 
-    def result_name(self, record: JobRecord) -> str:
-        """The name of a job's audio in the result store."""
-        return f"{record.job_id}.{CONTAINERS[audio_format(record.request)].extension}"
+    def result_name(self, record: JobRecord, candidate: int = 0) -> str:
+        """The name of a job's audio in the result store: `<job_id>.<extension>`, and for candidate
+        i > 0 of a request for several `<job_id>~<i>.<extension>` (`~` is never part of a job id)."""
+        extension = CONTAINERS[audio_format(record.request)].extension
+        stem = record.job_id if candidate == 0 else f"{record.job_id}~{candidate}"
+        return f"{stem}.{extension}"
+
+    def result_names(self, record: JobRecord) -> list[str]:
+        """The names of every file of a finished job (one per candidate; one for a single song)."""
+        count = len(record.result.candidates) if record.result is not None else 0
+        return [self.result_name(record, candidate) for candidate in range(max(1, count))]
 
     # Submission and the queue.
 
@@ -373,7 +381,8 @@ class JobManager:
             return
         for record in expired:
             if record.result is not None:
-                self.results.delete(self.result_name(record))
+                for name in self.result_names(record):
+                    self.results.delete(name)
         if expired:
             log.info("removed %d jobs past their retention", len(expired))
 
@@ -425,7 +434,8 @@ class JobManager:
                 self.store.add_block(lease, block, ModelIdentity(record.request.model, block.revision))
 
             result = self.pipeline.run(spec, live.token, emit, blocks, keep)
-            self.results.put(self.result_name(record), result.data)
+            for candidate, data in enumerate(result.files):
+                self.results.put(self.result_name(record, candidate), data)
             done = song_pb2.SongEvent(done=result.summary)
             with live.publishing:
                 if live.outcome_recorded:
@@ -587,14 +597,18 @@ class JobManager:
             raise error_from_text(
                 record.error or error_text(grpc.StatusCode.UNAVAILABLE, "the job has not finished")
             )
-        data = self.results.get(self.result_name(record))
+        files = [self.results.get(name) for name in self.result_names(record)]
         delivery.new_run()
         events = [_accepted(record)]
-        for start in range(0, len(data), MAX_CHUNK_BYTES):
-            chunk = song_pb2.AudioChunk(
-                offset=start, data=data[start : start + MAX_CHUNK_BYTES], format=audio_format(record.request)
-            )
-            events.append(song_pb2.SongEvent(audio=chunk))
+        for candidate, data in enumerate(files):
+            for start in range(0, len(data), MAX_CHUNK_BYTES):
+                chunk = song_pb2.AudioChunk(
+                    offset=start,
+                    data=data[start : start + MAX_CHUNK_BYTES],
+                    format=audio_format(record.request),
+                    candidate=candidate,
+                )
+                events.append(song_pb2.SongEvent(audio=chunk))
         events.append(song_pb2.SongEvent(done=record.result))
         for event in events:
             if delivery.admit(event):
@@ -659,7 +673,8 @@ class JobManager:
         if not self.store.delete(job_id):
             raise errors.NotFoundError(f"no job {job_id}")
         if record.result is not None:
-            self.results.delete(self.result_name(record))
+            for name in self.result_names(record):
+                self.results.delete(name)
 
     def shutdown(self, wait_s: float = 30.0) -> None:
         """Stop taking jobs; running ones stop at their next step and go back to the queue, where

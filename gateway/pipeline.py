@@ -1,6 +1,10 @@
 """One song through its model's stages, overlapped: lyrics and style in parallel, then the generation
 stage streaming blocks into the vocoder streaming PCM into the audio encoder and out.
 
+A request for several candidates (songs sampled together, DiffRhythm v1) gets one stream of blocks,
+candidate after candidate; each candidate is decoded by its own vocoder stream into its own file,
+whose audio events carry its number.
+
 Family-agnostic: the generation stage's ModelInfo says which inputs the model reads (lyrics,
 a style prompt, a style or melody recording) and its family (for the lyric front end); the family's
 own options travel as the request's typed message. No branch here names a family.
@@ -14,8 +18,10 @@ model's revision has changed since: then the song starts again from block 0, wit
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import operator
 import queue
 import threading
 import time
@@ -75,10 +81,17 @@ class SongSpec:
 
 @dataclass(frozen=True)
 class SongResult:
-    """The finished song: its summary and the encoded file."""
+    """The finished song: its summary and the encoded file. With several candidates, `data` is
+    candidate 0's file and `other_candidates` holds the files of candidates 1, 2, ..."""
 
     summary: song_pb2.SongSummary
     data: bytes
+    other_candidates: tuple[bytes, ...] = ()
+
+    @property
+    def files(self) -> list[bytes]:
+        """Every candidate's file, candidate 0 first (the one file of a single song)."""
+        return [self.data, *self.other_candidates]
 
 
 @dataclass(frozen=True)
@@ -128,10 +141,17 @@ class SongWriter:
     finished; otherwise each piece is encoded and sent as it comes."""
 
     def __init__(
-        self, spec: SongSpec, sample_rate: int, channels: int, emit: EventSink, peak_normalize: bool = False
+        self,
+        spec: SongSpec,
+        sample_rate: int,
+        channels: int,
+        emit: EventSink,
+        peak_normalize: bool = False,
+        candidate: int = 0,
     ) -> None:
         """Write `spec`'s song of `channels` at `sample_rate`, sending each audio event to `emit`;
-        `peak_normalize` (ignored when normalizing loudness) writes it peak-normalized."""
+        `peak_normalize` (ignored when normalizing loudness) writes it peak-normalized; `candidate`
+        is the number its audio events carry (which of several songs sampled together it is)."""
         self.channels = 2 if spec.stereo and channels == 1 else channels
         self.samples = 0
         self.encode_seconds = 0.0
@@ -141,6 +161,7 @@ class SongWriter:
         self._encoder = StreamingEncoder(spec.audio_format, sample_rate, self.channels)
         self._stereo = FakeStereo(sample_rate) if self.channels != channels else None
         self._peak = peak_normalize and not spec.normalize_loudness
+        self._candidate = candidate
         self._held: list[np.ndarray] = []
 
     @property
@@ -179,7 +200,10 @@ class SongWriter:
         for start, data in pieces:
             for cut in range(0, len(data), MAX_CHUNK_BYTES):
                 chunk = song_pb2.AudioChunk(
-                    offset=start + cut, data=data[cut : cut + MAX_CHUNK_BYTES], format=self._spec.audio_format
+                    offset=start + cut,
+                    data=data[cut : cut + MAX_CHUNK_BYTES],
+                    format=self._spec.audio_format,
+                    candidate=self._candidate,
                 )
                 self._emit(song_pb2.SongEvent(audio=chunk))
 
@@ -229,31 +253,46 @@ class Pipeline:
         song = SongGeneration(request, spec.options_field, spec.options)
         vocoder = model.info(token, stage="vocoder")
         peak = vocoder.peak_normalize and not spec.keep_raw_level
-        writer = SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit, peak_normalize=peak)
         frames = self._frame_stream(model, info, song, token, emit, timings, kept, keep)
-        decode_started = time.perf_counter()
-        for piece in model.vocoder.decode(frames, spec.job_id, token):
-            if piece.offset != writer.samples:
-                raise RuntimeError(
-                    f"vocoder skipped samples: offset {piece.offset}, expected {writer.samples}"
-                )
-            writer.add(piece.samples)
-        timings["vocoder"] = time.perf_counter() - decode_started
-        data = writer.finish()
-        timings["encode"] = writer.encode_seconds
+        writers: list[SongWriter] = []
+        files: list[bytes] = []
+        timings["vocoder"] = 0.0
+        for candidate, candidate_frames in itertools.groupby(frames, key=operator.itemgetter(0)):
+            if candidate != len(writers):
+                raise RuntimeError(f"the generation stage sent candidate {candidate} after {len(writers)}")
+            writer = SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit, peak, candidate)
+            blocks = (block for _, block in candidate_frames)
+            decode_started = time.perf_counter()
+            for piece in model.vocoder.decode(blocks, spec.job_id, token):
+                if piece.offset != writer.samples:
+                    raise RuntimeError(
+                        f"vocoder skipped samples: offset {piece.offset}, expected {writer.samples}"
+                    )
+                writer.add(piece.samples)
+            timings["vocoder"] += time.perf_counter() - decode_started
+            files.append(writer.finish())
+            writers.append(writer)
+        if not writers:
+            raise RuntimeError("the generation stage ended the song without a block")
+        timings["encode"] = sum(writer.encode_seconds for writer in writers)
         timings["total"] = time.perf_counter() - started
         summary = song_pb2.SongSummary(
-            duration=duration(writer.samples / vocoder.sample_rate),
+            duration=duration(writers[0].samples / vocoder.sample_rate),
             sample_rate=vocoder.sample_rate,
-            channels=writer.channels,
+            channels=writers[0].channels,
             format=spec.audio_format,
-            size_bytes=len(data),
+            size_bytes=len(files[0]),
             seed=spec.seed,
             model=model.name,
             model_revision=info.revision,
             stage_durations={stage: duration(seconds) for stage, seconds in timings.items()},
         )
-        return SongResult(summary, data)
+        if len(files) > 1:
+            summary.candidates.extend(
+                song_pb2.CandidateSong(candidate=number, seed=spec.seed + number, size_bytes=len(data))
+                for number, data in enumerate(files)
+            )
+        return SongResult(summary, files[0], tuple(files[1:]))
 
     def _conditioning(
         self,
@@ -327,8 +366,8 @@ class Pipeline:
         timings: dict[str, float],
         kept: Sequence[Block],
         keep: BlockSink | None,
-    ) -> Iterator[np.ndarray]:
-        """Blocks' frames from a producer thread, so generation runs ahead of decoding."""
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Blocks' (candidate, frames) from a producer thread, so generation runs ahead of decoding."""
         handoff: queue.Queue = queue.Queue(maxsize=4)
         failure: list[BaseException] = []
         producer_token = token.child()
@@ -339,7 +378,7 @@ class Pipeline:
                 for event in self._song_events(model, song, kept, keep, producer_token):
                     emit(_progress(event, info))
                     if isinstance(event, Block):
-                        self._put(handoff, event.frames, producer_token)
+                        self._put(handoff, (event.candidate, event.frames), producer_token)
                 timings["diffusion"] = time.perf_counter() - began
                 self._put(handoff, _END, producer_token)
             except BaseException as exc:
