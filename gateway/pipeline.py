@@ -105,16 +105,32 @@ class RetryPolicy:
     max_backoff_s: float = 5.0
 
 
+# The stages' name for the song length, which the caller sent as SongRequest.max_duration.
+LENGTH_FIELDS = {"seconds": "max_duration"}
+
+
+def request_fields(exc: InvalidArgumentError, names: dict[str, str]) -> InvalidArgumentError:
+    """A stage's INVALID_ARGUMENT with its field names turned into the SongRequest's (`names`: the
+    stage's name -> the request's), so the caller is told about the field it sent."""
+    renamed = [FieldViolation(names.get(v.field, v.field), v.description) for v in exc.violations]
+    return InvalidArgumentError(violations=renamed)
+
+
 def _upload(field: str, run: Callable[[], np.ndarray]) -> np.ndarray:
     """`run()`, a stage reading an uploaded recording, with the stage's complaints about its `data`
     reported on the request's `field`, which is what the caller sent."""
     try:
         return run()
     except InvalidArgumentError as exc:
-        renamed = [
-            FieldViolation(field if v.field == "data" else v.field, v.description) for v in exc.violations
-        ]
-        raise InvalidArgumentError(violations=renamed) from exc
+        raise request_fields(exc, {"data": field}) from exc
+
+
+def _tokenize(run: Callable[[], np.ndarray]) -> np.ndarray:
+    """`run()`, the tokenizer, with its complaints about the song length on `max_duration`."""
+    try:
+        return run()
+    except InvalidArgumentError as exc:
+        raise request_fields(exc, LENGTH_FIELDS) from exc
 
 
 def style_crop(family: str) -> CropMode:
@@ -309,9 +325,10 @@ class Pipeline:
         work: dict[str, tuple[str, Callable[[], np.ndarray]]] = {}
         if LYRICS in info.inputs and model.tokenizer is not None:
             tokenizer = model.tokenizer
+            lyrics, family, seconds = spec.lyrics, info.family, spec.max_seconds
             work["tokens"] = (
                 "tokenizer",
-                lambda: tokenizer.tokenize(spec.lyrics, info.family, spec.max_seconds, spec.job_id, sibling),
+                lambda: _tokenize(lambda: tokenizer.tokenize(lyrics, family, seconds, spec.job_id, sibling)),
             )
         style = model.style
         if style is not None and spec.style_prompt is not None:
@@ -445,6 +462,8 @@ class Pipeline:
                         failures = 0
                     yield event
                 return
+            except InvalidArgumentError as exc:
+                raise request_fields(exc, LENGTH_FIELDS) from exc
             except UnavailableError as exc:
                 now = time.monotonic()
                 lost_since = lost_since if failures else now

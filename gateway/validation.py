@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.audio import CONTAINERS, DEFAULT_TARGET_LUFS
-from gateway.pipeline import SongSpec
+from gateway.pipeline import LENGTH_FIELDS, SongSpec, request_fields
 from services.diffusion.families import GENERATION_FAMILIES
 from services.runtime.errors import FieldViolation, InvalidArgumentError, ServiceError
 from services.runtime.model_info import (
@@ -139,7 +139,7 @@ def validate_for_model(request: song_pb2.SongRequest, info: ModelInfo, limits: R
         try:
             lyric_check(request.lyrics, max_seconds(request), limits.lyrics)
         except InvalidArgumentError as exc:
-            found += exc.violations
+            found += request_fields(exc, LENGTH_FIELDS).violations
     if found:
         raise InvalidArgumentError(violations=found)
 

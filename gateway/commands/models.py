@@ -70,8 +70,10 @@ def run_models(args: argparse.Namespace) -> int:
     if args.models_command == "demo":
         diffrhythm2, mulan = model_store.write_demo(root)
         print(f"demo model written: {diffrhythm2} and {mulan}")
-        print("it has random weights: songs made with it are noise;")
-        print("`songsmith models pull diffrhythm2` gets real ones")
+        diffrhythm1 = model_store.write_demo_diffrhythm1(root)
+        print(f"DiffRhythm v1 demo model (96..285 s songs) written: {diffrhythm1}")
+        print("they have random weights: songs made with them are noise;")
+        print("`songsmith models pull diffrhythm2` (or diffrhythm1, diffrhythm1-full) gets real ones")
         return 0
     try:
         paths = model_store.pull(
