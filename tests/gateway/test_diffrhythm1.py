@@ -338,7 +338,7 @@ def test_candidates_through_the_grpc_stack_and_their_replay(
             "no line starts with an [mm:ss.xx]",
         ),
         ("[ti:only tags]\n[ar:nobody]", 96, "lyrics", "no line starts with an [mm:ss.xx]"),
-        ("[00:01.00]hello\n[00:04.00]2025!", 96, "lyrics", "line 2: "),
+        ("[00:01.00]hello\n[00:04.00]2025!", 96, "lyrics", "line 2: only digits, punctuation"),
         ("[00:01.00]hello", 300, "max_duration", "must be 95 or a whole number in 96..285"),
     ],
     ids=["stamp-without-words", "malformed-stamps", "only-tags", "nothing-to-sing", "out-of-range-seconds"],
