@@ -18,8 +18,9 @@ takes minutes) decodes songs of `--decode-seconds` whole (one call, the referenc
 chunked (128-frame windows), each case in its own fresh process; the figure is the growth of the
 peak resident set during the decode (VmHWM reset after warm-up).
 
-`full_size_song` is the GPU figure: the published size (dim 2048, depth 16), a 285 s song, 32 grid
-points, bf16, with the chunked decode at the published VAE width; `bench/gpu.py` calls it.
+The GPU figure is `bench/gpu.py`'s `diffrhythm1` case (the published size, dim 2048, depth 16, a
+285 s song through the stage engines); it builds on `FULL_CONFIG`, `song_inputs` and
+`negative_style` here.
 
 The bench sets OMP_WAIT_POLICY=PASSIVE unless the environment sets it: on a shared machine,
 spin-waiting OpenMP threads that lose their core make a run many times slower.
@@ -135,61 +136,6 @@ def decode_case(chunked: bool, seconds: int, channels: int, threads: int) -> dic
     audio = vocoder.decode(latents, options=DecodeOptions(chunked=chunked))
     wall = time.perf_counter() - started
     return {"wall": wall, "rss_growth_mib": _status_mib("VmHWM") - before, "samples": audio.shape[1]}
-
-
-def full_size_song(
-    device: str = "cuda",
-    dtype: torch.dtype = torch.bfloat16,
-    seconds: int = 285,
-    steps: int = 32,
-    config: DiTConfig = FULL_CONFIG,
-    vae_channels: int = PUBLISHED_VAE_CHANNELS,
-    baseline: bool = True,
-) -> dict:
-    """Time one song at the published size on `device`: sampling with the production sampler (and,
-    with `baseline`, the plain two-pass run of the same algorithm), then the chunked VAE decode.
-
-    Random weights (the published DiT size is about 0.84 B parameters). Returns seconds for each
-    phase, the song's frames and audio seconds, and on CUDA the peak GPU memory in GiB.
-    """
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = DiT(config)
-    model = model.to(dtype).eval().requires_grad_(False)
-    vocoder = DiffRhythm1Vocoder(random_vae(vae_channels, 0).to(device), torch.device(device), 10**6)
-    song = song_inputs(seconds)
-    cuda = torch.device(device).type == "cuda"
-
-    def synced(work):
-        if cuda:
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        result = work()
-        if cuda:
-            torch.cuda.synchronize()
-        return result, time.perf_counter() - started
-
-    short = SongInputs(song.tokens[:256], song.style, song.start_time, song.duration)
-    sample_ours(model, short, 2)
-    vocoder.decode_window(np.zeros((128, 64), np.float32))
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    latents, sample_s = synced(lambda: sample_ours(model, song, steps))
-    _, decode_s = synced(lambda: vocoder.decode(latents, options=DecodeOptions(chunked=True)))
-    figures = {
-        "device": torch.cuda.get_device_name() if cuda else device,
-        "dtype": str(dtype).removeprefix("torch."),
-        "frames": song.frames,
-        "audio_s": song.frames * 2048 / 44100,
-        "steps": steps,
-        "sample_s": sample_s,
-        "decode_s": decode_s,
-        "total_s": sample_s + decode_s,
-        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
-    }
-    if baseline:
-        _, figures["plain_sample_s"] = synced(lambda: sample_plain(model, song, steps))
-    return figures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,17 @@ decode). `+compile` wraps each transformer block's MLP in `torch.compile(dynamic
 attention and its cache stay eager (the history grows every block, which rules out CUDA graphs of
 the whole step without attending over the full capacity).
 
+DiffRhythm v1 (`diffrhythm1`): the published DiT size (dim 2048, depth 16, 32 heads, ff_mult 4, 4
+text blocks, the full 6144-frame model with its duration embedding) in `--dtype`, seeded random
+weights, and the Oobleck VAE at the published width (128) in float32; a 285 s song (6136 frames)
+whatever `--seconds` says (v1 makes 95 s or 96..285 s songs; `--tiny`: the demo DiT and VAE widths
+and a 96 s song, 2067 frames), `--steps` Euler grid points (the reference's default is 32) and cfg
+4.0. N songs at once are sampled as the reference batches them: requests of up to 8 candidates
+(`DiffRhythm1Options.candidates`), ceil(N / 8) of them from one thread each, through
+`DiffRhythm1Engine.generate`; each candidate is decoded by its own streaming decode (128-frame
+windows), one after the other as the gateway does. First audio is the first final PCM of a request
+(after the whole song is sampled and one window decoded), seconds per song the request's total.
+
 Another family adds its cases by writing a function `Target -> list[Figures]` (usually around the
 full-size function its own bench module already has, e.g. `bench/diffrhythm1.py`) and an entry in
 `CASES`; the table, the options and the CPU smoke test come with it.
@@ -27,6 +38,7 @@ rot). The first line printed names the device (the card's name on CUDA).
 
     .venv/bin/python -m bench.gpu [--cases diffrhythm2,diffrhythm2+compile] [--counts 1,16,64]
         [--dtype bfloat16] [--seconds 210] [--steps 16] [--tiny] [--device cuda]
+    .venv/bin/python -m bench.gpu --cases diffrhythm1 --steps 32 --counts 1,8   # v1's headline
 """
 
 from __future__ import annotations
@@ -45,10 +57,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.diffrhythm1 import FULL_CONFIG as DIFFRHYTHM1_FULL
+from bench.diffrhythm1 import PUBLISHED_VAE_CHANNELS, negative_style, song_inputs
 from services.diffusion.batching import BatchLimits
+from services.diffusion.diffrhythm1.dit import FULL_MAX_FRAMES as DIFFRHYTHM1_FRAMES
+from services.diffusion.diffrhythm1.dit import DiT as DiffRhythm1DiT
+from services.diffusion.diffrhythm1.dit import DiTConfig as DiffRhythm1Config
+from services.diffusion.diffrhythm1.engine import DiffRhythm1Engine
+from services.diffusion.diffrhythm1.length import frame_of
+from services.diffusion.diffrhythm1.models import DEMO_CONFIG as DIFFRHYTHM1_DEMO
+from services.diffusion.diffrhythm1.options import MAX_CANDIDATES, DiffRhythm1Options
 from services.diffusion.diffrhythm2.dit import COND_DIM, DiT, DiTConfig
 from services.diffusion.diffrhythm2.engine import DiffusionEngine
 from services.diffusion.engine import GeneratedBlock, GenerationRequest
+from services.vocoder.diffrhythm1.engine import DiffRhythm1Vocoder
+from services.vocoder.diffrhythm1.models import DEMO_CHANNELS as DIFFRHYTHM1_DEMO_VAE
+from services.vocoder.diffrhythm1.models import random_vae
 from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator, DecoderConfig
 from services.vocoder.diffrhythm2.demo import DEMO_CONFIG
 from services.vocoder.diffrhythm2.engine import VocoderEngine
@@ -223,9 +247,125 @@ def diffrhythm2_case(target: Target, compiled: bool) -> list[Figures]:
     return rows
 
 
+DIFFRHYTHM1_CFG = 4.0
+DIFFRHYTHM1_SECONDS = 285  # 6136 frames, the full model's longest song
+DIFFRHYTHM1_TINY_SECONDS = 96  # 2067 frames, its shortest
+
+
+def diffrhythm1_models(target: Target) -> tuple[DiffRhythm1Engine, DiffRhythm1Vocoder]:
+    """The v1 DiT (full model) and the VAE at the target's shapes, seeded random weights, on its
+    device: the DiT in the target's dtype, the VAE in float32."""
+    config = (
+        DiffRhythm1Config(**DIFFRHYTHM1_DEMO, max_frames=DIFFRHYTHM1_FRAMES)
+        if target.tiny
+        else DIFFRHYTHM1_FULL
+    )
+    torch.manual_seed(0)
+    with torch.device(target.device):
+        model = DiffRhythm1DiT(config)
+    model = model.to(target.dtype).eval().requires_grad_(False)
+    width = DIFFRHYTHM1_DEMO_VAE if target.tiny else PUBLISHED_VAE_CHANNELS
+    vae = random_vae(width, 0).to(target.device)
+    vocoder = DiffRhythm1Vocoder(vae, torch.device(target.device), DIFFRHYTHM1_FRAMES)
+    return DiffRhythm1Engine(model, negative_style()), vocoder
+
+
+def _diffrhythm1_request(
+    engine: DiffRhythm1Engine,
+    vocoder: DiffRhythm1Vocoder,
+    seconds: int,
+    seed: int,
+    candidates: int,
+    steps: int,
+) -> tuple[float, float]:
+    """One request of `candidates` songs sampled together, each candidate stream-decoded in turn;
+    returns (seconds to its first final PCM, seconds in all)."""
+    song = song_inputs(seconds)
+    request = GenerationRequest(
+        tokens=song.tokens,
+        style=song.style,
+        seed=seed,
+        steps=steps,
+        cfg_strength=DIFFRHYTHM1_CFG,
+        seconds=seconds,
+        options=DiffRhythm1Options(candidates=candidates),
+    )
+    started = time.perf_counter()
+    first_audio = float("nan")
+    candidate, decoder = -1, None
+    for event in engine.generate(request):
+        if not isinstance(event, GeneratedBlock):
+            continue
+        if event.candidate != candidate:
+            if decoder is not None:
+                decoder.finish()
+            candidate, decoder = event.candidate, vocoder.stream()
+        if decoder.push(event.frames) and first_audio != first_audio:
+            first_audio = time.perf_counter() - started
+    if decoder is not None:
+        decoder.finish()
+    if first_audio != first_audio:
+        first_audio = time.perf_counter() - started
+    return first_audio, time.perf_counter() - started
+
+
+def _diffrhythm1_at_once(
+    engine: DiffRhythm1Engine, vocoder: DiffRhythm1Vocoder, seconds: int, concurrent: int, steps: int
+) -> tuple[list[tuple[float, float]], float]:
+    """`concurrent` songs as requests of up to 8 candidates, one thread each; their (first audio,
+    total) seconds and the wall time of the lot."""
+    sizes = [min(MAX_CANDIDATES, concurrent - start) for start in range(0, concurrent, MAX_CANDIDATES)]
+    results: list[tuple[float, float] | BaseException] = [RuntimeError("not run")] * len(sizes)
+
+    def run(index: int, size: int) -> None:
+        try:
+            seed = index * MAX_CANDIDATES
+            results[index] = _diffrhythm1_request(engine, vocoder, seconds, seed, size, steps)
+        except BaseException as error:  # raised below, once every thread has ended
+            results[index] = error
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(sizes)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results, wall
+
+
+def diffrhythm1_case(target: Target) -> list[Figures]:
+    """DiffRhythm v1 through its stage engines: N songs as ceil(N / 8) concurrent requests of up to 8
+    candidates each, for each N of the target (see the module docstring)."""
+    engine, vocoder = diffrhythm1_models(target)
+    seconds = DIFFRHYTHM1_TINY_SECONDS if target.tiny else DIFFRHYTHM1_SECONDS
+    engine.warm_up()
+    vocoder.warm_up()
+    rows = []
+    for concurrent in target.counts:
+        _reset_peak(target)
+        requests, wall = _diffrhythm1_at_once(engine, vocoder, seconds, concurrent, target.steps)
+        rows.append(
+            Figures(
+                case="diffrhythm1",
+                concurrent=concurrent,
+                song_seconds=frame_of(seconds) * 2048 / 44100,
+                seconds_per_song=statistics.median(total for _, total in requests),
+                first_audio_s=statistics.median(first for first, _ in requests),
+                peak_gib=_peak_gib(target),
+                songs_per_hour=3600 * concurrent / wall,
+            )
+        )
+    return rows
+
+
 CASES: dict[str, Callable[[Target], list[Figures]]] = {
     "diffrhythm2": functools.partial(diffrhythm2_case, compiled=False),
     "diffrhythm2+compile": functools.partial(diffrhythm2_case, compiled=True),
+    "diffrhythm1": diffrhythm1_case,
 }
 
 
@@ -233,17 +373,17 @@ def print_table(rows: list[Figures], target: Target) -> None:
     """The markdown table; "vs N=1" compares songs per hour with the same case's N = 1 row."""
     print(
         f"\n{'tiny shapes' if target.tiny else 'published shapes'}, random weights, "
-        f"{str(target.dtype).removeprefix('torch.')}, {target.seconds:g} s songs, {target.steps} steps, "
-        f"cfg {CFG_STRENGTH:g}\n"
+        f"{str(target.dtype).removeprefix('torch.')}, {target.steps} steps, "
+        f"cfg {CFG_STRENGTH:g} (diffrhythm1: {DIFFRHYTHM1_CFG:g})\n"
     )
-    print("| case | N | s per song | first audio s | peak GiB | songs/hour | vs N=1 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| case | N | song s | s per song | first audio s | peak GiB | songs/hour | vs N=1 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     solo = {row.case: row.songs_per_hour for row in rows if row.concurrent == 1}
     for row in rows:
         ratio = f"{row.songs_per_hour / solo[row.case]:.2f}x" if row.case in solo else "-"
         print(
-            f"| {row.case} | {row.concurrent} | {row.seconds_per_song:.2f} | {row.first_audio_s:.2f} | "
-            f"{row.peak_gib:.2f} | {row.songs_per_hour:.0f} | {ratio} |"
+            f"| {row.case} | {row.concurrent} | {row.song_seconds:.1f} | {row.seconds_per_song:.2f} | "
+            f"{row.first_audio_s:.2f} | {row.peak_gib:.2f} | {row.songs_per_hour:.0f} | {ratio} |"
         )
 
 

@@ -8,6 +8,10 @@ rewrite their header (WAV sizes, FLAC stream info, the MP3 info frame): those la
 as extra pieces at their earlier offsets, so a client that writes every piece at its offset ends up
 with exactly the stored file.
 
+Peak normalization is the DiffRhythm v1 reference's way of writing a song: divided by its peak over
+all channels, 16-bit PCM truncated toward zero; the encoder then takes those int16 samples as they
+are, so a WAV holds exactly the reference's samples.
+
 Loudness normalization measures the final channels (after fake stereo) with the BS.1770 meter and
 reaches the target with a gain and a look-ahead true-peak limiter: peaks are measured on the signal
 oversampled 4x (as BS.1770 measures true peak) and held to -1 dBTP by a smooth gain curve, never by
@@ -35,6 +39,7 @@ LIMITER_WINDOW_S = 0.010  # look-ahead, and the length of every gain ramp
 LOUDNESS_PASSES = 6  # gain and limiter rounds; the limiter takes away a little loudness each time
 LOUDNESS_TOLERANCE_LU = 0.1
 MIN_MEASURABLE_S = 0.4  # one BS.1770 gating block
+INT16_PEAK = 32767
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,18 @@ def normalize_loudness(audio: np.ndarray, sample_rate: int, target_lufs: float) 
     return result.astype(np.float32, copy=False)
 
 
+def peak_normalize_int16(audio: np.ndarray) -> np.ndarray:
+    """A song's float audio [channels, n] as the DiffRhythm v1 reference writes it: divided by its
+    peak over all channels together (float32), clamped to [-1, 1], times 32767, truncated toward zero
+    to int16. Silence (a zero peak, where the reference would divide by zero) stays silence."""
+    samples = np.asarray(audio, np.float32)
+    peak = np.abs(samples).max() if samples.size else np.float32(0)
+    if peak == 0:
+        return np.zeros(samples.shape, np.int16)
+    scaled = np.clip(samples / peak, np.float32(-1), np.float32(1)) * np.float32(INT16_PEAK)
+    return scaled.astype(np.int16)
+
+
 class StreamingEncoder:
     """Encodes PCM into one container while it arrives; `write`/`close` return the new file pieces."""
 
@@ -212,9 +229,10 @@ class StreamingEncoder:
         )
 
     def write(self, pcm: np.ndarray) -> list[tuple[int, bytes]]:
-        """Encode `pcm` ([channels, n] float in [-1, 1]); return pieces now final."""
+        """Encode `pcm` ([channels, n] float in [-1, 1], or int16 samples written as they are);
+        return pieces now final."""
         if pcm.shape[1]:
-            self._sound.write(np.clip(pcm.T, -1.0, 1.0))
+            self._sound.write(pcm.T if pcm.dtype == np.int16 else np.clip(pcm.T, -1.0, 1.0))
         return self._file.take()
 
     def close(self) -> list[tuple[int, bytes]]:

@@ -32,6 +32,42 @@ class AudioFile:
         self._handle.close()
 
 
+def candidate_output(output: Path, candidate: int, candidates: int) -> Path:
+    """Where candidate `candidate` (from 0) of a request for `candidates` songs is written: `output`
+    itself for a single song, else `<stem>-<candidate + 1><suffix>` beside it (song.mp3 ->
+    song-1.mp3, song-2.mp3, ...)."""
+    if candidates <= 1:
+        return output
+    return output.with_name(f"{output.stem}-{candidate + 1}{output.suffix}")
+
+
+class SongFiles:
+    """The files of one request's songs: each AudioChunk goes to its candidate's file, named as
+    `candidate_output` says. Candidate 0 is written to `output` until another candidate shows up;
+    at `close` it is renamed to its numbered name when there were several."""
+
+    def __init__(self, output: Path) -> None:
+        """Write into `output` (or, for several candidates, the files named after it)."""
+        self.output = output
+        self.files: dict[int, AudioFile] = {}
+
+    def write(self, chunk: song_pb2.AudioChunk) -> None:
+        """Put `chunk.data` at `chunk.offset` of its candidate's file."""
+        if chunk.candidate not in self.files:
+            path = self.output if chunk.candidate == 0 else candidate_output(self.output, chunk.candidate, 2)
+            self.files[chunk.candidate] = AudioFile(path)
+        self.files[chunk.candidate].write(chunk)
+
+    def close(self) -> list[Path]:
+        """Close every file; return their paths, candidate 0 first."""
+        for file in self.files.values():
+            file.close()
+        first = self.files.get(0)
+        if first is not None and len(self.files) > 1:
+            first.path = first.path.replace(candidate_output(self.output, 0, len(self.files)))
+        return [self.files[candidate].path for candidate in sorted(self.files)]
+
+
 class EventStream:
     """The SongEvents of a Generate or WatchJob call; `cancel` ends the call."""
 
@@ -54,10 +90,10 @@ def consume(
     on_event: Callable[[song_pb2.SongEvent], None] = lambda event: None,
     osz_output: Path | None = None,
 ) -> song_pb2.SongSummary | None:
-    """Follow a SongEvent stream: audio into `output` and the `.osz` of a song with charts into
-    `osz_output` (each when given; the `.osz` file is created by its first piece); returns the `done`
-    summary."""
-    audio = AudioFile(output) if output is not None else None
+    """Follow a SongEvent stream: audio into `output` (several candidates each into its own file, see
+    `SongFiles`) and the `.osz` of a song with charts into `osz_output` (each when given; the `.osz`
+    file is created by its first piece); returns the `done` summary."""
+    audio = SongFiles(output) if output is not None else None
     osz: AudioFile | None = None
     summary = None
     try:

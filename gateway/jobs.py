@@ -233,9 +233,17 @@ class JobManager:
             self._threads.append(thread)
         return waiting
 
-    def result_name(self, record: JobRecord) -> str:
-        """The name of a job's audio in the result store."""
-        return f"{record.job_id}.{CONTAINERS[audio_format(record.request)].extension}"
+    def result_name(self, record: JobRecord, candidate: int = 0) -> str:
+        """The name of a job's audio in the result store: `<job_id>.<extension>`, and for candidate
+        i > 0 of a request for several `<job_id>~<i>.<extension>` (`~` is never part of a job id)."""
+        extension = CONTAINERS[audio_format(record.request)].extension
+        stem = record.job_id if candidate == 0 else f"{record.job_id}~{candidate}"
+        return f"{stem}.{extension}"
+
+    def result_names(self, record: JobRecord) -> list[str]:
+        """The names of every file of a finished job (one per candidate; one for a single song)."""
+        count = len(record.result.candidates) if record.result is not None else 0
+        return [self.result_name(record, candidate) for candidate in range(max(1, count))]
 
     @staticmethod
     def charts_name(record: JobRecord) -> str:
@@ -399,7 +407,8 @@ class JobManager:
             return
         for record in expired:
             if record.result is not None:
-                self.results.delete(self.result_name(record))
+                for name in self.result_names(record):
+                    self.results.delete(name)
                 self.results.delete(self.charts_name(record))
         if expired:
             log.info("removed %d jobs past their retention", len(expired))
@@ -469,7 +478,8 @@ class JobManager:
             result = self.pipeline.run(spec, live.token, emit, blocks, keep)
             if result.osz is not None:
                 self.results.put(self.charts_name(record), result.osz)
-            self.results.put(self.result_name(record), result.data)
+            for candidate, data in enumerate(result.files):
+                self.results.put(self.result_name(record, candidate), data)
             done = song_pb2.SongEvent(done=result.summary)
             with live.publishing:
                 if live.outcome_recorded:
@@ -634,14 +644,18 @@ class JobManager:
             raise error_from_text(
                 record.error or error_text(grpc.StatusCode.UNAVAILABLE, "the job has not finished")
             )
-        data = self.results.get(self.result_name(record))
+        files = [self.results.get(name) for name in self.result_names(record)]
         delivery.new_run()
         events = [_accepted(record)]
-        for start in range(0, len(data), MAX_CHUNK_BYTES):
-            chunk = song_pb2.AudioChunk(
-                offset=start, data=data[start : start + MAX_CHUNK_BYTES], format=audio_format(record.request)
-            )
-            events.append(song_pb2.SongEvent(audio=chunk))
+        for candidate, data in enumerate(files):
+            for start in range(0, len(data), MAX_CHUNK_BYTES):
+                chunk = song_pb2.AudioChunk(
+                    offset=start,
+                    data=data[start : start + MAX_CHUNK_BYTES],
+                    format=audio_format(record.request),
+                    candidate=candidate,
+                )
+                events.append(song_pb2.SongEvent(audio=chunk))
         if record.result.HasField("charts"):
             osz = self.results.get(self.charts_name(record))
             for start in range(0, len(osz), MAX_CHUNK_BYTES):
@@ -711,7 +725,8 @@ class JobManager:
         if not self.store.delete(job_id):
             raise errors.NotFoundError(f"no job {job_id}")
         if record.result is not None:
-            self.results.delete(self.result_name(record))
+            for name in self.result_names(record):
+                self.results.delete(name)
             self.results.delete(self.charts_name(record))
 
     def shutdown(self, wait_s: float = 30.0) -> None:

@@ -105,7 +105,13 @@ class LocalGeneration:
         for event in self.engine.generate(request, token):
             if isinstance(event, GeneratedBlock):
                 yield Block(
-                    event.index, event.frames, event.final, event.max_blocks, event.frames_done, info.revision
+                    event.index,
+                    event.frames,
+                    event.final,
+                    event.max_blocks,
+                    event.frames_done,
+                    info.revision,
+                    event.candidate,
                 )
             else:
                 yield event

@@ -7,9 +7,14 @@ name the listing holds: DiffRhythm 2's `config.json` was `model.json`) before do
 downloads each file at that commit, verifies its size and hash against the listing, and writes a
 manifest beside the files (`songsmith-model.json`, read by `services.runtime.model_info`).
 
+Some files are not on the Hub: DiffRhythm v1's config and negative style vector live in its GitHub
+repository, so they ship inside our package (`PackageFiles`: copied into the folder and listed in its
+manifest with their sha256).
+
 Layout under the model root (what the stages and the gateway look for):
-`diffrhythm2/` (model.safetensors, config.json or model.json, decoder.bin, decoder.json) and
-`muq-mulan/` with the MuQ-MuLan checkpoint folder and, beside it, the sub-models its config names.
+`diffrhythm2/` (model.safetensors, config.json or model.json, decoder.bin, decoder.json),
+`diffrhythm1/` or `diffrhythm1-full/` (cfm_model.pt, vae_model.pt, config.json, negative_style.npy)
+and `muq-mulan/` with the MuQ-MuLan checkpoint folder and, beside it, the sub-models its config names.
 
 An interrupted download is resumed: a connection that drops mid-file is picked up where it stopped
 (huggingface_hub asks for the rest with an HTTP range), and a pull that is stopped and run again
@@ -20,8 +25,9 @@ from.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +50,29 @@ class HubRepo:
     family: str
 
 
+@dataclass(frozen=True)
+class PackageFiles:
+    """Files a model folder takes from this package instead of the Hub.
+
+    `install` names the function, as "module:function", that copies them into a folder and returns
+    their paths (imported only when pulling, so listing the models loads nothing). `name` and
+    `family` go into the folder's manifest like a HubRepo's.
+    """
+
+    folder: str
+    install: str
+    name: str
+    family: str
+
+    @property
+    def module(self) -> str:
+        """The module the files come from (recorded in the manifest)."""
+        return self.install.split(":")[0]
+
+
 # The MuLan checkpoint holds every weight of the style encoder, including its MuQ and XLM-R towers;
 # of the sub-model repositories only the configs (and XLM-R's tokenizer) are read.
-MODELS: dict[str, tuple[HubRepo, ...]] = {
+MODELS: dict[str, tuple[HubRepo | PackageFiles, ...]] = {
     "diffrhythm2": (
         HubRepo(
             "ASLP-lab/DiffRhythm2",
@@ -80,6 +106,27 @@ MODELS: dict[str, tuple[HubRepo, ...]] = {
 }
 
 
+def _diffrhythm1(checkpoint_repo: str, folder: str) -> tuple[HubRepo | PackageFiles, ...]:
+    """A DiffRhythm v1 model: its DiT checkpoint, the VAE, the config and negative style from our
+    package, all in `folder`, and the MuQ-MuLan style encoder it shares with DiffRhythm 2."""
+    own = (
+        HubRepo(checkpoint_repo, folder, ("cfm_model.pt",), name=folder, family="diffrhythm1"),
+        HubRepo("ASLP-lab/DiffRhythm-vae", folder, ("vae_model.pt",), name=folder, family="diffrhythm1"),
+        PackageFiles(
+            folder,
+            "services.diffusion.diffrhythm1.models:install_package_files",
+            name=folder,
+            family="diffrhythm1",
+        ),
+    )
+    return own + tuple(entry for entry in MODELS["diffrhythm2"] if entry.family == "muq-mulan")
+
+
+# DiffRhythm v1.2, as the reference loads it: the base model (95 s songs) and the full model (96..285 s).
+MODELS["diffrhythm1"] = _diffrhythm1("ASLP-lab/DiffRhythm-1_2", "diffrhythm1")
+MODELS["diffrhythm1-full"] = _diffrhythm1("ASLP-lab/DiffRhythm-1_2-full", "diffrhythm1-full")
+
+
 class OfflineError(RuntimeError):
     """The Hub cannot be reached from here (or stopped answering mid-download)."""
 
@@ -108,6 +155,27 @@ class _Pulled:
     path: Path
     sha256: str
     size: int
+
+
+@dataclass(frozen=True)
+class _Installed:
+    """One file copied from our package into its folder."""
+
+    package: PackageFiles
+    path: Path
+    sha256: str
+    size: int
+
+
+def _install(package: PackageFiles, model_root: Path) -> list[_Installed]:
+    """Copy a PackageFiles entry's files into its folder under `model_root`."""
+    module, function = package.install.split(":")
+    install = getattr(importlib.import_module(module), function)
+    installed = []
+    for path in install(model_root / package.folder):
+        sha256, _ = _hashes(Path(path))
+        installed.append(_Installed(package, Path(path), sha256, Path(path).stat().st_size))
+    return installed
 
 
 def _is_network_error(exc: Exception) -> bool:
@@ -201,10 +269,10 @@ def _download(planned: _Planned, target: Path, endpoint: str | None) -> _Pulled:
     return _Pulled(planned, path, sha256, size)
 
 
-def _manifest(pulled: list[_Pulled]) -> dict:
+def _manifest(pulled: Sequence[_Pulled], installed: Sequence[_Installed] = ()) -> dict:
     """The manifest of one folder's files; a folder filled from several repositories names each
-    file's repository and revision, and lists every source."""
-    first = pulled[0].planned.repo
+    file's repository and revision, and lists every source; files from our package name it."""
+    first = pulled[0].planned.repo if pulled else installed[0].package
     sources = {(p.planned.repo.repo_id, p.planned.revision) for p in pulled}
     files = {}
     for item in pulled:
@@ -212,18 +280,25 @@ def _manifest(pulled: list[_Pulled]) -> dict:
         if len(sources) > 1:
             entry.update(repo=item.planned.repo.repo_id, revision=item.planned.revision)
         files[item.planned.filename] = entry
+    for copied in installed:
+        package = copied.package.module
+        files[copied.path.name] = {"sha256": copied.sha256, "size": copied.size, "package": package}
+    source: dict[str, Any] = {}
     if len(sources) == 1:
         ((repo_id, revision),) = sources
-        source: dict[str, Any] = {"repo": repo_id, "revision": revision}
-    else:
+        source = {"repo": repo_id, "revision": revision}
+    elif sources:
         source = {"repos": [{"repo": repo_id, "revision": revision} for repo_id, revision in sorted(sources)]}
+    if installed:
+        source["package"] = installed[0].package.module
     return {"name": first.name, "family": first.family, "source": source, "files": files}
 
 
-def _by_folder(pulled: Iterable[_Pulled]) -> dict[str, list[_Pulled]]:
-    folders: dict[str, list[_Pulled]] = {}
-    for item in pulled:
-        folders.setdefault(item.planned.repo.folder, []).append(item)
+def _by_folder(items: Iterable[_Pulled | _Installed]) -> dict[str, list[_Pulled | _Installed]]:
+    folders: dict[str, list[_Pulled | _Installed]] = {}
+    for item in items:
+        folder = item.package.folder if isinstance(item, _Installed) else item.planned.repo.folder
+        folders.setdefault(folder, []).append(item)
     return folders
 
 
@@ -233,8 +308,9 @@ def pull(
     """Download a model's published files into `model_root`, pinned, verified, with manifests.
 
     Every repository's listing is read and checked first, so a missing file stops the pull before
-    any download. `endpoint` is a Hub mirror's URL (default: huggingface_hub's, i.e. $HF_ENDPOINT or
-    the Hub). Returns the files and manifests written.
+    any download; files the model takes from our package are copied in after the downloads.
+    `endpoint` is a Hub mirror's URL (default: huggingface_hub's, i.e. $HF_ENDPOINT or the Hub).
+    Returns the files and manifests written.
 
     Raises KeyError for an unknown model, OfflineError when the Hub cannot be reached or stops
     answering, and VerificationError for a file the listing lacks or one whose size or hash differs
@@ -243,18 +319,38 @@ def pull(
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=endpoint)
-    planned = [item for repo in MODELS[model] for item in _plan(api, repo)]
+    entries = MODELS[model]
+    planned = [item for repo in entries if isinstance(repo, HubRepo) for item in _plan(api, repo)]
     pulled = []
     for item in planned:
         target = model_root / item.repo.folder
         report(f"{item.repo.repo_id}/{item.filename} @ {item.revision[:12]} -> {target / item.filename}")
         pulled.append(_download(item, target, endpoint))
-    written = [item.path for item in pulled]
-    for folder, items in _by_folder(pulled).items():
+    installed = []
+    for package in (entry for entry in entries if isinstance(entry, PackageFiles)):
+        report(f"{package.module} -> {model_root / package.folder}")
+        installed += _install(package, model_root)
+    written = [item.path for item in [*pulled, *installed]]
+    for folder, items in _by_folder([*pulled, *installed]).items():
+        from_hub = [item for item in items if isinstance(item, _Pulled)]
+        copied = [item for item in items if isinstance(item, _Installed)]
         manifest = model_root / folder / MANIFEST_FILE
-        manifest.write_text(json.dumps(_manifest(items), indent=2) + "\n", encoding="utf-8")
+        manifest.write_text(json.dumps(_manifest(from_hub, copied), indent=2) + "\n", encoding="utf-8")
         written.append(manifest)
     return written
+
+
+def write_demo_diffrhythm1(model_root: Path) -> Path:
+    """Write the tiny random-weight DiffRhythm v1 demo (a full model: 96..285 s songs, with its VAE)
+    into `model_root/diffrhythm1`; it uses the MuQ-MuLan demo that `write_demo` writes. Returns the
+    folder."""
+    from services.diffusion.diffrhythm1.models import write_demo_generator
+    from services.vocoder.diffrhythm1.models import write_demo_vae
+
+    folder = model_root / "diffrhythm1"
+    write_demo_generator(folder, full=True, name="diffrhythm1")
+    write_demo_vae(folder, name="diffrhythm1")
+    return folder
 
 
 def write_demo(model_root: Path) -> tuple[Path, Path]:

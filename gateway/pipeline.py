@@ -1,6 +1,10 @@
 """One song through its model's stages, overlapped: lyrics and style in parallel, then the generation
 stage streaming blocks into the vocoder streaming PCM into the audio encoder and out.
 
+A request for several candidates (songs sampled together, DiffRhythm v1) gets one stream of blocks,
+candidate after candidate; each candidate is decoded by its own vocoder stream into its own file,
+whose audio events carry its number.
+
 Family-agnostic: the generation stage's ModelInfo says which inputs the model reads (lyrics,
 a style prompt, a style or melody recording) and its family (for the lyric front end); the family's
 own options travel as the request's typed message. No branch here names a family.
@@ -17,8 +21,10 @@ model's revision has changed since: then the song starts again from block 0, wit
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import operator
 import queue
 import threading
 import time
@@ -31,16 +37,17 @@ import numpy as np
 from google.protobuf.duration_pb2 import Duration
 
 from gateway import charts as chart_packing
-from gateway.audio import CONTAINERS, FakeStereo, StreamingEncoder, normalize_loudness
+from gateway.audio import CONTAINERS, FakeStereo, StreamingEncoder, normalize_loudness, peak_normalize_int16
 from gateway.router import RoutedModel, Router
 from gateway.stages import Block, SongGeneration
 from services.diffusion.engine import GenerationProgress, GenerationRequest
+from services.diffusion.families import GENERATION_FAMILIES
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES
 from services.runtime.errors import CancelledError, FieldViolation, InvalidArgumentError, UnavailableError
 from services.runtime.model_info import LYRICS, MELODY_AUDIO, REFERENCE_AUDIO, STYLE_AUDIO, ModelInfo
 from services.runtime.tracing import carry_context
-from services.style.engine import CROP_WHOLE
+from services.style.engine import CROP_WHOLE, CropMode
 from songsmith.v1 import song_pb2
 
 log = logging.getLogger(__name__)
@@ -53,7 +60,10 @@ _END = object()
 
 @dataclass(frozen=True)
 class SongSpec:
-    """A validated song request with the gateway's defaults filled in (model defaults stay 0/None)."""
+    """A validated song request with the gateway's defaults filled in (model defaults stay 0/None).
+
+    `keep_raw_level`: write the song at its decoded level even for a model whose reference writes
+    songs peak-normalised (a family's options may carry it: DiffRhythm v1's)."""
 
     job_id: str
     model: str
@@ -72,15 +82,24 @@ class SongSpec:
     options: Any = None
     reference_audio: bytes | None = None
     charts: song_pb2.ChartRequest | None = None
+    keep_raw_level: bool = False
 
 
 @dataclass(frozen=True)
 class SongResult:
-    """The finished song: its summary, the encoded file and, when charts were asked for, the `.osz`."""
+    """The finished song: its summary, the encoded file and, when charts were asked for, the `.osz`.
+    With several candidates, `data` is candidate 0's file and `other_candidates` holds the files of
+    candidates 1, 2, ..."""
 
     summary: song_pb2.SongSummary
     data: bytes
+    other_candidates: tuple[bytes, ...] = ()
     osz: bytes | None = None
+
+    @property
+    def files(self) -> list[bytes]:
+        """Every candidate's file, candidate 0 first (the one file of a single song)."""
+        return [self.data, *self.other_candidates]
 
 
 @dataclass(frozen=True)
@@ -94,16 +113,40 @@ class RetryPolicy:
     max_backoff_s: float = 5.0
 
 
+# The stages' name for the song length, which the caller sent as SongRequest.max_duration.
+LENGTH_FIELDS = {"seconds": "max_duration"}
+
+
+def request_fields(exc: InvalidArgumentError, names: dict[str, str]) -> InvalidArgumentError:
+    """A stage's INVALID_ARGUMENT with its field names turned into the SongRequest's (`names`: the
+    stage's name -> the request's), so the caller is told about the field it sent."""
+    renamed = [FieldViolation(names.get(v.field, v.field), v.description) for v in exc.violations]
+    return InvalidArgumentError(violations=renamed)
+
+
 def _upload(field: str, run: Callable[[], np.ndarray]) -> np.ndarray:
     """`run()`, a stage reading an uploaded recording, with the stage's complaints about its `data`
     reported on the request's `field`, which is what the caller sent."""
     try:
         return run()
     except InvalidArgumentError as exc:
-        renamed = [
-            FieldViolation(field if v.field == "data" else v.field, v.description) for v in exc.violations
-        ]
-        raise InvalidArgumentError(violations=renamed) from exc
+        raise request_fields(exc, {"data": field}) from exc
+
+
+def _tokenize(run: Callable[[], np.ndarray]) -> np.ndarray:
+    """`run()`, the tokenizer, with its complaints about the song length on `max_duration`."""
+    try:
+        return run()
+    except InvalidArgumentError as exc:
+        raise request_fields(exc, LENGTH_FIELDS) from exc
+
+
+def style_crop(family: str) -> CropMode:
+    """How the style stage crops a style recording for a model of `family` (its generation family's
+    `style_crop`: DiffRhythm v1 takes the 10 s around the middle), the whole recording for a family
+    this gateway does not know."""
+    known = {entry.name: entry for entry in GENERATION_FAMILIES.families()}
+    return known[family].style_crop if family in known else CROP_WHOLE
 
 
 def duration(seconds: float) -> Duration:
@@ -115,9 +158,24 @@ def duration(seconds: float) -> Duration:
 
 class SongWriter:
     """PCM [channels, n] in, audio events out: fake stereo for mono models, loudness normalization of
-    the final channels, the container."""
+    the final channels, or peak normalization for models whose reference writes songs that way
+    (`peak_normalize`), the container.
 
-    def __init__(self, spec: SongSpec, sample_rate: int, channels: int, emit: EventSink) -> None:
+    Both normalizations need the whole song, so the PCM is held and encoded when the song is
+    finished; otherwise each piece is encoded and sent as it comes."""
+
+    def __init__(
+        self,
+        spec: SongSpec,
+        sample_rate: int,
+        channels: int,
+        emit: EventSink,
+        peak_normalize: bool = False,
+        candidate: int = 0,
+    ) -> None:
+        """Write `spec`'s song of `channels` at `sample_rate`, sending each audio event to `emit`;
+        `peak_normalize` (ignored when normalizing loudness) writes it peak-normalized; `candidate`
+        is the number its audio events carry (which of several songs sampled together it is)."""
         self.channels = 2 if spec.stereo and channels == 1 else channels
         self.samples = 0
         self.encode_seconds = 0.0
@@ -126,22 +184,32 @@ class SongWriter:
         self._emit = emit
         self._encoder = StreamingEncoder(spec.audio_format, sample_rate, self.channels)
         self._stereo = FakeStereo(sample_rate) if self.channels != channels else None
+        self._peak = peak_normalize and not spec.normalize_loudness
+        self._candidate = candidate
         self._held: list[np.ndarray] = []
 
+    @property
+    def holds_song(self) -> bool:
+        """True when the audio is sent only once the whole song is there (a normalization needs it)."""
+        return self._spec.normalize_loudness or self._peak
+
     def add(self, pcm: np.ndarray) -> None:
-        """Encode and send the next samples (held back to the end when normalizing loudness)."""
+        """Encode and send the next samples (held back to the end when normalizing)."""
         self.samples += pcm.shape[1]
         final = self._stereo(pcm) if self._stereo else pcm
-        if self._spec.normalize_loudness:
+        if self.holds_song:
             self._held.append(final)
         else:
             self._encode(final)
 
     def finish(self) -> bytes:
         """Send the rest of the file; return the whole file."""
-        if self._spec.normalize_loudness:
+        if self.holds_song:
             song = np.concatenate([np.zeros((self.channels, 0), np.float32), *self._held], axis=1)
-            self._encode(normalize_loudness(song, self._sample_rate, self._spec.target_lufs))
+            if self._peak:
+                self._encode(peak_normalize_int16(song))
+            else:
+                self._encode(normalize_loudness(song, self._sample_rate, self._spec.target_lufs))
         started = time.perf_counter()
         self._send(self._encoder.close())
         self.encode_seconds += time.perf_counter() - started
@@ -156,7 +224,10 @@ class SongWriter:
         for start, data in pieces:
             for cut in range(0, len(data), MAX_CHUNK_BYTES):
                 chunk = song_pb2.AudioChunk(
-                    offset=start + cut, data=data[cut : cut + MAX_CHUNK_BYTES], format=self._spec.audio_format
+                    offset=start + cut,
+                    data=data[cut : cut + MAX_CHUNK_BYTES],
+                    format=self._spec.audio_format,
+                    candidate=self._candidate,
                 )
                 self._emit(song_pb2.SongEvent(audio=chunk))
 
@@ -205,37 +276,53 @@ class Pipeline:
         )
         song = SongGeneration(request, spec.options_field, spec.options)
         vocoder = model.info(token, stage="vocoder")
-        writer = SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit)
+        peak = vocoder.peak_normalize and not spec.keep_raw_level
         frames = self._frame_stream(model, info, song, token, emit, timings, kept, keep)
-        decode_started = time.perf_counter()
-        for piece in model.vocoder.decode(frames, spec.job_id, token):
-            if piece.offset != writer.samples:
-                raise RuntimeError(
-                    f"vocoder skipped samples: offset {piece.offset}, expected {writer.samples}"
-                )
-            writer.add(piece.samples)
-        timings["vocoder"] = time.perf_counter() - decode_started
-        data = writer.finish()
-        timings["encode"] = writer.encode_seconds
+        writers: list[SongWriter] = []
+        files: list[bytes] = []
+        timings["vocoder"] = 0.0
+        for candidate, candidate_frames in itertools.groupby(frames, key=operator.itemgetter(0)):
+            if candidate != len(writers):
+                raise RuntimeError(f"the generation stage sent candidate {candidate} after {len(writers)}")
+            writer = SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit, peak, candidate)
+            blocks = (block for _, block in candidate_frames)
+            decode_started = time.perf_counter()
+            for piece in model.vocoder.decode(blocks, spec.job_id, token):
+                if piece.offset != writer.samples:
+                    raise RuntimeError(
+                        f"vocoder skipped samples: offset {piece.offset}, expected {writer.samples}"
+                    )
+                writer.add(piece.samples)
+            timings["vocoder"] += time.perf_counter() - decode_started
+            files.append(writer.finish())
+            writers.append(writer)
+        if not writers:
+            raise RuntimeError("the generation stage ended the song without a block")
+        timings["encode"] = sum(writer.encode_seconds for writer in writers)
         chart_set, osz = None, None
         if spec.charts is not None:
             charts_started = time.perf_counter()
-            chart_set, osz = self._charts(spec, data, token, emit)
+            chart_set, osz = self._charts(spec, files[0], token, emit)
             timings["chart"] = time.perf_counter() - charts_started
         timings["total"] = time.perf_counter() - started
         summary = song_pb2.SongSummary(
-            duration=duration(writer.samples / vocoder.sample_rate),
+            duration=duration(writers[0].samples / vocoder.sample_rate),
             sample_rate=vocoder.sample_rate,
-            channels=writer.channels,
+            channels=writers[0].channels,
             format=spec.audio_format,
-            size_bytes=len(data),
+            size_bytes=len(files[0]),
             seed=spec.seed,
             model=model.name,
             model_revision=info.revision,
             stage_durations={stage: duration(seconds) for stage, seconds in timings.items()},
             charts=chart_set,
         )
-        return SongResult(summary, data, osz)
+        if len(files) > 1:
+            summary.candidates.extend(
+                song_pb2.CandidateSong(candidate=number, seed=spec.seed + number, size_bytes=len(data))
+                for number, data in enumerate(files)
+            )
+        return SongResult(summary, files[0], tuple(files[1:]), osz)
 
     def _charts(
         self, spec: SongSpec, data: bytes, token: CancellationToken, emit: EventSink
@@ -279,9 +366,10 @@ class Pipeline:
         work: dict[str, tuple[str, Callable[[], np.ndarray]]] = {}
         if LYRICS in info.inputs and model.tokenizer is not None:
             tokenizer = model.tokenizer
+            lyrics, family, seconds = spec.lyrics, info.family, spec.max_seconds
             work["tokens"] = (
                 "tokenizer",
-                lambda: tokenizer.tokenize(spec.lyrics, info.family, spec.max_seconds, spec.job_id, sibling),
+                lambda: _tokenize(lambda: tokenizer.tokenize(lyrics, family, seconds, spec.job_id, sibling)),
             )
         style = model.style
         if style is not None and spec.style_prompt is not None:
@@ -290,11 +378,12 @@ class Pipeline:
         if style is not None and spec.style_audio is not None:
             audio = spec.style_audio
             role = "melody" if MELODY_AUDIO in info.inputs else "style"
+            crop = CROP_WHOLE if role == "melody" else style_crop(info.family)
             if role == "melody" or STYLE_AUDIO in info.inputs:
                 work[role] = (
                     "style",
                     lambda: _upload(
-                        "style_audio", lambda: style.embed_audio(audio, CROP_WHOLE, spec.job_id, sibling)
+                        "style_audio", lambda: style.embed_audio(audio, crop, spec.job_id, sibling)
                     ),
                 )
         if spec.reference_audio is not None and REFERENCE_AUDIO in info.inputs:
@@ -337,9 +426,9 @@ class Pipeline:
         timings: dict[str, float],
         kept: Sequence[Block],
         keep: BlockSink | None,
-    ) -> Iterator[np.ndarray]:
-        """Blocks' frames from a producer thread (in the caller's context, so the generation call
-        belongs to the song's trace), so generation runs ahead of decoding."""
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Blocks' (candidate, frames) from a producer thread (in the caller's context, so the
+        generation call belongs to the song's trace), so generation runs ahead of decoding."""
         handoff: queue.Queue = queue.Queue(maxsize=4)
         failure: list[BaseException] = []
         producer_token = token.child()
@@ -350,7 +439,7 @@ class Pipeline:
                 for event in self._song_events(model, song, kept, keep, producer_token):
                     emit(_progress(event, info))
                     if isinstance(event, Block):
-                        self._put(handoff, event.frames, producer_token)
+                        self._put(handoff, (event.candidate, event.frames), producer_token)
                 timings["diffusion"] = time.perf_counter() - began
                 self._put(handoff, _END, producer_token)
             except BaseException as exc:
@@ -419,6 +508,8 @@ class Pipeline:
                         failures = 0
                     yield event
                 return
+            except InvalidArgumentError as exc:
+                raise request_fields(exc, LENGTH_FIELDS) from exc
             except UnavailableError as exc:
                 now = time.monotonic()
                 lost_since = lost_since if failures else now

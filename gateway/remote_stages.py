@@ -190,7 +190,13 @@ class RemoteGeneration(RemoteStage):
             block = reply.block
             frames = proto_to_numpy(block.frames, "frames").copy()
             yield Block(
-                block.index, frames, block.final, block.max_blocks, block.frames_done, block.model_revision
+                block.index,
+                frames,
+                block.final,
+                block.max_blocks,
+                block.frames_done,
+                block.model_revision,
+                block.candidate,
             )
 
 

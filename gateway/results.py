@@ -1,8 +1,9 @@
 """Where finished songs are kept, so that every gateway can replay any job's audio.
 
 `FolderResults` is a folder: local for one gateway, a shared (ReadWriteMany) volume for several.
-Every backend uses the same layout: one object per job named `<job_id>.<extension>`, and
-`<job_id>.osz` beside it for a song with charts.
+Every backend uses the same layout: one object per job named `<job_id>.<extension>`; for a
+request with several candidates one more per candidate i > 0, `<job_id>~<i>.<extension>`; and
+`<job_id>.osz` beside them for a song with charts.
 """
 
 from __future__ import annotations

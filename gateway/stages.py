@@ -27,7 +27,11 @@ IN_PROCESS = "in-process"
 
 @dataclass(frozen=True)
 class Block:
-    """One finished block of a song's frames ([n, channels]), and the model revision that made it."""
+    """One finished block of a song's frames ([n, channels]), and the model revision that made it.
+
+    `candidate` says which of several songs sampled together it belongs to (0 for a single song);
+    `index`, `final`, `max_blocks` and `frames_done` count over the whole stream (see
+    `services.diffusion.engine.GeneratedBlock`)."""
 
     index: int
     frames: np.ndarray
@@ -35,6 +39,7 @@ class Block:
     max_blocks: int
     frames_done: int
     revision: str
+    candidate: int = 0
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.audio import CONTAINERS, DEFAULT_TARGET_LUFS
 from gateway.charts import check_charts
-from gateway.pipeline import SongSpec
+from gateway.pipeline import LENGTH_FIELDS, SongSpec, request_fields
 from services.diffusion.families import GENERATION_FAMILIES
 from services.runtime.errors import FieldViolation, InvalidArgumentError, ServiceError
 from services.runtime.model_info import (
@@ -141,7 +142,7 @@ def validate_for_model(request: song_pb2.SongRequest, info: ModelInfo, limits: R
         try:
             lyric_check(request.lyrics, max_seconds(request), limits.lyrics)
         except InvalidArgumentError as exc:
-            found += exc.violations
+            found += request_fields(exc, LENGTH_FIELDS).violations
     if found:
         raise InvalidArgumentError(violations=found)
 
@@ -209,4 +210,10 @@ def song_spec(request: song_pb2.SongRequest, job_id: str, seed: int) -> SongSpec
         options=getattr(request, arm) if arm else None,
         reference_audio=request.reference_audio or None,
         charts=request.charts if request.HasField("charts") else None,
+        keep_raw_level=bool(arm) and _keeps_raw_level(getattr(request, arm)),
     )
+
+
+def _keeps_raw_level(options: Any) -> bool:
+    """Whether a family's options message asks for the decoded level (`keep_raw_level`, DiffRhythm v1)."""
+    return "keep_raw_level" in options.DESCRIPTOR.fields_by_name and bool(options.keep_raw_level)

@@ -19,15 +19,18 @@ def test_every_case_runs_at_tiny_shapes_and_prints_its_rows(capsys: pytest.Captu
         torch.set_num_threads(previous)
     out = capsys.readouterr().out
     assert out.startswith("device: ") and "(cpu)" in out.splitlines()[0]
-    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| diffrhythm2")]
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| diffrhythm")]
     assert sorted((cells[0].strip(), int(cells[1])) for cells in rows) == sorted(
         (case, n) for case in CASES for n in (1, 3)
     )
     for cells in rows:
-        seconds_per_song, first_audio, songs_per_hour = float(cells[2]), float(cells[3]), float(cells[5])
+        seconds_per_song, first_audio, songs_per_hour = float(cells[3]), float(cells[4]), float(cells[6])
         assert 0 < first_audio <= seconds_per_song and songs_per_hour > 0
-        assert cells[4].strip() == "nan"  # no GPU memory on CPU
-        assert cells[6].strip().endswith("x")
+        assert cells[5].strip() == "nan"  # no GPU memory on CPU
+        assert cells[7].strip().endswith("x")
+    song_seconds = {cells[0].strip(): float(cells[2]) for cells in rows}
+    assert song_seconds["diffrhythm2"] == 6.0
+    assert song_seconds["diffrhythm1"] == 96.0  # 2067 frames: v1's shortest full-model song
 
 
 def test_unknown_cases_are_refused(capsys: pytest.CaptureFixture) -> None:

@@ -44,7 +44,8 @@ class Song:
 
 @dataclass(frozen=True)
 class SongSettings:
-    """What a command line says about a song beyond its lyrics and style."""
+    """What a command line says about a song beyond its lyrics and style (`candidates` and
+    `keep_raw_level` are DiffRhythm v1 options: setting either sends its `diffrhythm1` options)."""
 
     model: str = ""
     seed: int | None = None
@@ -54,6 +55,8 @@ class SongSettings:
     stereo: bool = False
     normalize: bool = False
     charts: song_pb2.ChartRequest | None = None
+    candidates: int = 1
+    keep_raw_level: bool = False
 
 
 def format_for_output(output: Path) -> int:
@@ -89,6 +92,9 @@ def build_request(
         request.max_duration.FromNanoseconds(round(settings.max_secs * 1e9))
     if settings.charts is not None:
         request.charts.CopyFrom(settings.charts)
+    if settings.candidates != 1 or settings.keep_raw_level:
+        request.diffrhythm1.candidates = settings.candidates
+        request.diffrhythm1.keep_raw_level = settings.keep_raw_level
     return request
 
 
@@ -172,7 +178,7 @@ class LocalRunner:
 
     def make(self, song: Song, on_event: Callable[[song_pb2.SongEvent], None]) -> song_pb2.SongSummary:
         """Validate the request as the gateway would, then make the song into its output file."""
-        from gateway.client import AudioFile
+        from gateway.client import AudioFile, SongFiles
         from gateway.validation import RequestLimits, draw_seed, song_spec, validate_song
         from services.runtime.cancellation import CancellationToken
 
@@ -182,7 +188,7 @@ class LocalRunner:
         validate_song(song.request, RequestLimits(), model_info, chart_info)
         seed = song.request.seed if song.request.HasField("seed") else draw_seed()
         spec = song_spec(song.request, song.request.job_id, seed)
-        audio = AudioFile(song.output)
+        audio = SongFiles(song.output)
         osz: list[AudioFile] = []
 
         def emit(event: song_pb2.SongEvent) -> None:
@@ -241,13 +247,20 @@ def make_song(runner: LocalRunner | RemoteRunner, song: Song, quiet: bool) -> so
 
 
 def report_song(song: Song, summary: song_pb2.SongSummary) -> None:
-    """One line on stdout about a finished song."""
+    """One line on stdout about a finished song (one per candidate when there were several)."""
+    from gateway.client import candidate_output
+
     seconds = summary.duration.ToNanoseconds() / 1e9
     took = summary.stage_durations["total"].ToNanoseconds() / 1e9
-    print(
-        f"{song.output}: {seconds:.1f} s, {summary.sample_rate} Hz, {summary.channels} ch, "
-        f"model {summary.model}, seed {summary.seed}, {took:.1f} s to make"
-    )
+    made = [(song.output, summary.seed)]
+    if summary.candidates:
+        count = len(summary.candidates)
+        made = [(candidate_output(song.output, c.candidate, count), c.seed) for c in summary.candidates]
+    for output, seed in made:
+        print(
+            f"{output}: {seconds:.1f} s, {summary.sample_rate} Hz, {summary.channels} ch, "
+            f"model {summary.model}, seed {seed}, {took:.1f} s to make"
+        )
     if summary.HasField("charts"):
         charts = summary.charts
         notes = ", ".join(f"{chart.version} {chart.hit_objects} notes" for chart in charts.charts)
@@ -268,7 +281,16 @@ def run_generate(args: argparse.Namespace) -> int:
     elif args.feature or args.chart_count or args.chart_steps:
         raise CommandError("--feature, --chart-count and --chart-steps need --chart", 2)
     settings = SongSettings(
-        args.model, args.seed, args.steps, args.cfg, args.max_secs, args.stereo, args.normalize, charts
+        args.model,
+        args.seed,
+        args.steps,
+        args.cfg,
+        args.max_secs,
+        args.stereo,
+        args.normalize,
+        charts,
+        args.candidates,
+        args.keep_raw_level,
     )
     lyrics = read_text(Path(args.lyrics)) if args.lyrics else ""
     request = build_request(lyrics, args.style, args.style_audio, output, settings)
@@ -361,9 +383,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--seed", type=int, help="seed (default: random, printed at the end)")
     generate.add_argument("--steps", type=int, help="sampler steps, 2..200 (default: the model's)")
     generate.add_argument("--cfg", type=float, help="guidance strength, 0..20 (default: the model's)")
-    generate.add_argument("--max-secs", type=float, help="song length in seconds (default: the model's)")
+    generate.add_argument(
+        "--max-secs",
+        "--seconds",
+        dest="max_secs",
+        type=float,
+        help="song length in seconds: DiffRhythm 2's cap, DiffRhythm v1's length (95 or 96..285; "
+        "default: the model's)",
+    )
     generate.add_argument("--stereo", action="store_true", help="fake stereo for mono models")
     generate.add_argument("--normalize", action="store_true", help="normalize loudness to -14 LUFS")
+    generate.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        help="DiffRhythm v1: songs sampled together, 1..8; N > 1 writes OUT-1..OUT-N (seeds seed..seed+N-1)",
+    )
+    generate.add_argument(
+        "--keep-raw-level",
+        action="store_true",
+        help="DiffRhythm v1: write the decoded level instead of peak-normalizing as the reference does",
+    )
     charts = generate.add_argument_group(
         "charts", "osu!mania charts of the song (a chart stage is needed), written to <output>.osz"
     )

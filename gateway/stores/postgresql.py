@@ -350,15 +350,16 @@ class PostgresJobStore:
             self._check_held(conn, lease)
             conn.execute(
                 f"INSERT INTO blocks (job_id, {BLOCK_COLUMNS})"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (job_id, block_index) DO UPDATE SET final = excluded.final,"
                 " max_blocks = excluded.max_blocks, frames = excluded.frames, latents = excluded.latents,"
                 " model = excluded.model, revision = excluded.revision, dtype = excluded.dtype,"
-                " frames_done = excluded.frames_done",
+                " frames_done = excluded.frames_done, candidate = excluded.candidate",
                 (
                     lease.job_id,
                     block.index,
-                    *stored[:4],
+                    bool(stored[0]),  # `final` is a BOOLEAN column here
+                    *stored[1:4],
                     model.name,
                     model.revision,
                     *stored[4:],

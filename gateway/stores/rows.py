@@ -16,7 +16,9 @@ JOB_COLUMNS = (
     " max_blocks, seconds_generated, error, result, finished_at, attempt, lease_holder, cancel_reason,"
     " trace_context"
 )
-BLOCK_COLUMNS = "block_index, final, max_blocks, frames, latents, model, revision, dtype, frames_done"
+BLOCK_COLUMNS = (
+    "block_index, final, max_blocks, frames, latents, model, revision, dtype, frames_done, candidate"
+)
 
 
 def record_from_row(row: tuple) -> JobRecord:
@@ -68,7 +70,7 @@ def record_from_row(row: tuple) -> JobRecord:
 def block_values(block: Block) -> tuple:
     """A block's stored columns after its index, in BLOCK_COLUMNS order without the model: final,
     max_blocks, frames, the frames' little-endian bytes (C order, frames x channels); then the
-    element type and the frames done go last."""
+    element type, the frames done and the candidate go last."""
     frames = np.ascontiguousarray(block.frames)
     stored = frames.astype(frames.dtype.newbyteorder("<"), copy=False)
     return (
@@ -78,6 +80,7 @@ def block_values(block: Block) -> tuple:
         stored.tobytes(),
         stored.dtype.str,
         block.frames_done,
+        block.candidate,
     )
 
 
@@ -86,12 +89,12 @@ def kept_blocks(rows: Iterable[tuple]) -> KeptBlocks:
     without a gap and were made by the model of block 0."""
     kept: list[Block] = []
     model: ModelIdentity | None = None
-    for index, final, max_blocks, frames, data, name, revision, dtype, frames_done in rows:
+    for index, final, max_blocks, frames, data, name, revision, dtype, frames_done, candidate in rows:
         identity = ModelIdentity(name, revision)
         if index != len(kept) or (model is not None and identity != model):
             break
         model = identity
         stored = np.frombuffer(bytes(data), dtype=np.dtype(dtype)).reshape(frames, -1)
         values = stored.astype(stored.dtype.newbyteorder("="))
-        kept.append(Block(index, values, bool(final), max_blocks, frames_done, revision))
+        kept.append(Block(index, values, bool(final), max_blocks, frames_done, revision, candidate))
     return KeptBlocks(model, kept)

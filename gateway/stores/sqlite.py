@@ -313,7 +313,7 @@ class SqliteJobStore:
             self._check_held(db, lease)
             db.execute(
                 f"INSERT OR REPLACE INTO blocks (job_id, {BLOCK_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     lease.job_id,
                     block.index,

@@ -70,14 +70,20 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class GeneratedBlock:
     """One finished block of frames: `frames` is [n, channels] (float32 latents, or int64 codes for
-    codebook families). `frames_done` counts the song's frames up to the end of this block;
-    `max_blocks` bounds the song's block count."""
+    codebook families). `frames_done` counts the frames of the stream up to the end of this block;
+    `max_blocks` bounds the stream's block count.
+
+    A request that samples several songs at once (DiffRhythm v1's candidates) streams them one
+    after the other in one numbering: `candidate` says whose block it is (0 for a single song),
+    `index` counts blocks over the whole stream, `final` marks only the stream's last block, and a
+    candidate's song ends where the next candidate's blocks (or the stream) begin."""
 
     index: int
     frames: np.ndarray
     final: bool
     max_blocks: int
     frames_done: int
+    candidate: int = 0
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ def to_response(
             max_blocks=event.max_blocks,
             frames_done=event.frames_done,
             model_revision=revision,
+            candidate=event.candidate,
         )
     )
 

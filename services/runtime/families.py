@@ -63,6 +63,11 @@ class Family(Generic[E]):
     `check_input`, when given, checks a request's input for this family cheaply, without loading
     anything (the gateway runs it before it accepts a song), raising InvalidArgumentError; its
     arguments are the stage's (a lyric family: the lyrics, the song's seconds, the LyricsLimits).
+
+    `style_crop` (generation families only) is how the style stage turns a style recording into this
+    family's conditioning, one of the style stage's crop modes: "whole" (every 10 s clip averaged),
+    "random" (one seeded 10 s window) or "middle" (the 10 s around the middle, DiffRhythm v1's
+    reference); the gateway asks the style stage for it.
     """
 
     name: str
@@ -74,6 +79,7 @@ class Family(Generic[E]):
     cli: FamilyCli = field(default_factory=FamilyCli)
     companions: dict[str, str] = field(default_factory=dict)
     check_input: Callable[..., None] | None = None
+    style_crop: str = "whole"
 
 
 class FamilyRegistry(Generic[E]):

@@ -34,7 +34,8 @@ class ModelInfo:
     `families` lists every family a shared stage serves (the lyric tokenizer serves DiffRhythm 2
     and v1, MuQ-MuLan both DiffRhythm versions); a model-specific stage lists its own family.
     `sample_rate` and `channels` describe the song's audio, `frame_rate` the generated frames
-    (latent frames or codebook frames per second); 0 where a stage has none.
+    (latent frames or codebook frames per second); 0 where a stage has none. `peak_normalize` (a
+    vocoder's) says the family's reference writes its songs peak-normalised, so the gateway does.
     """
 
     name: str
@@ -45,6 +46,7 @@ class ModelInfo:
     frame_rate: float = 0.0
     channels: int = 0
     inputs: tuple[str, ...] = ()
+    peak_normalize: bool = False
 
 
 def sha256_file(path: Path) -> str:

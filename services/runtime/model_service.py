@@ -24,6 +24,7 @@ def model_info_to_proto(info: ModelInfo) -> model_pb2.ModelInfo:
         frame_rate=info.frame_rate,
         channels=info.channels,
         inputs=[_INPUT_VALUES[name] for name in info.inputs],
+        peak_normalize=info.peak_normalize,
     )
 
 
@@ -38,6 +39,7 @@ def model_info_from_proto(message: model_pb2.ModelInfo) -> ModelInfo:
         frame_rate=message.frame_rate,
         channels=message.channels,
         inputs=tuple(_INPUT_NAMES[value] for value in message.inputs if value in _INPUT_NAMES),
+        peak_normalize=message.peak_normalize,
     )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from gateway.audio import peak_normalize_int16
 from services.diffusion.diffrhythm1.models import write_demo_generator
 from services.diffusion.engine import (
     GeneratedBlock,
@@ -20,7 +21,6 @@ from services.diffusion.families import GENERATION_FAMILIES
 from services.runtime.model_info import MANIFEST_FILE
 from services.tokenizer.engine import TokenizerEngine
 from services.vocoder.diffrhythm1.models import write_demo_vae
-from services.vocoder.diffrhythm1.postprocess import peak_normalize_int16
 from services.vocoder.engine import VocoderSettings
 from services.vocoder.families import VOCODER_FAMILIES
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +18,7 @@ from torch.nn import functional
 from services.diffusion.diffrhythm1 import FAMILY
 from services.diffusion.diffrhythm1.checkpoint import CheckpointError, load_dit
 from services.diffusion.diffrhythm1.dit import DiT
-from services.diffusion.diffrhythm1.engine import BLOCK_FRAMES, CandidateBlock, DiffRhythm1Engine
+from services.diffusion.diffrhythm1.engine import BLOCK_FRAMES, DiffRhythm1Engine
 from services.diffusion.diffrhythm1.length import duration_input, frame_of
 from services.diffusion.diffrhythm1.models import write_demo_generator
 from services.diffusion.diffrhythm1.options import DiffRhythm1Options, EditSpan, parse_options
@@ -198,23 +199,40 @@ def test_candidates_equal_solo_runs_with_their_seeds(engine: DiffRhythm1Engine, 
         return GenerationRequest(style=style, seed=seed, steps=2, seconds=96, options=options)
 
     events = [event for event in engine.generate(request(40, 2)) if isinstance(event, GeneratedBlock)]
-    assert all(isinstance(event, CandidateBlock) for event in events)
-    assert [(block.candidate, block.index, block.final) for block in events] == [(0, 0, True), (1, 0, True)]
+    assert [(block.candidate, block.index, block.final, block.frames_done) for block in events] == [
+        (0, 0, False, 2067),
+        (1, 1, True, 2 * 2067),
+    ]
     for block, seed in zip(events, (40, 41), strict=True):
         _, solo = song(engine.generate(request(seed, 1)))
         assert np.abs(block.frames - solo).max() <= 1e-5
     assert not np.allclose(events[0].frames, events[1].frames)
+    resumed = replace(request(40, 2), prefix=[events[0].frames])
+    (rest,) = [event for event in engine.generate(resumed) if isinstance(event, GeneratedBlock)]
+    assert (rest.candidate, rest.index, rest.final) == (1, 1, True)
+    assert np.abs(rest.frames - events[1].frames).max() <= 1e-5
 
 
 def test_blocks_are_at_most_one_mebibyte_and_a_prefix_skips_them() -> None:
     latents = np.arange(9000 * 64, dtype=np.float32).reshape(9000, 64)
-    blocks = list(DiffRhythm1Engine._blocks(latents, 1, None))
+    blocks = list(DiffRhythm1Engine._blocks([latents], 1))
     assert [(block.index, len(block.frames), block.final, block.frames_done) for block in blocks] == [
         (1, BLOCK_FRAMES, False, 2 * BLOCK_FRAMES),
         (2, 9000 - 2 * BLOCK_FRAMES, True, 9000),
     ]
     assert all(block.frames.nbytes <= 1 << 20 and block.max_blocks == 3 for block in blocks)
+    assert all(block.candidate == 0 for block in blocks)
     assert np.array_equal(np.concatenate([block.frames for block in blocks]), latents[BLOCK_FRAMES:])
+
+    second = -latents
+    blocks = list(DiffRhythm1Engine._blocks([latents, second], 2))
+    assert [(b.index, b.candidate, b.final, b.frames_done, b.max_blocks) for b in blocks] == [
+        (2, 0, False, 9000, 6),
+        (3, 1, False, 9000 + BLOCK_FRAMES, 6),
+        (4, 1, False, 9000 + 2 * BLOCK_FRAMES, 6),
+        (5, 1, True, 18000, 6),
+    ]
+    assert np.array_equal(np.concatenate([block.frames for block in blocks[1:]]), second)
 
 
 def test_cancellation_stops_between_steps(engine: DiffRhythm1Engine, style: np.ndarray) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile
+import torch
 
 from gateway.audio import (
     CONTAINERS,
@@ -17,6 +18,7 @@ from gateway.audio import (
     encode,
     fake_stereo,
     normalize_loudness,
+    peak_normalize_int16,
 )
 from gateway.commands.common import CommandError
 from gateway.commands.songs import format_for_output
@@ -83,3 +85,25 @@ def test_format_follows_the_file_extension() -> None:
     assert {format_for_output(Path(f"a.{c.extension}")) for c in CONTAINERS.values()} == set(CONTAINERS)
     with pytest.raises(CommandError, match="aiff"):
         format_for_output(Path("song.aiff"))
+
+
+def test_peak_normalisation_as_the_reference() -> None:
+    """The DiffRhythm v1 reference's torch arithmetic: divide by the peak, clamp, x 32767, truncate."""
+    audio = np.array([[0.5, -0.25, 0.1], [-1.0, 0.2, 0.0]], np.float32) * 0.5
+    written = peak_normalize_int16(audio)
+    assert (written[1, 0], written[0, 1], written[0, 2]) == (-32767, -8191, 3276)  # truncated toward 0
+    song = np.random.default_rng(3).standard_normal((2, 44100)).astype(np.float32) * 0.37
+    reference = torch.from_numpy(song)
+    expected = (reference / reference.abs().max()).clamp(-1, 1).mul(32767).to(torch.int16).numpy()
+    assert np.array_equal(peak_normalize_int16(song), expected)
+    assert np.array_equal(peak_normalize_int16(np.zeros((2, 4), np.float32)), np.zeros((2, 4), np.int16))
+
+
+def test_int16_samples_are_written_to_wav_as_they_are() -> None:
+    samples = peak_normalize_int16(np.random.default_rng(4).standard_normal((2, 5000)).astype(np.float32))
+    encoder = StreamingEncoder(song_pb2.AUDIO_FORMAT_WAV, 44100, 2)
+    encoder.write(samples[:, :1234])
+    encoder.write(samples[:, 1234:])
+    encoder.close()
+    read, rate = soundfile.read(io.BytesIO(encoder.data), dtype="int16")
+    assert rate == 44100 and np.array_equal(read.T, samples)

@@ -76,7 +76,7 @@ def test_the_backend_follows_the_location(store: JobStore, location: str) -> Non
     expected = PostgresJobStore if location.startswith("postgresql://") else SqliteJobStore
     assert isinstance(store, expected)
     assert store.shared is (expected is PostgresJobStore)
-    assert store.schema_version() == latest_version("sqlite") == latest_version("postgresql") == 4
+    assert store.schema_version() == latest_version("sqlite") == latest_version("postgresql") == 5
 
 
 def test_one_id_is_one_job_even_when_inserted_at_once(store: JobStore, location: str) -> None:
@@ -200,6 +200,18 @@ def test_kept_blocks_come_back_bit_for_bit_with_their_model(store: JobStore, loc
     store.add_block(lease, block(3), ModelIdentity("diffrhythm2", "cd" * 32))
     assert len(store.blocks("song").blocks) == 3, "a block of another revision is not part of the resume"
     assert store.blocks("another").blocks == [] and store.blocks("another").model is None
+
+
+def test_kept_blocks_keep_their_candidate(store: JobStore) -> None:
+    """Two songs sampled together stream as one numbering; each kept block says whose it is."""
+    store.insert_if_absent(job("pair", 1.0))
+    lease = Lease("pair", "gw-1", store.claim("gw-1", 30).attempt)
+    latents = np.zeros((4, 64), np.float32)
+    for index in range(3):
+        store.add_block(
+            lease, Block(index, latents, False, 4, 4 * (index + 1), MODEL.revision, index // 2), MODEL
+        )
+    assert [(b.index, b.candidate) for b in store.blocks("pair").blocks] == [(0, 0), (1, 0), (2, 1)]
 
 
 def test_kept_codes_keep_their_integer_type(store: JobStore) -> None:
@@ -340,7 +352,7 @@ def test_a_first_release_sqlite_file_is_migrated_with_its_jobs(tmp_path: Path) -
     store = SqliteJobStore(path)
     record = store.get("old")
     assert (record.request, record.state, record.finished_at, record.owner) == (message, SUCCEEDED, 6.0, "")
-    assert store.schema_version() == 4
+    assert store.schema_version() == latest_version("sqlite")
     store.close()
 
 
@@ -353,7 +365,8 @@ def test_a_newer_schema_is_refused(tmp_path: Path, postgres_url: str) -> None:
         else:
             with sqlite3.connect(location) as conn:
                 conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")
-        with pytest.raises(FailedPreconditionError, match="schema version 99; this gateway knows up to 4"):
+        known = f"schema version 99; this gateway knows up to {latest_version('sqlite')}"
+        with pytest.raises(FailedPreconditionError, match=known):
             open_job_store(location)
 
 
@@ -367,14 +380,11 @@ def test_gateways_starting_together_migrate_once(postgres_url: str) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(stores) == 5 and {s.schema_version() for s in stores} == {4}
+    latest = latest_version("postgresql")
+    assert len(stores) == 5 and {s.schema_version() for s in stores} == {latest}
     with psycopg.connect(postgres_url) as conn:
-        assert conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall() == [
-            (1,),
-            (2,),
-            (3,),
-            (4,),
-        ]
+        applied = conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+        assert applied == [(version,) for version in range(1, latest + 1)]
     for opened in stores:
         opened.close()
 

@@ -26,6 +26,8 @@ from tests.gateway.hub_standin import HubFile, HubRepo, StandInHub
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "diffrhythm2-tiny"
 DIFFRHYTHM2 = "ASLP-lab/DiffRhythm2"
+V1_FIXTURE = ROOT / "tests" / "fixtures" / "diffrhythm1-tiny"
+V1_PACKAGE = ROOT / "services" / "diffusion" / "diffrhythm1" / "assets"
 
 
 def _commit(repo_id: str) -> str:
@@ -185,3 +187,65 @@ def test_a_killed_pull_run_again_downloads_only_the_rest(tmp_path: Path) -> None
     assert (tmp_path / "diffrhythm2" / "decoder.bin").read_bytes() == repos[DIFFRHYTHM2].files[
         "decoder.bin"
     ].data
+
+
+@pytest.mark.parametrize(
+    ("model", "checkpoint_repo"),
+    [("diffrhythm1", "ASLP-lab/DiffRhythm-1_2"), ("diffrhythm1-full", "ASLP-lab/DiffRhythm-1_2-full")],
+)
+def test_pull_diffrhythm1_pins_the_vae_and_adds_the_packaged_files(
+    tmp_path: Path, model: str, checkpoint_repo: str
+) -> None:
+    """The DiT and the VAE come from their repositories, the config and the negative style from our
+    package; the manifest pins all four (the VAE is only opened with its pin), and MuQ-MuLan goes to
+    the folders DiffRhythm 2 shares."""
+    from services.diffusion.families import GENERATION_FAMILIES
+    from services.vocoder.diffrhythm1.engine import DiffRhythm1Vocoder
+
+    repos = _repos()
+    repos[checkpoint_repo] = HubRepo(
+        _commit(checkpoint_repo),
+        {"cfm_model.pt": HubFile((V1_FIXTURE / "cfm_model.pt").read_bytes(), lfs=True)},
+    )
+    vae = "ASLP-lab/DiffRhythm-vae"
+    repos[vae] = HubRepo(
+        _commit(vae), {"vae_model.pt": HubFile((V1_FIXTURE / "vae_model.pt").read_bytes(), lfs=True)}
+    )
+    with StandInHub(repos) as hub:
+        assert main(["models", "pull", model, "--model-root", str(tmp_path), "--endpoint", hub.url]) == 0
+    assert sorted(hub.downloads())[:2] == sorted([f"{checkpoint_repo}/cfm_model.pt", f"{vae}/vae_model.pt"])
+    assert DIFFRHYTHM2 not in {download.rsplit("/", 1)[0] for download in hub.downloads()}
+    folder = tmp_path / model
+    manifest = _manifest(folder)
+    assert manifest["name"] == model and manifest["family"] == "diffrhythm1"
+    assert manifest["source"] == {
+        "repos": [
+            {"repo": repo_id, "revision": _commit(repo_id)} for repo_id in sorted((checkpoint_repo, vae))
+        ],
+        "package": "services.diffusion.diffrhythm1.models",
+    }
+    for name, repo_id in (("cfm_model.pt", checkpoint_repo), ("vae_model.pt", vae)):
+        listed = repos[repo_id].files[name]
+        assert manifest["files"][name] == {
+            "sha256": listed.sha256,
+            "size": len(listed.data),
+            "repo": repo_id,
+            "revision": _commit(repo_id),
+        }
+    for name, packaged in (
+        ("config.json", "diffrhythm-1b.json"),
+        ("negative_style.npy", "negative_style.npy"),
+    ):
+        data = (V1_PACKAGE / packaged).read_bytes()
+        assert (folder / name).read_bytes() == data
+        assert manifest["files"][name] == {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "package": "services.diffusion.diffrhythm1.models",
+        }
+    assert GENERATION_FAMILIES.detect(folder).name == "diffrhythm1"
+    vocoder = DiffRhythm1Vocoder.load(folder)
+    assert vocoder.info.revision == manifest["files"]["vae_model.pt"]["sha256"]
+    assert (
+        _manifest(tmp_path / "muq-mulan" / "MuQ-MuLan-large")["source"]["repo"] == "OpenMuQ/MuQ-MuLan-large"
+    )

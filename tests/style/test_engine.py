@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -55,6 +57,27 @@ def test_random_crop_of_short_audio_is_the_whole_recording(engine: StyleEngine) 
     cropped = engine.embed_audio(data, crop="random", seed=123)
     np.testing.assert_array_equal(cropped.vector, engine.embed_audio(data).vector)
     assert cropped.clips == 1
+
+
+@pytest.mark.parametrize(("seconds", "start_s"), [(25.0, 7), (21.7, 5)])
+def test_middle_crop_is_the_10_s_from_5_s_before_the_whole_middle_second(
+    engine: StyleEngine, seconds: float, start_s: int
+) -> None:
+    """DiffRhythm v1's reference: middle = duration // 2 (whole seconds), excerpt from middle - 5 s."""
+    wave, rate = sf.read(SYNTH, dtype="float32")
+    buffer = io.BytesIO()
+    sf.write(buffer, wave[: round(seconds * rate)], rate, format="WAV", subtype="FLOAT")
+    cropped = engine.embed_audio(buffer.getvalue(), crop="middle")
+    assert (cropped.clips, cropped.seconds) == (1, pytest.approx(seconds))
+    window = wave[start_s * rate : start_s * rate + engine.clip_samples]
+    np.testing.assert_allclose(cropped.vector, engine.clip_latents([window])[0], atol=1e-6)
+
+
+def test_middle_crop_refuses_a_recording_under_10_s(engine: StyleEngine) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        engine.embed_audio(CHORD.read_bytes(), crop="middle")
+    field, description = violation(caught.value)
+    assert field == "data" and "the recording is 3.00 s" in description and "at least 10 s" in description
 
 
 def test_prompt_cache_hits_and_evicts_least_recently_used(engine: StyleEngine) -> None:

@@ -24,7 +24,6 @@ from services.vocoder.diffrhythm1 import FAMILY
 from services.vocoder.diffrhythm1.engine import WINDOWS, DecodeOptions, DiffRhythm1Vocoder
 from services.vocoder.diffrhythm1.models import random_vae, write_demo_vae
 from services.vocoder.diffrhythm1.oobleck import OobleckConfig, OobleckVae, ScriptedVae
-from services.vocoder.diffrhythm1.postprocess import peak_normalize_int16
 from services.vocoder.engine import PcmPiece
 from services.vocoder.families import VOCODER_FAMILIES
 from services.vocoder.windows import Paste
@@ -194,15 +193,6 @@ def test_bad_latents_are_invalid(vocoder: DiffRhythm1Vocoder) -> None:
     with pytest.raises(InvalidArgumentError) as exc:
         vocoder.decode(np.zeros((10, 32), np.float32))
     assert exc.value.code == grpc.StatusCode.INVALID_ARGUMENT and exc.value.violations[0].field == "frames"
-
-
-def test_peak_normalisation_as_the_reference() -> None:
-    audio = np.array([[0.5, -0.25, 0.1], [-1.0, 0.2, 0.0]], np.float32) * 0.5
-    expected = (torch.from_numpy(audio) / 0.5).clamp(-1, 1).mul(32767).to(torch.int16).numpy()
-    assert np.array_equal(peak_normalize_int16(audio), expected)
-    written = peak_normalize_int16(audio)
-    assert (written[1, 0], written[0, 1], written[0, 2]) == (-32767, -8191, 3276)  # truncated toward 0
-    assert np.array_equal(peak_normalize_int16(np.zeros((2, 4), np.float32)), np.zeros((2, 4), np.int16))
 
 
 def test_family_cli_reads_chunked_and_detects_the_folder() -> None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esongsmith/v1/diffrhythm1.proto\x12\x0csongsmith.v1\"6\n\x08\x45\x64itSpan\x12\x15\n\rstart_seconds\x18\x01 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x02 \x01(\x01\"T\n\x12\x44iffRhythm1Options\x12*\n\nedit_spans\x18\x01 \x03(\x0b\x32\x16.songsmith.v1.EditSpan\x12\x12\n\ncandidates\x18\x02 \x01(\rBb\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esongsmith/v1/diffrhythm1.proto\x12\x0csongsmith.v1\"6\n\x08\x45\x64itSpan\x12\x15\n\rstart_seconds\x18\x01 \x01(\x01\x12\x13\n\x0b\x65nd_seconds\x18\x02 \x01(\x01\"l\n\x12\x44iffRhythm1Options\x12*\n\nedit_spans\x18\x01 \x03(\x0b\x32\x16.songsmith.v1.EditSpan\x12\x12\n\ncandidates\x18\x02 \x01(\r\x12\x16\n\x0ekeep_raw_level\x18\x03 \x01(\x08\x42\x62\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,5 +35,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EDITSPAN']._serialized_start=48
   _globals['_EDITSPAN']._serialized_end=102
   _globals['_DIFFRHYTHM1OPTIONS']._serialized_start=104
-  _globals['_DIFFRHYTHM1OPTIONS']._serialized_end=188
+  _globals['_DIFFRHYTHM1OPTIONS']._serialized_end=212
 # @@protoc_insertion_point(module_scope)

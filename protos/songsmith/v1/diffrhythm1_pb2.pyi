@@ -15,9 +15,11 @@ class EditSpan(_message.Message):
     def __init__(self, start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ...) -> None: ...
 
 class DiffRhythm1Options(_message.Message):
-    __slots__ = ("edit_spans", "candidates")
+    __slots__ = ("edit_spans", "candidates", "keep_raw_level")
     EDIT_SPANS_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    KEEP_RAW_LEVEL_FIELD_NUMBER: _ClassVar[int]
     edit_spans: _containers.RepeatedCompositeFieldContainer[EditSpan]
     candidates: int
-    def __init__(self, edit_spans: _Optional[_Iterable[_Union[EditSpan, _Mapping]]] = ..., candidates: _Optional[int] = ...) -> None: ...
+    keep_raw_level: bool
+    def __init__(self, edit_spans: _Optional[_Iterable[_Union[EditSpan, _Mapping]]] = ..., candidates: _Optional[int] = ..., keep_raw_level: _Optional[bool] = ...) -> None: ...

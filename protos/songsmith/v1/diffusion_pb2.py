@@ -27,7 +27,7 @@ from songsmith.v1 import musicgen_pb2 as songsmith_dot_v1_dot_musicgen__pb2
 from songsmith.v1 import tensor_pb2 as songsmith_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csongsmith/v1/diffusion.proto\x12\x0csongsmith.v1\x1a\x1esongsmith/v1/diffrhythm1.proto\x1a\x1bsongsmith/v1/musicgen.proto\x1a\x19songsmith/v1/tensor.proto\"\xf5\x03\n\x16GenerateLatentsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\ttoken_ids\x18\x02 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12#\n\x05style\x18\x03 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\r\n\x05steps\x18\x05 \x01(\r\x12\x19\n\x0c\x63\x66g_strength\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\nmax_frames\x18\x07 \x01(\r\x12)\n\x06prefix\x18\x08 \x03(\x0b\x32\x19.songsmith.v1.LatentBlock\x12$\n\x06melody\x18\t \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\x0f\n\x07seconds\x18\n \x01(\x01\x12\'\n\treference\x18\x0b \x03(\x0b\x32\x14.songsmith.v1.Tensor\x12\x17\n\x0fprefix_revision\x18\x0c \x01(\t\x12\x37\n\x0b\x64iffrhythm1\x18\x14 \x01(\x0b\x32 .songsmith.v1.DiffRhythm1OptionsH\x00\x12\x31\n\x08musicgen\x18\x15 \x01(\x0b\x32\x1d.songsmith.v1.MusicGenOptionsH\x00\x42\x10\n\x0e\x66\x61mily_optionsB\x0f\n\r_cfg_strength\"\x92\x01\n\x0bLatentBlock\x12\r\n\x05index\x18\x01 \x01(\r\x12$\n\x06\x66rames\x18\x02 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12\x12\n\nmax_blocks\x18\x04 \x01(\r\x12\x13\n\x0b\x66rames_done\x18\x05 \x01(\x04\x12\x16\n\x0emodel_revision\x18\x06 \x01(\t\"7\n\x12GenerationProgress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\"\x83\x01\n\x17GenerateLatentsResponse\x12*\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x19.songsmith.v1.LatentBlockH\x00\x12\x34\n\x08progress\x18\x02 \x01(\x0b\x32 .songsmith.v1.GenerationProgressH\x00\x42\x06\n\x04item2t\n\x10\x44iffusionService\x12`\n\x0fGenerateLatents\x12$.songsmith.v1.GenerateLatentsRequest\x1a%.songsmith.v1.GenerateLatentsResponse0\x01\x42\x62\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csongsmith/v1/diffusion.proto\x12\x0csongsmith.v1\x1a\x1esongsmith/v1/diffrhythm1.proto\x1a\x1bsongsmith/v1/musicgen.proto\x1a\x19songsmith/v1/tensor.proto\"\xf5\x03\n\x16GenerateLatentsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\'\n\ttoken_ids\x18\x02 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12#\n\x05style\x18\x03 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\r\n\x05steps\x18\x05 \x01(\r\x12\x19\n\x0c\x63\x66g_strength\x18\x06 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\nmax_frames\x18\x07 \x01(\r\x12)\n\x06prefix\x18\x08 \x03(\x0b\x32\x19.songsmith.v1.LatentBlock\x12$\n\x06melody\x18\t \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\x0f\n\x07seconds\x18\n \x01(\x01\x12\'\n\treference\x18\x0b \x03(\x0b\x32\x14.songsmith.v1.Tensor\x12\x17\n\x0fprefix_revision\x18\x0c \x01(\t\x12\x37\n\x0b\x64iffrhythm1\x18\x14 \x01(\x0b\x32 .songsmith.v1.DiffRhythm1OptionsH\x00\x12\x31\n\x08musicgen\x18\x15 \x01(\x0b\x32\x1d.songsmith.v1.MusicGenOptionsH\x00\x42\x10\n\x0e\x66\x61mily_optionsB\x0f\n\r_cfg_strength\"\xa5\x01\n\x0bLatentBlock\x12\r\n\x05index\x18\x01 \x01(\r\x12$\n\x06\x66rames\x18\x02 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12\x12\n\nmax_blocks\x18\x04 \x01(\r\x12\x13\n\x0b\x66rames_done\x18\x05 \x01(\x04\x12\x16\n\x0emodel_revision\x18\x06 \x01(\t\x12\x11\n\tcandidate\x18\x07 \x01(\r\"7\n\x12GenerationProgress\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x13\n\x0btotal_steps\x18\x02 \x01(\r\"\x83\x01\n\x17GenerateLatentsResponse\x12*\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x19.songsmith.v1.LatentBlockH\x00\x12\x34\n\x08progress\x18\x02 \x01(\x0b\x32 .songsmith.v1.GenerationProgressH\x00\x42\x06\n\x04item2t\n\x10\x44iffusionService\x12`\n\x0fGenerateLatents\x12$.songsmith.v1.GenerateLatentsRequest\x1a%.songsmith.v1.GenerateLatentsResponse0\x01\x42\x62\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,11 +38,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATELATENTSREQUEST']._serialized_start=135
   _globals['_GENERATELATENTSREQUEST']._serialized_end=636
   _globals['_LATENTBLOCK']._serialized_start=639
-  _globals['_LATENTBLOCK']._serialized_end=785
-  _globals['_GENERATIONPROGRESS']._serialized_start=787
-  _globals['_GENERATIONPROGRESS']._serialized_end=842
-  _globals['_GENERATELATENTSRESPONSE']._serialized_start=845
-  _globals['_GENERATELATENTSRESPONSE']._serialized_end=976
-  _globals['_DIFFUSIONSERVICE']._serialized_start=978
-  _globals['_DIFFUSIONSERVICE']._serialized_end=1094
+  _globals['_LATENTBLOCK']._serialized_end=804
+  _globals['_GENERATIONPROGRESS']._serialized_start=806
+  _globals['_GENERATIONPROGRESS']._serialized_end=861
+  _globals['_GENERATELATENTSRESPONSE']._serialized_start=864
+  _globals['_GENERATELATENTSRESPONSE']._serialized_end=995
+  _globals['_DIFFUSIONSERVICE']._serialized_start=997
+  _globals['_DIFFUSIONSERVICE']._serialized_end=1113
 # @@protoc_insertion_point(module_scope)

@@ -42,20 +42,22 @@ class GenerateLatentsRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., token_ids: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., style: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., seed: _Optional[int] = ..., steps: _Optional[int] = ..., cfg_strength: _Optional[float] = ..., max_frames: _Optional[int] = ..., prefix: _Optional[_Iterable[_Union[LatentBlock, _Mapping]]] = ..., melody: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., seconds: _Optional[float] = ..., reference: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., prefix_revision: _Optional[str] = ..., diffrhythm1: _Optional[_Union[_diffrhythm1_pb2.DiffRhythm1Options, _Mapping]] = ..., musicgen: _Optional[_Union[_musicgen_pb2.MusicGenOptions, _Mapping]] = ...) -> None: ...
 
 class LatentBlock(_message.Message):
-    __slots__ = ("index", "frames", "final", "max_blocks", "frames_done", "model_revision")
+    __slots__ = ("index", "frames", "final", "max_blocks", "frames_done", "model_revision", "candidate")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
     MAX_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
     MODEL_REVISION_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     index: int
     frames: _tensor_pb2.Tensor
     final: bool
     max_blocks: int
     frames_done: int
     model_revision: str
-    def __init__(self, index: _Optional[int] = ..., frames: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., final: _Optional[bool] = ..., max_blocks: _Optional[int] = ..., frames_done: _Optional[int] = ..., model_revision: _Optional[str] = ...) -> None: ...
+    candidate: int
+    def __init__(self, index: _Optional[int] = ..., frames: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., final: _Optional[bool] = ..., max_blocks: _Optional[int] = ..., frames_done: _Optional[int] = ..., model_revision: _Optional[str] = ..., candidate: _Optional[int] = ...) -> None: ...
 
 class GenerationProgress(_message.Message):
     __slots__ = ("step", "total_steps")

@@ -51,6 +51,8 @@ class DiffusionServiceServicer:
     def GenerateLatents(self, request, context):
         """Generate and stream each block of frames the moment it is final, with progress events between
         blocks where a family works long without one. The stream ends after the block marked `final`.
+        A request for several songs at once (DiffRhythm v1's `candidates`) streams them one after the
+        other in one stream, each block naming its `candidate`.
         Deadline and cancellation are checked at every step. INVALID_ARGUMENT names the offending field
         (also for options of another family, and for non-finite or out-of-range tensors); INTERNAL
         when the model produced NaN or infinite frames (nothing of that block is sent);

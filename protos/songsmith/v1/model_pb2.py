@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18songsmith/v1/model.proto\x12\x0csongsmith.v1\"\xb2\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61milies\x18\x04 \x03(\t\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x12\n\nframe_rate\x18\x06 \x01(\x01\x12\x10\n\x08\x63hannels\x18\x07 \x01(\r\x12(\n\x06inputs\x18\x08 \x03(\x0e\x32\x18.songsmith.v1.ModelInput\"\x15\n\x13GetModelInfoRequest\">\n\x14GetModelInfoResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.songsmith.v1.ModelInfo*\xb9\x01\n\nModelInput\x12\x1b\n\x17MODEL_INPUT_UNSPECIFIED\x10\x00\x12\x16\n\x12MODEL_INPUT_LYRICS\x10\x01\x12\x1a\n\x16MODEL_INPUT_STYLE_TEXT\x10\x02\x12\x1b\n\x17MODEL_INPUT_STYLE_AUDIO\x10\x03\x12\x1c\n\x18MODEL_INPUT_MELODY_AUDIO\x10\x04\x12\x1f\n\x1bMODEL_INPUT_REFERENCE_AUDIO\x10\x05\x32i\n\x10ModelInfoService\x12U\n\x0cGetModelInfo\x12!.songsmith.v1.GetModelInfoRequest\x1a\".songsmith.v1.GetModelInfoResponseBb\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18songsmith/v1/model.proto\x12\x0csongsmith.v1\"\xca\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x10\n\x08\x66\x61milies\x18\x04 \x03(\t\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x12\n\nframe_rate\x18\x06 \x01(\x01\x12\x10\n\x08\x63hannels\x18\x07 \x01(\r\x12(\n\x06inputs\x18\x08 \x03(\x0e\x32\x18.songsmith.v1.ModelInput\x12\x16\n\x0epeak_normalize\x18\t \x01(\x08\"\x15\n\x13GetModelInfoRequest\">\n\x14GetModelInfoResponse\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.songsmith.v1.ModelInfo*\xb9\x01\n\nModelInput\x12\x1b\n\x17MODEL_INPUT_UNSPECIFIED\x10\x00\x12\x16\n\x12MODEL_INPUT_LYRICS\x10\x01\x12\x1a\n\x16MODEL_INPUT_STYLE_TEXT\x10\x02\x12\x1b\n\x17MODEL_INPUT_STYLE_AUDIO\x10\x03\x12\x1c\n\x18MODEL_INPUT_MELODY_AUDIO\x10\x04\x12\x1f\n\x1bMODEL_INPUT_REFERENCE_AUDIO\x10\x05\x32i\n\x10ModelInfoService\x12U\n\x0cGetModelInfo\x12!.songsmith.v1.GetModelInfoRequest\x1a\".songsmith.v1.GetModelInfoResponseBb\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,14 +32,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'songsmith.v1.model_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017ai.songsmith.v1P\001Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\252\002\014Songsmith.V1'
-  _globals['_MODELINPUT']._serialized_start=311
-  _globals['_MODELINPUT']._serialized_end=496
+  _globals['_MODELINPUT']._serialized_start=335
+  _globals['_MODELINPUT']._serialized_end=520
   _globals['_MODELINFO']._serialized_start=43
-  _globals['_MODELINFO']._serialized_end=221
-  _globals['_GETMODELINFOREQUEST']._serialized_start=223
-  _globals['_GETMODELINFOREQUEST']._serialized_end=244
-  _globals['_GETMODELINFORESPONSE']._serialized_start=246
-  _globals['_GETMODELINFORESPONSE']._serialized_end=308
-  _globals['_MODELINFOSERVICE']._serialized_start=498
-  _globals['_MODELINFOSERVICE']._serialized_end=603
+  _globals['_MODELINFO']._serialized_end=245
+  _globals['_GETMODELINFOREQUEST']._serialized_start=247
+  _globals['_GETMODELINFOREQUEST']._serialized_end=268
+  _globals['_GETMODELINFORESPONSE']._serialized_start=270
+  _globals['_GETMODELINFORESPONSE']._serialized_end=332
+  _globals['_MODELINFOSERVICE']._serialized_start=522
+  _globals['_MODELINFOSERVICE']._serialized_end=627
 # @@protoc_insertion_point(module_scope)

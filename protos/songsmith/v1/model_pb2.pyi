@@ -23,7 +23,7 @@ MODEL_INPUT_MELODY_AUDIO: ModelInput
 MODEL_INPUT_REFERENCE_AUDIO: ModelInput
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "family", "revision", "families", "sample_rate", "frame_rate", "channels", "inputs")
+    __slots__ = ("name", "family", "revision", "families", "sample_rate", "frame_rate", "channels", "inputs", "peak_normalize")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class ModelInfo(_message.Message):
     FRAME_RATE_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    PEAK_NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     name: str
     family: str
     revision: str
@@ -40,7 +41,8 @@ class ModelInfo(_message.Message):
     frame_rate: float
     channels: int
     inputs: _containers.RepeatedScalarFieldContainer[ModelInput]
-    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., revision: _Optional[str] = ..., families: _Optional[_Iterable[str]] = ..., sample_rate: _Optional[int] = ..., frame_rate: _Optional[float] = ..., channels: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[ModelInput, str]]] = ...) -> None: ...
+    peak_normalize: bool
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., revision: _Optional[str] = ..., families: _Optional[_Iterable[str]] = ..., sample_rate: _Optional[int] = ..., frame_rate: _Optional[float] = ..., channels: _Optional[int] = ..., inputs: _Optional[_Iterable[_Union[ModelInput, str]]] = ..., peak_normalize: _Optional[bool] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()

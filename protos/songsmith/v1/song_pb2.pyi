@@ -126,7 +126,7 @@ class Job(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., blocks_done: _Optional[int] = ..., max_blocks: _Optional[int] = ..., error: _Optional[str] = ..., result: _Optional[_Union[SongSummary, _Mapping]] = ..., seed: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., generated: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class SongSummary(_message.Message):
-    __slots__ = ("sample_rate", "channels", "format", "size_bytes", "seed", "model", "duration", "stage_durations", "model_revision", "charts")
+    __slots__ = ("sample_rate", "channels", "format", "size_bytes", "seed", "model", "duration", "stage_durations", "model_revision", "charts", "candidates")
     class StageDurationsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,7 @@ class SongSummary(_message.Message):
     STAGE_DURATIONS_FIELD_NUMBER: _ClassVar[int]
     MODEL_REVISION_FIELD_NUMBER: _ClassVar[int]
     CHARTS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     sample_rate: int
     channels: int
     format: AudioFormat
@@ -154,7 +155,8 @@ class SongSummary(_message.Message):
     stage_durations: _containers.MessageMap[str, _duration_pb2.Duration]
     model_revision: str
     charts: ChartSet
-    def __init__(self, sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., size_bytes: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stage_durations: _Optional[_Mapping[str, _duration_pb2.Duration]] = ..., model_revision: _Optional[str] = ..., charts: _Optional[_Union[ChartSet, _Mapping]] = ...) -> None: ...
+    candidates: _containers.RepeatedCompositeFieldContainer[CandidateSong]
+    def __init__(self, sample_rate: _Optional[int] = ..., channels: _Optional[int] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., size_bytes: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., stage_durations: _Optional[_Mapping[str, _duration_pb2.Duration]] = ..., model_revision: _Optional[str] = ..., charts: _Optional[_Union[ChartSet, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[CandidateSong, _Mapping]]] = ...) -> None: ...
 
 class ChartSet(_message.Message):
     __slots__ = ("osz_size_bytes", "osz_name", "model", "model_revision", "charts")
@@ -185,6 +187,16 @@ class ChartSummary(_message.Message):
     bpm: float
     offset: _duration_pb2.Duration
     def __init__(self, file_name: _Optional[str] = ..., version: _Optional[str] = ..., seed: _Optional[int] = ..., hit_objects: _Optional[int] = ..., bpm: _Optional[float] = ..., offset: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class CandidateSong(_message.Message):
+    __slots__ = ("candidate", "seed", "size_bytes")
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    candidate: int
+    seed: int
+    size_bytes: int
+    def __init__(self, candidate: _Optional[int] = ..., seed: _Optional[int] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class SongEvent(_message.Message):
     __slots__ = ("accepted", "progress", "audio", "done", "notice", "osz")
@@ -237,14 +249,16 @@ class Notice(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
-    __slots__ = ("offset", "data", "format")
+    __slots__ = ("offset", "data", "format", "candidate")
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
     offset: int
     data: bytes
     format: AudioFormat
-    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., format: _Optional[_Union[AudioFormat, str]] = ...) -> None: ...
+    candidate: int
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., format: _Optional[_Union[AudioFormat, str]] = ..., candidate: _Optional[int] = ...) -> None: ...
 
 class OszChunk(_message.Message):
     __slots__ = ("offset", "data")

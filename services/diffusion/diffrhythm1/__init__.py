@@ -2,7 +2,8 @@
 
 A model folder holds `cfm_model.pt` (base: `ASLP-lab/DiffRhythm-1_2`, 95 s; full:
 `ASLP-lab/DiffRhythm-1_2-full`, 96..285 s; the checkpoint's keys say which), the repo's
-`config.json` (`"model_type": "diffrhythm"`) and `negative_style.npy`.
+`config.json` (`"model_type": "diffrhythm"`) and `negative_style.npy`. Its style recording is
+embedded as the reference does: the 10 s around the middle.
 """
 
 from __future__ import annotations
@@ -37,4 +38,5 @@ FAMILY = Family(
     options_field="diffrhythm1",
     parse_options=parse_options,
     companions={"tokenizer": "", "style": "muq-mulan", "vocoder": "."},
+    style_crop="middle",
 )

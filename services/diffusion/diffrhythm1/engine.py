@@ -3,8 +3,9 @@
 The song is sampled as a whole (the CFM sampler integrates every frame at once), so the stream is
 one progress event per Euler update and then the latents in blocks of at most 1 MiB
 ([4096, 64] float32). With `candidates` N the N songs are sampled in one batch and streamed one
-after the other as `CandidateBlock`s, each candidate's blocks numbered from 0. A request whose
-`prefix` holds the first blocks of an earlier run samples the same song again (the seed fixes it)
+after the other, each block carrying its `candidate`; blocks are numbered over the whole stream
+(each candidate has the same number of blocks) and only the last one is `final`. A request whose
+`prefix` holds the first blocks of an earlier run samples the same songs again (the seeds fix them)
 and streams only the blocks after them.
 """
 
@@ -60,13 +61,6 @@ OPTIONS_FIELD = "diffrhythm1"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 Report = Callable[[str, str], None]
-
-
-@dataclass(frozen=True)
-class CandidateBlock(GeneratedBlock):
-    """A block of one of several songs sampled together: `candidate` i is the song of seed + i."""
-
-    candidate: int = 0
 
 
 @dataclass(frozen=True)
@@ -188,22 +182,20 @@ class DiffRhythm1Engine:
             if not isinstance(event, SampledSongs):
                 yield event
                 continue
-            several = len(event.latents) > 1
-            for candidate, latents in enumerate(event.latents):
-                yield from self._blocks(latents, plan.skip_blocks, candidate if several else None)
+            yield from self._blocks(event.latents, plan.skip_blocks)
 
     @staticmethod
-    def _blocks(latents: np.ndarray, skip: int, candidate: int | None) -> Iterator[GeneratedBlock]:
-        frames = len(latents)
-        count = math.ceil(frames / BLOCK_FRAMES)
+    def _blocks(songs: list[np.ndarray], skip: int) -> Iterator[GeneratedBlock]:
+        """The songs' latents (candidate 0 first, all of one length) as one stream of blocks of at
+        most BLOCK_FRAMES frames, from block `skip` on."""
+        frames = len(songs[0])
+        per_song = math.ceil(frames / BLOCK_FRAMES)
+        count = per_song * len(songs)
         for index in range(skip, count):
-            end = min(frames, (index + 1) * BLOCK_FRAMES)
-            piece = np.ascontiguousarray(latents[index * BLOCK_FRAMES : end])
-            final = index == count - 1
-            if candidate is None:
-                yield GeneratedBlock(index, piece, final, count, end)
-            else:
-                yield CandidateBlock(index, piece, final, count, end, candidate)
+            candidate, part = divmod(index, per_song)
+            end = min(frames, (part + 1) * BLOCK_FRAMES)
+            piece = np.ascontiguousarray(songs[candidate][part * BLOCK_FRAMES : end])
+            yield GeneratedBlock(index, piece, index == count - 1, count, candidate * frames + end, candidate)
 
     def plan(self, request: GenerationRequest) -> SongPlan:
         """Check every input of `request` against this model; INVALID_ARGUMENT naming each bad field."""
@@ -231,11 +223,9 @@ class DiffRhythm1Engine:
             bad("seed", f"must be an integer in 0..2^64-{candidates} (candidate i uses seed + i)")
         edit = self._edit(request.reference, options, frames, bad) if frames else None
         skip = len(request.prefix)
-        if frames and skip >= math.ceil(frames / BLOCK_FRAMES):
-            bad(
-                "prefix",
-                f"holds {skip} blocks; this song has {math.ceil(frames / BLOCK_FRAMES)}, one must be left",
-            )
+        blocks = math.ceil(frames / BLOCK_FRAMES) * candidates
+        if frames and skip >= blocks:
+            bad("prefix", f"holds {skip} blocks; this stream has {blocks}, one must be left")
         if violations:
             raise InvalidArgumentError(violations=violations)
         song = SongInputs(

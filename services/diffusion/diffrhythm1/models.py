@@ -1,16 +1,16 @@
 """Where DiffRhythm v1's generation files come from, and a tiny random-weight model to run anywhere.
 
-Published: the DiT checkpoint `cfm_model.pt` on the Hugging Face Hub (base and full model); the
-config and the negative style vector live in the GitHub repo, not on the Hub, so they ship inside
-this package (`assets/`) and are copied into the model folder. The VAE comes with the vocoder
-stage's files (services/vocoder/diffrhythm1/models.py).
+Published: the DiT checkpoint `cfm_model.pt` on the Hugging Face Hub (base and full model, see
+`gateway/model_store.py: MODELS`); the config and the negative style vector live in the GitHub repo,
+not on the Hub, so they ship inside this package (`assets/`) and `install_package_files` copies them
+into the model folder. The VAE comes with the vocoder stage's files
+(services/vocoder/diffrhythm1/models.py).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,21 +28,6 @@ PACKAGE_FILES = {
 }
 DEMO_CONFIG = {"dim": 64, "depth": 2, "heads": 32, "ff_mult": 2, "text_dim": 512, "conv_layers": 1}
 DEMO_SEED = 20250303
-
-
-@dataclass(frozen=True)
-class HubFiles:
-    """Files of one Hugging Face Hub repository that a model folder needs."""
-
-    repo_id: str
-    files: tuple[str, ...]
-
-
-# The DiT checkpoint of each v1 model (`songsmith models pull <name>`); v1.2 is what the reference loads.
-HUB_CHECKPOINTS = {
-    "diffrhythm1": HubFiles("ASLP-lab/DiffRhythm-1_2", (WEIGHTS_FILE,)),
-    "diffrhythm1-full": HubFiles("ASLP-lab/DiffRhythm-1_2-full", (WEIGHTS_FILE,)),
-}
 
 
 def install_package_files(model_dir: Path) -> list[Path]:

@@ -2,7 +2,8 @@
 
 `parse_options` reads the `diffrhythm1` arm of the generation request (any object with the same
 attribute names as `DiffRhythm1Options` in diffrhythm1.proto: `edit_spans` of objects with
-`start_seconds` and `end_seconds`, and `candidates`).
+`start_seconds` and `end_seconds`, and `candidates`). The message's `keep_raw_level` is the
+gateway's (how it writes the song), not the generation stage's.
 """
 
 from __future__ import annotations

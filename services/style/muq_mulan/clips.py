@@ -3,7 +3,9 @@
 Whole mode follows the reference's clip rule: consecutive full clips, and a remainder is completed
 with the start of the recording. The wrap slice cannot run past the end, so a recording shorter than
 half a clip gives one clip of twice its length (3 s -> 6 s). Random mode reproduces DiffRhythm 2:
-one seeded uniformly placed 10 s window of a longer recording (a shorter one is used whole).
+one seeded uniformly placed 10 s window of a longer recording (a shorter one is used whole). Middle
+mode reproduces DiffRhythm v1: the 10 s that start 5 s before the middle of the recording, the middle
+taken as half its duration rounded down to a whole second.
 """
 
 from __future__ import annotations
@@ -29,4 +31,13 @@ def random_crop(audio: np.ndarray, clip_samples: int, seed: int) -> np.ndarray:
     if audio.size <= clip_samples:
         return audio
     start = int(np.random.default_rng(seed).integers(0, audio.size - clip_samples + 1))
+    return audio[start : start + clip_samples]
+
+
+def middle_crop(audio: np.ndarray, clip_samples: int, sample_rate: int, seconds: float) -> np.ndarray:
+    """DiffRhythm v1's excerpt of a recording of `seconds` (at least one clip long): one clip starting
+    half a clip before the middle, where the middle is `seconds // 2` (whole seconds, as the reference
+    computes it). The end is cut to the decoded samples when resampling left a few less."""
+    middle = seconds // 2
+    start = round((middle - clip_samples / sample_rate / 2) * sample_rate)
     return audio[start : start + clip_samples]

@@ -22,14 +22,22 @@ from services.runtime.model_info import (
     weights_revision,
 )
 from services.style.audio_io import DATA_FIELD, decode_audio
-from services.style.engine import CROP_RANDOM, CROP_WHOLE, CropMode, Embedding, StyleLimits, StyleSettings
-from services.style.muq_mulan.clips import random_crop, whole_recording_clips
+from services.style.engine import (
+    CROP_MIDDLE,
+    CROP_RANDOM,
+    CROP_WHOLE,
+    CropMode,
+    Embedding,
+    StyleLimits,
+    StyleSettings,
+)
+from services.style.muq_mulan.clips import middle_crop, random_crop, whole_recording_clips
 from services.style.muq_mulan.loader import LoadedModel, load_mulan
 from services.style.text_cache import TextEmbeddingCache
 
 FAMILY = "muq-mulan"
 # The generation families conditioned on MuQ-MuLan vectors.
-SERVES = ("diffrhythm2",)
+SERVES = ("diffrhythm2", "diffrhythm1")
 PROMPT_FIELD = "prompt"
 WARM_UP_PROMPT = "warm-up: pop, piano, happy"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -163,8 +171,10 @@ class StyleEngine:
     ) -> Embedding:
         """Embed an encoded recording (WAV, FLAC, MP3 or OGG; any rate and channel count).
         `crop="whole"` averages every 10 s clip (deterministic); `crop="random"` embeds one 10 s
-        window drawn from `seed`, as DiffRhythm 2 does. INVALID_ARGUMENT on field `data` for empty,
-        undecodable, over-long or over-size audio, or a sample rate or channel count over the limits."""
+        window drawn from `seed`, as DiffRhythm 2 does; `crop="middle"` embeds the 10 s from 5 s
+        before the middle second, as DiffRhythm v1 does (which refuses recordings under 10 s).
+        INVALID_ARGUMENT on field `data` for empty, undecodable, over-long or over-size audio, a
+        sample rate or channel count over the limits, or a recording too short for the middle crop."""
         if len(data) > self.limits.max_audio_bytes:
             raise InvalidArgumentError(
                 DATA_FIELD, f"the file has {len(data)} bytes; the limit is {self.limits.max_audio_bytes}"
@@ -181,14 +191,23 @@ class StyleEngine:
         seconds: float | None = None,
     ) -> Embedding:
         """Embed mono float32 samples already at the model rate (24 kHz); see `embed_audio`."""
-        if crop not in (CROP_WHOLE, CROP_RANDOM):
+        if crop not in (CROP_WHOLE, CROP_RANDOM, CROP_MIDDLE):
             raise InvalidArgumentError("options.crop", f"unknown crop mode {crop!r}")
         if samples.ndim != 1 or samples.size == 0:
             raise InvalidArgumentError(DATA_FIELD, "the recording holds no samples")
+        duration = samples.size / self.sample_rate if seconds is None else seconds
         if crop == CROP_RANDOM:
             samples = random_crop(samples, self.clip_samples, seed)
+        elif crop == CROP_MIDDLE:
+            clip_seconds = self.clip_samples / self.sample_rate
+            if duration < clip_seconds:
+                raise InvalidArgumentError(
+                    DATA_FIELD,
+                    f"the recording is {duration:.2f} s; the middle crop takes {clip_seconds:g} s, "
+                    f"so at least {clip_seconds:g} s are needed",
+                )
+            samples = middle_crop(samples, self.clip_samples, self.sample_rate, duration)
         latents = self.clip_latents(whole_recording_clips(samples, self.clip_samples), token)
-        duration = samples.size / self.sample_rate if seconds is None else seconds
         vector = latents.mean(axis=0)
         if not np.isfinite(vector).all():
             raise InternalError("the model produced a NaN or infinite style vector for this recording")

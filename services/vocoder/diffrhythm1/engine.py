@@ -56,6 +56,7 @@ class DiffRhythm1Vocoder:
             sample_rate=SAMPLE_RATE,
             frame_rate=SAMPLE_RATE / SAMPLES_PER_FRAME,
             channels=AUDIO_CHANNELS,
+            peak_normalize=True,
         )
 
     @classmethod
@@ -75,6 +76,7 @@ class DiffRhythm1Vocoder:
             sample_rate=SAMPLE_RATE,
             frame_rate=SAMPLE_RATE / SAMPLES_PER_FRAME,
             channels=AUDIO_CHANNELS,
+            peak_normalize=True,
         )
         return cls(vae.to(target), target, max_frames, info)
 

@@ -1,6 +1,7 @@
-"""Where DiffRhythm v1's VAE comes from, and a tiny random-weight one written like the published file.
+"""A tiny random-weight DiffRhythm v1 VAE written like the published file.
 
-The published `vae_model.pt` is a TorchScript archive in `ASLP-lab/DiffRhythm-vae`; the stage opens
+The published `vae_model.pt` is a TorchScript archive in `ASLP-lab/DiffRhythm-vae` (pulled by
+`songsmith models pull diffrhythm1`, see `gateway/model_store.py: MODELS`); the stage opens
 it only when the model folder's manifest pins its sha256 (see checkpoint.py), so whoever writes the
 file into a folder records it there. The demo VAE is our own modules scripted into the same kind of
 archive (same method names, same tensor names), so the demo runs the same loading path.
@@ -17,8 +18,6 @@ from services.vocoder.diffrhythm1.checkpoint import WEIGHTS_FILE
 from services.vocoder.diffrhythm1.engine import FAMILY
 from services.vocoder.diffrhythm1.oobleck import OobleckConfig, OobleckVae, ScriptedVae
 
-HUB_REPO = "ASLP-lab/DiffRhythm-vae"
-HUB_FILES = (WEIGHTS_FILE,)
 DEMO_CHANNELS = 4
 DEMO_SEED = 11
 
