@@ -87,16 +87,35 @@ class RetryPolicy:
     max_backoff_s: float = 5.0
 
 
-def _upload(field: str, run: Callable[[], np.ndarray]) -> np.ndarray:
-    """`run()`, a stage reading an uploaded recording, with the stage's complaints about its `data`
-    reported on the request's `field`, which is what the caller sent."""
+# The song request's fields behind the generation stage's: the gateway derives the stage's length from
+# `max_duration`, its reference frames from `reference_audio` and its melody from `style_audio`.
+GENERATION_TO_SONG_FIELDS = {
+    "max_frames": "max_duration",
+    "seconds": "max_duration",
+    "reference": "reference_audio",
+    "melody": "style_audio",
+}
+
+
+def _song_fields(exc: InvalidArgumentError, renames: dict[str, str]) -> InvalidArgumentError:
+    """`exc` with its violations on a stage's fields reported on the song request's fields they
+    came from (`renames`: stage field -> song field), so the caller hears about what it sent."""
+    renamed = [FieldViolation(renames.get(v.field, v.field), v.description) for v in exc.violations]
+    return InvalidArgumentError(violations=renamed)
+
+
+def _renamed(renames: dict[str, str], run: Callable[[], np.ndarray]) -> np.ndarray:
+    """`run()`, a stage call, with its complaints on the stage's fields reported on the song's."""
     try:
         return run()
     except InvalidArgumentError as exc:
-        renamed = [
-            FieldViolation(field if v.field == "data" else v.field, v.description) for v in exc.violations
-        ]
-        raise InvalidArgumentError(violations=renamed) from exc
+        raise _song_fields(exc, renames) from exc
+
+
+def _upload(field: str, run: Callable[[], np.ndarray]) -> np.ndarray:
+    """`run()`, a stage reading an uploaded recording, with the stage's complaints about its `data`
+    reported on the request's `field`, which is what the caller sent."""
+    return _renamed({"data": field}, run)
 
 
 def duration(seconds: float) -> Duration:
@@ -246,7 +265,12 @@ class Pipeline:
         style = model.style
         if style is not None and spec.style_prompt is not None:
             prompt = spec.style_prompt
-            work["style"] = ("style", lambda: style.embed_text(prompt, spec.job_id, sibling))
+            work["style"] = (
+                "style",
+                lambda: _renamed(
+                    {"prompt": "style_prompt"}, lambda: style.embed_text(prompt, spec.job_id, sibling)
+                ),
+            )
         if style is not None and spec.style_audio is not None:
             audio = spec.style_audio
             role = "melody" if MELODY_AUDIO in info.inputs else "style"
@@ -374,6 +398,8 @@ class Pipeline:
                         failures = 0
                     yield event
                 return
+            except InvalidArgumentError as exc:
+                raise _song_fields(exc, GENERATION_TO_SONG_FIELDS) from exc
             except UnavailableError as exc:
                 now = time.monotonic()
                 lost_since = lost_since if failures else now
