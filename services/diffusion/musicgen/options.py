@@ -103,9 +103,9 @@ def parse_options(message: Any) -> MusicgenOptions:
     )
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The sampling flags of `songsmith latents generate` for MusicGen models."""
-    group = parser.add_argument_group("MusicGen sampling")
+def add_arguments(group: argparse._ActionsContainer) -> None:
+    """The sampling flags of `songsmith latents generate` for MusicGen models, added to `group` (the
+    command's group of MusicGen flags)."""
     group.add_argument(
         "--greedy", action="store_true", help="take the most likely code at every step (the seed is unused)"
     )
