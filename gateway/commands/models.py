@@ -69,9 +69,11 @@ def run_models(args: argparse.Namespace) -> int:
         return 0
     if args.models_command == "demo":
         diffrhythm2, mulan = model_store.write_demo(root)
+        musicgen = model_store.write_musicgen_demo(root)
         print(f"demo model written: {diffrhythm2} and {mulan}")
-        print("it has random weights: songs made with it are noise;")
-        print("`songsmith models pull diffrhythm2` gets real ones")
+        print(f"MusicGen demo model written: {musicgen} (songsmith generate --model {musicgen.name} ...)")
+        print("they have random weights: songs made with them are noise;")
+        print("`songsmith models pull diffrhythm2` (or musicgen-small, ...) gets real ones")
         return 0
     try:
         paths = model_store.pull(
