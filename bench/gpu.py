@@ -29,6 +29,19 @@ and a 96 s song, 2067 frames), `--steps` Euler grid points (the reference's defa
 windows), one after the other as the gateway does. First audio is the first final PCM of a request
 (after the whole song is sampled and one window decoded), seconds per song the request's total.
 
+MusicGen (`musicgen-small`, `musicgen-medium`, and `+batch` of each): the published LM shapes
+(small: width 1024, 24 layers, 16 heads; medium: 1536, 48, 24; FFN 4x; 4 codebooks of 2048) and the
+real EnCodec 32 kHz shapes, seeded random weights, the LM in `--dtype` and EnCodec in float32; a
+song of `--seconds` (past 30 s in 30 s windows every 18 s, as AudioCraft extends) at cfg 3, top-k
+250, from the states of a 12-token prompt (T5-base width 768; the style stage's one T5 forward per
+song is not counted). As the servers run them, each song runs from its own thread through
+`MusicgenEngine.generate` (its own forward every step: the generation stage does not batch MusicGen
+songs yet) into its own streaming EnCodec decoder; `+batch` runs the N songs in lockstep through
+`generate_batch` (one batched forward per step, the songs' streams decoded as their blocks arrive),
+what batching MusicGen in the stage would give. First audio is counted from the song's submission
+to its first streamed PCM (its first 1 s block, then EnCodec's 4 frames of look-ahead). The table's
+steps and cfg line is DiffRhythm 2's; MusicGen's cfg is 3 and it has no steps.
+
 Another family adds its cases by writing a function `Target -> list[Figures]` (usually around the
 full-size function its own bench module already has, e.g. `bench/diffrhythm1.py`) and an entry in
 `CASES`; the table, the options and the CPU smoke test come with it.
@@ -39,6 +52,8 @@ rot). The first line printed names the device (the card's name on CUDA).
     .venv/bin/python -m bench.gpu [--cases diffrhythm2,diffrhythm2+compile] [--counts 1,16,64]
         [--dtype bfloat16] [--seconds 210] [--steps 16] [--tiny] [--device cuda]
     .venv/bin/python -m bench.gpu --cases diffrhythm1 --steps 32 --counts 1,8   # v1's headline
+    .venv/bin/python -m bench.gpu --cases musicgen-small,musicgen-medium,musicgen-medium+batch \
+        --counts 1,16 --seconds 30
 """
 
 from __future__ import annotations
@@ -59,6 +74,8 @@ import torch
 
 from bench.diffrhythm1 import FULL_CONFIG as DIFFRHYTHM1_FULL
 from bench.diffrhythm1 import PUBLISHED_VAE_CHANNELS, negative_style, song_inputs
+from bench.musicgen import GPU_DECODERS, REAL_CODEC, T5_BASE, bench_config, random_codec, random_lm
+from bench.musicgen import sampling_request as musicgen_request
 from services.diffusion.batching import BatchLimits
 from services.diffusion.diffrhythm1.dit import FULL_MAX_FRAMES as DIFFRHYTHM1_FRAMES
 from services.diffusion.diffrhythm1.dit import DiT as DiffRhythm1DiT
@@ -70,12 +87,15 @@ from services.diffusion.diffrhythm1.options import MAX_CANDIDATES, DiffRhythm1Op
 from services.diffusion.diffrhythm2.dit import COND_DIM, DiT, DiTConfig
 from services.diffusion.diffrhythm2.engine import DiffusionEngine
 from services.diffusion.engine import GeneratedBlock, GenerationRequest
+from services.diffusion.musicgen.demo import demo_config
+from services.diffusion.musicgen.engine import MusicgenEngine
 from services.vocoder.diffrhythm1.engine import DiffRhythm1Vocoder
 from services.vocoder.diffrhythm1.models import DEMO_CHANNELS as DIFFRHYTHM1_DEMO_VAE
 from services.vocoder.diffrhythm1.models import random_vae
 from services.vocoder.diffrhythm2.bigvgan import BigVGANGenerator, DecoderConfig
 from services.vocoder.diffrhythm2.demo import DEMO_CONFIG
 from services.vocoder.diffrhythm2.engine import VocoderEngine
+from services.vocoder.musicgen.engine import MusicgenVocoderEngine
 
 FULL_DIT = DiTConfig()  # the published config.json: dim 2048, depth 16, heads 16, ff_mult 4
 FULL_DECODER = {**DEMO_CONFIG, "upsample_initial_channel": 1536}  # the published decoder.json
@@ -91,6 +111,8 @@ TINY_DECODER = {
 LYRIC_TOKENS = 300
 CFG_STRENGTH = 2.0
 FRAMES_PER_SECOND = 5
+MUSICGEN_FRAME_RATE = 50
+MUSICGEN_PROMPT_TOKENS = 12
 
 
 @dataclass(frozen=True)
@@ -194,15 +216,19 @@ def _one_song(
 
 
 def _songs_at_once(
-    engine: DiffusionEngine, vocoder: VocoderEngine, target: Target, concurrent: int
+    engine: DiffusionEngine,
+    vocoder: VocoderEngine,
+    target: Target,
+    concurrent: int,
+    song_request: Callable[[int, Target], GenerationRequest] = _song_request,
 ) -> tuple[list[tuple[float, float]], float]:
-    """`concurrent` songs submitted at once, one thread each; their (first audio, total) seconds and
-    the wall time of the lot."""
+    """`concurrent` songs submitted at once, one thread each (song i is `song_request(i, target)`);
+    their (first audio, total) seconds and the wall time of the lot."""
     songs: list[tuple[float, float] | BaseException] = [RuntimeError("not run")] * concurrent
 
     def run(index: int) -> None:
         try:
-            songs[index] = _one_song(engine, vocoder, _song_request(index, target))
+            songs[index] = _one_song(engine, vocoder, song_request(index, target))
         except BaseException as error:  # raised below, once every thread has ended
             songs[index] = error
 
@@ -362,10 +388,80 @@ def diffrhythm1_case(target: Target) -> list[Figures]:
     return rows
 
 
+def musicgen_models(target: Target, size: str) -> tuple[MusicgenEngine, MusicgenVocoderEngine]:
+    """MusicGen `size`'s LM and EnCodec at the target's shapes (the demo's tiny ones with --tiny),
+    seeded random weights, on its device."""
+    config = demo_config("mono") if target.tiny else bench_config(GPU_DECODERS[size], REAL_CODEC, T5_BASE)
+    engine = MusicgenEngine(random_lm(config, target.device, target.dtype))
+    codec = random_codec(config, target.device)
+    frames = round(target.seconds * MUSICGEN_FRAME_RATE)
+    vocoder = MusicgenVocoderEngine(codec, engine.config.num_codebooks, engine.config.audio_channels, frames)
+    return engine, vocoder
+
+
+def _musicgen_request(index: int, target: Target, width: int) -> GenerationRequest:
+    """Song `index`: the states of a 12-token prompt (random, unit scale), seed `index`."""
+    states = np.random.default_rng(index).standard_normal((MUSICGEN_PROMPT_TOKENS, width)).astype(np.float32)
+    return musicgen_request(states, round(target.seconds * MUSICGEN_FRAME_RATE), seed=index)
+
+
+def _musicgen_lockstep(
+    engine: MusicgenEngine, vocoder: MusicgenVocoderEngine, target: Target, concurrent: int
+) -> tuple[list[tuple[float, float]], float]:
+    """`concurrent` songs in one `generate_batch` (one forward per step for all), each song's blocks
+    streamed into its own decoder as they come; their (first audio, total) seconds and the wall time."""
+    width = engine.config.text_hidden_size
+    requests = [_musicgen_request(index, target, width) for index in range(concurrent)]
+    decoders = [vocoder.stream() for _ in requests]
+    first = [float("nan")] * concurrent
+    started = time.perf_counter()
+    for step in engine.generate_batch(requests):
+        for index, block in enumerate(step):
+            if decoders[index].push(block.frames) and first[index] != first[index]:
+                first[index] = time.perf_counter() - started
+    for decoder in decoders:
+        decoder.finish()
+    wall = time.perf_counter() - started
+    return [(wall if f != f else f, wall) for f in first], wall
+
+
+def musicgen_case(target: Target, size: str, batched: bool) -> list[Figures]:
+    """MusicGen `size` through its stage engines, N songs at once for each N of the target: one
+    thread per song (as served), or in lockstep with `batched`."""
+    engine, vocoder = musicgen_models(target, size)
+    width = engine.config.text_hidden_size
+    rows = []
+    for concurrent in target.counts:
+        engine.warm_up()
+        vocoder.warm_up()
+        _reset_peak(target)
+        if batched:
+            songs, wall = _musicgen_lockstep(engine, vocoder, target, concurrent)
+        else:
+            request = functools.partial(_musicgen_request, width=width)
+            songs, wall = _songs_at_once(engine, vocoder, target, concurrent, request)
+        rows.append(
+            Figures(
+                case=f"{size}+batch" if batched else size,
+                concurrent=concurrent,
+                song_seconds=target.seconds,
+                seconds_per_song=statistics.median(total for _, total in songs),
+                first_audio_s=statistics.median(first for first, _ in songs),
+                peak_gib=_peak_gib(target),
+                songs_per_hour=3600 * concurrent / wall,
+            )
+        )
+    return rows
+
+
 CASES: dict[str, Callable[[Target], list[Figures]]] = {
     "diffrhythm2": functools.partial(diffrhythm2_case, compiled=False),
     "diffrhythm2+compile": functools.partial(diffrhythm2_case, compiled=True),
     "diffrhythm1": diffrhythm1_case,
+    "musicgen-small": functools.partial(musicgen_case, size="musicgen-small", batched=False),
+    "musicgen-medium": functools.partial(musicgen_case, size="musicgen-medium", batched=False),
+    "musicgen-small+batch": functools.partial(musicgen_case, size="musicgen-small", batched=True),
+    "musicgen-medium+batch": functools.partial(musicgen_case, size="musicgen-medium", batched=True),
 }
 
 

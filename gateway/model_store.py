@@ -13,8 +13,11 @@ manifest with their sha256).
 
 Layout under the model root (what the stages and the gateway look for):
 `diffrhythm2/` (model.safetensors, config.json or model.json, decoder.bin, decoder.json),
-`diffrhythm1/` or `diffrhythm1-full/` (cfm_model.pt, vae_model.pt, config.json, negative_style.npy)
-and `muq-mulan/` with the MuQ-MuLan checkpoint folder and, beside it, the sub-models its config names.
+`diffrhythm1/` or `diffrhythm1-full/` (cfm_model.pt, vae_model.pt, config.json, negative_style.npy),
+`muq-mulan/` with the MuQ-MuLan checkpoint folder and, beside it, the sub-models its config names,
+and one folder per MusicGen checkpoint (`musicgen-small/`, ...: config.json, generation_config.json,
+preprocessor_config.json, the weights as model.safetensors, pytorch_model.bin or shards with their
+index, whichever the repository holds, and the T5 tokenizer files).
 
 An interrupted download is resumed: a connection that drops mid-file is picked up where it stopped
 (huggingface_hub asks for the rest with an HTTP range), and a pull that is stopped and run again
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.diffusion.musicgen.hub import HUB_MODELS, select_weight_files
 from services.runtime.model_info import MANIFEST_FILE
 
 
@@ -40,7 +44,9 @@ class HubRepo:
     """Files of one Hub repository and the folder (under the model root) they go to.
 
     Each entry of `files` is a file name, or a tuple of names a renamed file has had (the first the
-    listing holds is pulled). `name` and `family` go into the folder's manifest.
+    listing holds is pulled). `name` and `family` go into the folder's manifest. `weights`, when
+    given, picks more files from the listing (weights that may be one file or shards with an index:
+    MusicGen's `select_weight_files`), raising ValueError when the listing holds none.
     """
 
     repo_id: str
@@ -48,6 +54,7 @@ class HubRepo:
     files: tuple[str | tuple[str, ...], ...]
     name: str
     family: str
+    weights: Callable[[Iterable[str]], tuple[str, ...]] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,16 @@ MODELS: dict[str, tuple[HubRepo | PackageFiles, ...]] = {
             family="muq-mulan",
         ),
     ),
+    # MusicGen: one transformers-layout repository per checkpoint serves the style stage (T5 and its
+    # tokenizer), the generation stage (the LM) and the vocoder (EnCodec).
+    **{
+        name: (
+            HubRepo(
+                model.repo_id, name, model.files, name=name, family="musicgen", weights=select_weight_files
+            ),
+        )
+        for name, model in HUB_MODELS.items()
+    },
 }
 
 
@@ -209,8 +226,16 @@ def _plan(api: Any, repo: HubRepo) -> list[_Planned]:
             "or run `songsmith models demo` for an untrained demo model"
         ) from exc
     listed = {sibling.rfilename: sibling for sibling in info.siblings or []}
+    entries = list(repo.files)
+    if repo.weights is not None:
+        try:
+            entries += repo.weights(listed)
+        except ValueError as exc:
+            raise VerificationError(
+                f"{repo.repo_id} at revision {info.sha}: {exc}; nothing was downloaded"
+            ) from exc
     planned = []
-    for entry in repo.files:
+    for entry in entries:
         names = (entry,) if isinstance(entry, str) else entry
         found = next((name for name in names if name in listed), None)
         if found is None:
@@ -375,3 +400,14 @@ def write_chart_demo(model_root: Path) -> Path:
     from services.chart.mug.demo import write_demo_model
 
     return write_demo_model(model_root / CHART_DEMO_FOLDER)
+
+
+MUSICGEN_DEMO = "musicgen-demo"
+
+
+def write_musicgen_demo(model_root: Path) -> Path:
+    """Write the tiny random-weight MusicGen demo model (mono, in the Hub layout, named
+    musicgen-demo) into `model_root/musicgen-demo`; return the folder."""
+    from services.diffusion.musicgen.demo import write_demo_model
+
+    return write_demo_model(model_root / MUSICGEN_DEMO, "mono", name=MUSICGEN_DEMO)

@@ -115,6 +115,14 @@ class RetryPolicy:
 
 # The stages' name for the song length, which the caller sent as SongRequest.max_duration.
 LENGTH_FIELDS = {"seconds": "max_duration"}
+# The song request's fields behind the generation stage's: the gateway derives the stage's length from
+# `max_duration`, its reference frames from `reference_audio` and its melody from `style_audio`.
+GENERATION_TO_SONG_FIELDS = {
+    **LENGTH_FIELDS,
+    "max_frames": "max_duration",
+    "reference": "reference_audio",
+    "melody": "style_audio",
+}
 
 
 def request_fields(exc: InvalidArgumentError, names: dict[str, str]) -> InvalidArgumentError:
@@ -124,21 +132,23 @@ def request_fields(exc: InvalidArgumentError, names: dict[str, str]) -> InvalidA
     return InvalidArgumentError(violations=renamed)
 
 
-def _upload(field: str, run: Callable[[], np.ndarray]) -> np.ndarray:
-    """`run()`, a stage reading an uploaded recording, with the stage's complaints about its `data`
-    reported on the request's `field`, which is what the caller sent."""
+def _renamed(names: dict[str, str], run: Callable[[], np.ndarray]) -> np.ndarray:
+    """`run()`, a stage call, with its complaints on the stage's fields reported on the song's."""
     try:
         return run()
     except InvalidArgumentError as exc:
-        raise request_fields(exc, {"data": field}) from exc
+        raise request_fields(exc, names) from exc
+
+
+def _upload(field: str, run: Callable[[], np.ndarray]) -> np.ndarray:
+    """`run()`, a stage reading an uploaded recording, with the stage's complaints about its `data`
+    reported on the request's `field`, which is what the caller sent."""
+    return _renamed({"data": field}, run)
 
 
 def _tokenize(run: Callable[[], np.ndarray]) -> np.ndarray:
     """`run()`, the tokenizer, with its complaints about the song length on `max_duration`."""
-    try:
-        return run()
-    except InvalidArgumentError as exc:
-        raise request_fields(exc, LENGTH_FIELDS) from exc
+    return _renamed(LENGTH_FIELDS, run)
 
 
 def style_crop(family: str) -> CropMode:
@@ -374,7 +384,12 @@ class Pipeline:
         style = model.style
         if style is not None and spec.style_prompt is not None:
             prompt = spec.style_prompt
-            work["style"] = ("style", lambda: style.embed_text(prompt, spec.job_id, sibling))
+            work["style"] = (
+                "style",
+                lambda: _renamed(
+                    {"prompt": "style_prompt"}, lambda: style.embed_text(prompt, spec.job_id, sibling)
+                ),
+            )
         if style is not None and spec.style_audio is not None:
             audio = spec.style_audio
             role = "melody" if MELODY_AUDIO in info.inputs else "style"
@@ -509,7 +524,7 @@ class Pipeline:
                     yield event
                 return
             except InvalidArgumentError as exc:
-                raise request_fields(exc, LENGTH_FIELDS) from exc
+                raise request_fields(exc, GENERATION_TO_SONG_FIELDS) from exc
             except UnavailableError as exc:
                 now = time.monotonic()
                 lost_since = lost_since if failures else now

@@ -294,9 +294,37 @@ def run_generate(args: argparse.Namespace) -> int:
     )
     lyrics = read_text(Path(args.lyrics)) if args.lyrics else ""
     request = build_request(lyrics, args.style, args.style_audio, output, settings)
+    if args.reference_audio is not None:
+        request.reference_audio = read_bytes(args.reference_audio)
+    add_musicgen_options(request, args)
     song = Song(output.stem, request, output)
     report_song(song, make_song(make_runner(args), song, args.quiet))
     return 0
+
+
+def add_musicgen_options(request: song_pb2.SongRequest, args: argparse.Namespace) -> None:
+    """Set the request's `musicgen` options from the MusicGen flags that were given (none given:
+    the request carries no family options, and the model's defaults apply)."""
+    given = {
+        "greedy": args.greedy or None,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "temperature": args.temperature,
+    }
+    if all(value is None for value in given.values()):
+        return
+    if request.HasField("diffrhythm1"):
+        raise CommandError(
+            "MusicGen's sampling flags and DiffRhythm v1's (--candidates, --keep-raw-level) exclude each other",
+            2,
+        )
+    request.musicgen.SetInParent()
+    for name, value in given.items():
+        if value is not None:
+            try:
+                setattr(request.musicgen, name, value)
+            except ValueError as exc:
+                raise CommandError(f"--{name.replace('_', '-')} {value}: {exc}", 2) from exc
 
 
 def batch_song(number: int, line: str, base: Path, out_dir: Path, extension: str, model: str) -> Song:
@@ -388,9 +416,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--seconds",
         dest="max_secs",
         type=float,
-        help="song length in seconds: DiffRhythm 2's cap, DiffRhythm v1's length (95 or 96..285; "
-        "default: the model's)",
+        help="song length in seconds: DiffRhythm 2's cap, DiffRhythm v1's length (95 or 96..285), "
+        "MusicGen's length (default: the model's)",
     )
+    generate.add_argument("--reference-audio", type=Path, help="a recording to continue (MusicGen) or edit")
     generate.add_argument("--stereo", action="store_true", help="fake stereo for mono models")
     generate.add_argument("--normalize", action="store_true", help="normalize loudness to -14 LUFS")
     generate.add_argument(
@@ -419,6 +448,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     charts.add_argument("--chart-count", type=int, help="charts to make, 1..8 (default 1)")
     charts.add_argument("--chart-steps", type=int, help="chart sampler steps (default 100)")
+    musicgen = generate.add_argument_group("MusicGen sampling (MusicGen models only)")
+    musicgen.add_argument("--greedy", action="store_true", help="take the most likely code (no sampling)")
+    musicgen.add_argument(
+        "--top-k", type=int, help="sample among the k likeliest codes, 1..2048 (default 250)"
+    )
+    musicgen.add_argument("--top-p", type=float, help="then keep the likeliest codes up to this probability")
+    musicgen.add_argument("--temperature", type=float, help="sampling temperature, (0, 10] (default 1)")
     _song_options(generate)
     generate.set_defaults(func=run_generate)
 

@@ -45,4 +45,5 @@ FAMILY = Family(
     options_field="musicgen",
     parse_options=parse_options,
     cli=FamilyCli(add_arguments=add_arguments, options=options_from_arguments, to_file=codes_to_file),
+    companions={"style": ".", "vocoder": "."},
 )

@@ -223,7 +223,7 @@ class MusicgenEngine:
         elif not np.isfinite(states).all():
             bad("style", "contains NaN or infinite values")
         else:
-            return np.ascontiguousarray(states, dtype=np.float32)
+            return np.array(states, dtype=np.float32)  # a writable copy: wire tensors are read-only
         return np.zeros((1, width), np.float32)
 
     def _check_melody(
@@ -243,7 +243,7 @@ class MusicgenEngine:
         elif not np.isfinite(chroma).all():
             bad("melody", "contains NaN or infinite values")
         else:
-            return torch.from_numpy(np.ascontiguousarray(chroma, dtype=np.float32))
+            return torch.from_numpy(np.array(chroma, dtype=np.float32))  # writable, as above
         return None
 
     def _check_codes(self, codes: np.ndarray, field: str, bad: Callable[[str, str], None]) -> bool:

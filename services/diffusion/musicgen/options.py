@@ -104,8 +104,8 @@ def parse_options(message: Any) -> MusicgenOptions:
 
 
 def add_arguments(group: argparse._ActionsContainer) -> None:
-    """The sampling flags of `songsmith latents generate` for MusicGen models (added to the group the
-    stage command makes for this family)."""
+    """The sampling flags of `songsmith latents generate` for MusicGen models, added to `group` (the
+    command's group of MusicGen flags)."""
     group.add_argument(
         "--greedy", action="store_true", help="take the most likely code at every step (the seed is unused)"
     )
