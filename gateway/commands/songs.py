@@ -315,7 +315,7 @@ def add_musicgen_options(request: song_pb2.SongRequest, args: argparse.Namespace
         return
     if request.HasField("diffrhythm1"):
         raise CommandError(
-            "MusicGen's sampling flags and DiffRhythm v1's (--candidates, --keep-raw-level) exclude each other",
+            "MusicGen flags and DiffRhythm v1 flags (--candidates, --keep-raw-level) exclude each other",
             2,
         )
     request.musicgen.SetInParent()
