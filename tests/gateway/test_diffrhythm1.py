@@ -160,7 +160,7 @@ def test_models_demo_writes_a_diffrhythm1_model_the_gateway_routes(tmp_path: Pat
     pinned = manifest["files"]["vae_model.pt"]["sha256"]
     assert pinned == hashlib.sha256((folder / "vae_model.pt").read_bytes()).hexdigest()
     routes = {route.name: route.stages for route in discover(tmp_path)}
-    assert list(routes) == ["diffrhythm2", "diffrhythm1"]
+    assert list(routes) == ["diffrhythm2", "diffrhythm1", "musicgen-demo"]
     assert routes["diffrhythm1"] == {
         "tokenizer": "local",
         "style": routes["diffrhythm2"]["style"],

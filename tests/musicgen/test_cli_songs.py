@@ -42,7 +42,7 @@ def generate(root: Path, output: Path, *flags: str) -> int:
 def test_models_demo_writes_the_musicgen_demo(tmp_path: Path, capsys) -> None:
     assert main(["models", "demo", "--model-root", str(tmp_path)]) == 0
     assert f"songsmith generate --model {MUSICGEN_DEMO}" in capsys.readouterr().out
-    assert [route.name for route in discover(tmp_path)] == ["diffrhythm2", MUSICGEN_DEMO]
+    assert [route.name for route in discover(tmp_path)] == ["diffrhythm2", "diffrhythm1", MUSICGEN_DEMO]
     assert main(["models", "list", "--model-root", str(tmp_path)]) == 0
     listed = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()}
     assert listed[MUSICGEN_DEMO] == "musicgen"
