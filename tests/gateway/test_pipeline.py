@@ -107,12 +107,14 @@ def test_loudness_normalized_songs_arrive_whole_at_the_end(local_pipeline: Pipel
     assert pyloudnorm.Meter(rate).integrated_loudness(audio) == pytest.approx(-20.0, abs=1.0)
 
 
-def test_a_bad_reference_recording_fails_with_its_field(local_pipeline: Pipeline) -> None:
-    message = request("bad-audio")
+def test_a_bad_style_recording_fails_with_its_request_field(local_pipeline: Pipeline) -> None:
+    message = request("bad-audio", style_prompt="")
     message.style_audio = b"definitely not audio"
     with pytest.raises(InvalidArgumentError) as caught:
         local_pipeline.run(song_spec(message, "bad-audio", 1), CancellationToken(), lambda event: None)
-    assert caught.value.violations[0].field == "data"
+    [violation] = caught.value.violations
+    assert violation.field == "style_audio"
+    assert violation.description == "not decodable as WAV, FLAC, MP3 or OGG audio (Format not recognised)"
 
 
 def test_a_cancelled_song_stops(local_pipeline: Pipeline) -> None:
