@@ -5,8 +5,15 @@ Family-agnostic: the generation stage's ModelInfo says which inputs the model re
 a style prompt, a style or melody recording) and its family (for the lyric front end); the family's
 own options travel as the request's typed message. No branch here names a family.
 
-If the generation stage becomes unavailable mid-song (a replica died or restarted), generation
-resumes from the last completed block by sending the blocks so far as the prefix; generation is
+Every stage call of a song (tokenizer, style, recording encoder, generation, vocoder) is retried by
+one policy, `RetryPolicy`: a stage at capacity (RESOURCE_EXHAUSTED) is asked again after the delay
+its RetryInfo gives, for as long as the song's deadline allows; a stage that is unreachable or lost
+mid-call (UNAVAILABLE) is asked again with backoff until `budget_s` pass without progress.
+
+If the generation stage is lost mid-song (a replica died or restarted), generation resumes from the
+last completed block by sending the blocks so far as the prefix; if the vocoder is lost, the decode
+starts again on another call with the song's frames from block 0 and only the samples the song does
+not have yet come back (the vocoder skips the windows that make only earlier ones). Both stages are
 deterministic, so the finished song is identical to an uninterrupted one. A caller that kept the
 blocks of an earlier, interrupted run (the job store does) passes them in the same way, unless the
 model's revision has changed since: then the song starts again from block 0, with a notice.
@@ -16,13 +23,13 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from google.protobuf.duration_pb2 import Duration
@@ -33,7 +40,14 @@ from gateway.stages import Block, SongGeneration
 from services.diffusion.engine import GenerationProgress, GenerationRequest
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES
-from services.runtime.errors import CancelledError, FieldViolation, InvalidArgumentError, UnavailableError
+from services.runtime.errors import (
+    CancelledError,
+    FieldViolation,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+    ServiceError,
+    UnavailableError,
+)
 from services.runtime.model_info import LYRICS, MELODY_AUDIO, REFERENCE_AUDIO, STYLE_AUDIO, ModelInfo
 from services.style.engine import CROP_WHOLE
 from songsmith.v1 import song_pb2
@@ -43,7 +57,11 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[song_pb2.SongEvent], None]
 BlockSink = Callable[[Block], None]
 RESUME_RESTARTED = "resume_restarted"
-_END = object()
+# A stage's retry delay is waited at least this long, and up to this fraction longer.
+MIN_RETRY_DELAY_S = 0.1
+RETRY_JITTER = 0.2
+T = TypeVar("T")
+_POLL_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -78,13 +96,72 @@ class SongResult:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How patiently a lost generation stream is resumed: retried with backoff until `budget_s` have
-    passed without a new block. The default outlasts a generation stage's cold start with its model
-    load (a pod rescheduled, a process restarted under load), so a song survives a replica's restart."""
+    """How every stage call of a song is retried, whichever the stage.
+
+    RESOURCE_EXHAUSTED (a stage at capacity): wait the delay the stage's RetryInfo asks for (a
+    little more, so refused songs do not all come back at once) and ask again; the song's deadline is
+    the only limit. UNAVAILABLE (a stage unreachable, loading, draining, or lost mid-stream): ask
+    again with backoff from `first_backoff_s` up to `max_backoff_s` until `budget_s` have passed
+    without progress (a new block, new audio, an answer); streams resume where they stopped. The
+    default budget outlasts a stage's cold start with its model load (a pod rescheduled, a process
+    restarted under load), so a song survives a replica's restart.
+    """
 
     budget_s: float = 300.0
     first_backoff_s: float = 0.5
     max_backoff_s: float = 5.0
+
+    def attempts(self, stage: str, token: CancellationToken) -> StageAttempts:
+        """The failure bookkeeping of one stage call (or stream) of a song."""
+        return StageAttempts(self, stage, token)
+
+    def call(self, stage: str, token: CancellationToken, run: Callable[[], T]) -> T:
+        """`run()`, one call to `stage`, retried as the policy says."""
+        attempts = self.attempts(stage, token)
+        while True:
+            try:
+                return run()
+            except ServiceError as exc:
+                attempts.wait_after(exc)
+
+
+class StageAttempts:
+    """The failures of one stage call so far under a RetryPolicy: how long to wait before the next
+    attempt, or that there is none."""
+
+    def __init__(self, policy: RetryPolicy, stage: str, token: CancellationToken) -> None:
+        """Count `stage`'s failures for the song guarded by `token` (its deadline bounds every wait)."""
+        self._policy = policy
+        self._stage = stage
+        self._token = token
+        self._lost_since: float | None = None
+        self._failures = 0
+
+    def progressed(self) -> None:
+        """The stage answered or sent something: the UNAVAILABLE budget starts afresh."""
+        self._lost_since = None
+        self._failures = 0
+
+    def wait_after(self, error: ServiceError) -> None:
+        """Wait before the next attempt after `error`; raise `error` when it is not to be retried
+        (any other status, the budget spent) and the token's error when the song stops meanwhile."""
+        policy = self._policy
+        if isinstance(error, ResourceExhaustedError):
+            delay = max(error.retry_after_s, MIN_RETRY_DELAY_S) * random.uniform(1.0, 1.0 + RETRY_JITTER)
+            log.info("%s is at capacity (%s); asking again in %.1f s", self._stage, error.message, delay)
+            self._token.wait(delay)
+            return
+        if not isinstance(error, UnavailableError):
+            raise error
+        now = time.monotonic()
+        if self._lost_since is None:
+            self._lost_since = now
+        self._failures += 1
+        if now - self._lost_since >= policy.budget_s:
+            raise error
+        backoff = min(policy.first_backoff_s * 2 ** (self._failures - 1), policy.max_backoff_s)
+        log.warning("%s unavailable (%s); trying again in %.1f s", self._stage, error.message, backoff)
+        self._token.wait(backoff)
 
 
 def _upload(field: str, run: Callable[[], np.ndarray]) -> np.ndarray:
@@ -154,6 +231,68 @@ class SongWriter:
                 self._emit(song_pb2.SongEvent(audio=chunk))
 
 
+class _FrameFeed:
+    """A song's frames, block by block, from the generation thread to the decode: every block is
+    kept until the song ends (a few KB per block), so a decode that is lost can read them again
+    from block 0. Readers wait for the next block; a generation failure reaches them."""
+
+    def __init__(self) -> None:
+        self._frames: list[np.ndarray] = []
+        self._ended = False
+        self._failure: BaseException | None = None
+        self._changed = threading.Condition()
+
+    def add(self, frames: np.ndarray) -> None:
+        """The next block's frames."""
+        with self._changed:
+            self._frames.append(frames)
+            self._changed.notify_all()
+
+    def end(self) -> None:
+        """No more blocks: the song is complete."""
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def fail(self, failure: BaseException) -> None:
+        """Generation failed: readers get `failure` once they have read every block before it."""
+        with self._changed:
+            self._failure = failure
+            self._changed.notify_all()
+
+    def wait_for_first(self, token: CancellationToken) -> None:
+        """Return once the first block is there (or generation ended or failed), so that no decode
+        call holds a vocoder's slot while the song waits for the generation stage."""
+        with self._changed:
+            while not self._frames and not self._ended and self._failure is None:
+                self._changed.wait(_POLL_S)
+                token.check()
+
+    def check(self) -> None:
+        """Raise generation's failure, if it failed."""
+        with self._changed:
+            if self._failure is not None:
+                raise self._failure
+
+    def read(self, token: CancellationToken) -> Iterator[np.ndarray]:
+        """Every block's frames from block 0, waiting for each; ends after the last block, raises
+        generation's failure, stops when `token` does."""
+        index = 0
+        while True:
+            with self._changed:
+                while index == len(self._frames) and not self._ended and self._failure is None:
+                    self._changed.wait(_POLL_S)
+                    token.check()
+                if index < len(self._frames):
+                    frames = self._frames[index]
+                elif self._failure is not None:
+                    raise self._failure
+                else:
+                    return
+            index += 1
+            yield frames
+
+
 class Pipeline:
     """Runs songs on the models of a router (stages in process or over gRPC)."""
 
@@ -179,7 +318,7 @@ class Pipeline:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         model = self.router.get(spec.model)
-        info = model.info(token, refresh=bool(kept))
+        info = self.retry.call("diffusion", token, lambda: model.info(token, refresh=bool(kept)))
         if kept and kept[-1].revision != info.revision:
             emit(_restart_notice(kept[-1].revision, info))
             kept = ()
@@ -197,16 +336,23 @@ class Pipeline:
             reference=reference,
         )
         song = SongGeneration(request, spec.options_field, spec.options)
-        vocoder = model.info(token, stage="vocoder")
+        vocoder = self.retry.call("vocoder", token, lambda: model.info(token, stage="vocoder"))
         writer = SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit)
-        frames = self._frame_stream(model, info, song, token, emit, timings, kept, keep)
+        feed = _FrameFeed()
+        generation = token.child()
+        producer = threading.Thread(
+            target=self._produce,
+            args=(model, info, song, generation, emit, timings, kept, keep, feed),
+            name=f"generation-{spec.job_id}",
+            daemon=True,
+        )
         decode_started = time.perf_counter()
-        for piece in model.vocoder.decode(frames, spec.job_id, token):
-            if piece.offset != writer.samples:
-                raise RuntimeError(
-                    f"vocoder skipped samples: offset {piece.offset}, expected {writer.samples}"
-                )
-            writer.add(piece.samples)
+        producer.start()
+        try:
+            self._decode(model, spec.job_id, feed, writer, token)
+        finally:
+            generation.cancel("the song stopped")
+            producer.join(timeout=30)
         timings["vocoder"] = time.perf_counter() - decode_started
         data = writer.finish()
         timings["encode"] = writer.encode_seconds
@@ -267,7 +413,7 @@ class Pipeline:
         def timed(stage: str, run: Callable[[], np.ndarray]) -> np.ndarray:
             began = time.perf_counter()
             try:
-                result = run()
+                result = self.retry.call(stage, sibling, run)
             except BaseException:
                 sibling.cancel(f"{stage} failed")
                 raise
@@ -285,7 +431,7 @@ class Pipeline:
         results = {name: future.result() for name, future in futures.items()}
         return results.get("tokens"), results.get("style"), results.get("melody"), results.get("reference")
 
-    def _frame_stream(
+    def _produce(
         self,
         model: RoutedModel,
         info: ModelInfo,
@@ -295,50 +441,47 @@ class Pipeline:
         timings: dict[str, float],
         kept: Sequence[Block],
         keep: BlockSink | None,
-    ) -> Iterator[np.ndarray]:
-        """Blocks' frames from a producer thread, so generation runs ahead of decoding."""
-        handoff: queue.Queue = queue.Queue(maxsize=4)
-        failure: list[BaseException] = []
-        producer_token = token.child()
-
-        def produce() -> None:
-            began = time.perf_counter()
-            try:
-                for event in self._song_events(model, song, kept, keep, producer_token):
-                    emit(_progress(event, info))
-                    if isinstance(event, Block):
-                        self._put(handoff, event.frames, producer_token)
-                timings["diffusion"] = time.perf_counter() - began
-                self._put(handoff, _END, producer_token)
-            except BaseException as exc:
-                failure.append(exc)
-
-        thread = threading.Thread(target=produce, name=f"generation-{song.request.job_id}", daemon=True)
-        thread.start()
+        feed: _FrameFeed,
+    ) -> None:
+        """The generation thread: every block's frames into `feed` as they come, so generation runs
+        ahead of decoding; a failure ends the feed with it."""
+        began = time.perf_counter()
         try:
-            while True:
-                try:
-                    item = handoff.get(timeout=0.1)
-                except queue.Empty:
-                    if failure:
-                        raise failure[0] from None
-                    continue
-                if item is _END:
-                    return
-                yield item
-        finally:
-            producer_token.cancel("the song stopped")
-            thread.join(timeout=30)
+            for event in self._song_events(model, song, kept, keep, token):
+                emit(_progress(event, info))
+                if isinstance(event, Block):
+                    feed.add(event.frames)
+            timings["diffusion"] = time.perf_counter() - began
+            feed.end()
+        except BaseException as exc:
+            feed.fail(exc)
 
-    @staticmethod
-    def _put(handoff: queue.Queue, item: object, token: CancellationToken) -> None:
+    def _decode(
+        self, model: RoutedModel, job_id: str, feed: _FrameFeed, writer: SongWriter, token: CancellationToken
+    ) -> None:
+        """Decode the feed's frames into `writer`; a lost vocoder call starts again (under the retry
+        policy) with the frames from block 0, asking only for the samples the writer lacks."""
+        attempts = self.retry.attempts("vocoder", token)
+        feed.wait_for_first(token)
         while True:
-            token.check()
+            attempt = token.child()
             try:
-                handoff.put(item, timeout=0.1)
+                pieces = model.vocoder.decode(feed.read(attempt), job_id, attempt, writer.samples)
+                for piece in pieces:
+                    if piece.offset != writer.samples:
+                        raise RuntimeError(
+                            f"vocoder skipped samples: offset {piece.offset}, expected {writer.samples}"
+                        )
+                    writer.add(piece.samples)
+                    attempts.progressed()
                 return
-            except queue.Full:
-                continue
+            except ServiceError as exc:
+                token.check()
+                feed.check()
+                attempts.wait_after(exc)
+                log.info("decoding again from sample %d", writer.samples)
+            finally:
+                attempt.cancel("the decode call ended")
 
     def _song_events(
         self,
@@ -360,9 +503,9 @@ class Pipeline:
     def _events_with_resume(
         self, model: RoutedModel, song: SongGeneration, done: list[Block], token: CancellationToken
     ) -> Iterator[Block | GenerationProgress]:
-        """The song's events; an UNAVAILABLE generation stage is retried from the last finished block."""
-        failures = 0
-        lost_since = 0.0
+        """The song's events; a generation stage that is lost or at capacity is asked again (under the
+        retry policy) from the last finished block."""
+        attempts = self.retry.attempts("diffusion", token)
         while True:
             prefix = tuple(block.frames for block in done)
             revision = done[-1].revision if done else ""
@@ -371,20 +514,12 @@ class Pipeline:
                 for event in model.generation.generate(attempt, token):
                     if isinstance(event, Block):
                         done.append(event)
-                        failures = 0
+                        attempts.progressed()
                     yield event
                 return
-            except UnavailableError as exc:
-                now = time.monotonic()
-                lost_since = lost_since if failures else now
-                failures += 1
-                if now - lost_since >= self.retry.budget_s:
-                    raise
-                backoff = min(self.retry.first_backoff_s * 2 ** (failures - 1), self.retry.max_backoff_s)
-                log.warning(
-                    "generation unavailable after %d blocks (%s); resuming in %.1f s", len(done), exc, backoff
-                )
-                token.wait(backoff)
+            except ServiceError as exc:
+                attempts.wait_after(exc)
+                log.info("resuming generation after %d blocks", len(done))
 
 
 def _progress(event: Block | GenerationProgress, info: ModelInfo) -> song_pb2.SongEvent:
