@@ -111,6 +111,15 @@ class PostgresJobStore:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def usable(self, timeout_s: float) -> bool:
+        """True when the database answers a query within `timeout_s` (no retries)."""
+        try:
+            with self._pool.connection(timeout=timeout_s) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except _RETRIED:
+            return False
+
     def _migrate(self) -> None:
         known = migrations("postgresql")
 
@@ -355,7 +364,8 @@ class PostgresJobStore:
                 (
                     lease.job_id,
                     block.index,
-                    *stored[:4],
+                    bool(block.final),
+                    *stored[1:4],
                     model.name,
                     model.revision,
                     *stored[4:],
