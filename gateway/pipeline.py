@@ -35,6 +35,7 @@ import numpy as np
 from google.protobuf.duration_pb2 import Duration
 
 from gateway.audio import FakeStereo, StreamingEncoder, normalize_loudness
+from gateway.results import ResultSink
 from gateway.router import RoutedModel, Router
 from gateway.stages import Block, SongGeneration
 from services.diffusion.engine import GenerationProgress, GenerationRequest
@@ -88,10 +89,9 @@ class SongSpec:
 
 @dataclass(frozen=True)
 class SongResult:
-    """The finished song: its summary and the encoded file."""
+    """The finished song's summary (its file went to the run's output and its audio events)."""
 
     summary: song_pb2.SongSummary
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -184,16 +184,27 @@ def duration(seconds: float) -> Duration:
 
 
 class SongWriter:
-    """PCM [channels, n] in, audio events out: fake stereo for mono models, loudness normalization of
-    the final channels, the container."""
+    """PCM [channels, n] in, audio events and the file out: fake stereo for mono models, loudness
+    normalization of the final channels, the container. Each encoded piece goes to `output` (when
+    given) and out as an event as soon as it is made; none is kept (but the PCM of a song whose
+    loudness is normalized, which is measured whole)."""
 
-    def __init__(self, spec: SongSpec, sample_rate: int, channels: int, emit: EventSink) -> None:
+    def __init__(
+        self,
+        spec: SongSpec,
+        sample_rate: int,
+        channels: int,
+        emit: EventSink,
+        output: ResultSink | None = None,
+    ) -> None:
         self.channels = 2 if spec.stereo and channels == 1 else channels
         self.samples = 0
+        self.size_bytes = 0
         self.encode_seconds = 0.0
         self._spec = spec
         self._sample_rate = sample_rate
         self._emit = emit
+        self._output = output
         self._encoder = StreamingEncoder(spec.audio_format, sample_rate, self.channels)
         self._stereo = FakeStereo(sample_rate) if self.channels != channels else None
         self._held: list[np.ndarray] = []
@@ -207,15 +218,15 @@ class SongWriter:
         else:
             self._encode(final)
 
-    def finish(self) -> bytes:
-        """Send the rest of the file; return the whole file."""
+    def finish(self) -> None:
+        """Send the rest of the file."""
         if self._spec.normalize_loudness:
             song = np.concatenate([np.zeros((self.channels, 0), np.float32), *self._held], axis=1)
+            self._held = []
             self._encode(normalize_loudness(song, self._sample_rate, self._spec.target_lufs))
         started = time.perf_counter()
         self._send(self._encoder.close())
         self.encode_seconds += time.perf_counter() - started
-        return self._encoder.data
 
     def _encode(self, pcm: np.ndarray) -> None:
         started = time.perf_counter()
@@ -224,6 +235,9 @@ class SongWriter:
 
     def _send(self, pieces: list[tuple[int, bytes]]) -> None:
         for start, data in pieces:
+            if self._output is not None:
+                self._output.write_at(start, data)
+            self.size_bytes = max(self.size_bytes, start + len(data))
             for cut in range(0, len(data), MAX_CHUNK_BYTES):
                 chunk = song_pb2.AudioChunk(
                     offset=start + cut, data=data[cut : cut + MAX_CHUNK_BYTES], format=self._spec.audio_format
@@ -308,8 +322,10 @@ class Pipeline:
         emit: EventSink,
         kept: Sequence[Block] = (),
         keep: BlockSink | None = None,
+        output: ResultSink | None = None,
     ) -> SongResult:
-        """Generate one song, sending progress and audio events to `emit` as they happen.
+        """Generate one song, sending progress and audio events to `emit` as they happen and the
+        encoded file, piece by piece, to `output`.
 
         `kept` are blocks 0..k-1 of an earlier, interrupted run of the same song: generation resumes
         after them and the song comes out the same, unless the model's revision changed since (then
@@ -337,7 +353,7 @@ class Pipeline:
         )
         song = SongGeneration(request, spec.options_field, spec.options)
         vocoder = self.retry.call("vocoder", token, lambda: model.info(token, stage="vocoder"))
-        writer = SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit)
+        writer = SongWriter(spec, vocoder.sample_rate, vocoder.channels, emit, output)
         feed = _FrameFeed()
         generation = token.child()
         producer = threading.Thread(
@@ -354,7 +370,7 @@ class Pipeline:
             generation.cancel("the song stopped")
             producer.join(timeout=30)
         timings["vocoder"] = time.perf_counter() - decode_started
-        data = writer.finish()
+        writer.finish()
         timings["encode"] = writer.encode_seconds
         timings["total"] = time.perf_counter() - started
         summary = song_pb2.SongSummary(
@@ -362,13 +378,13 @@ class Pipeline:
             sample_rate=vocoder.sample_rate,
             channels=writer.channels,
             format=spec.audio_format,
-            size_bytes=len(data),
+            size_bytes=writer.size_bytes,
             seed=spec.seed,
             model=model.name,
             model_revision=info.revision,
             stage_durations={stage: duration(seconds) for stage, seconds in timings.items()},
         )
-        return SongResult(summary, data)
+        return SongResult(summary)
 
     def _conditioning(
         self,
@@ -460,28 +476,34 @@ class Pipeline:
         self, model: RoutedModel, job_id: str, feed: _FrameFeed, writer: SongWriter, token: CancellationToken
     ) -> None:
         """Decode the feed's frames into `writer`; a lost vocoder call starts again (under the retry
-        policy) with the frames from block 0, asking only for the samples the writer lacks."""
+        policy) with the frames from block 0, asking only for the samples the writer lacks. Only the
+        vocoder's own failures are retried, never the writer's."""
         attempts = self.retry.attempts("vocoder", token)
         feed.wait_for_first(token)
         while True:
             attempt = token.child()
+            pieces = model.vocoder.decode(feed.read(attempt), job_id, attempt, writer.samples)
             try:
-                pieces = model.vocoder.decode(feed.read(attempt), job_id, attempt, writer.samples)
-                for piece in pieces:
+                while True:
+                    try:
+                        piece = next(pieces)
+                    except StopIteration:
+                        return
+                    except ServiceError as exc:
+                        failure = exc
+                        break
                     if piece.offset != writer.samples:
                         raise RuntimeError(
                             f"vocoder skipped samples: offset {piece.offset}, expected {writer.samples}"
                         )
                     writer.add(piece.samples)
                     attempts.progressed()
-                return
-            except ServiceError as exc:
-                token.check()
-                feed.check()
-                attempts.wait_after(exc)
-                log.info("decoding again from sample %d", writer.samples)
             finally:
                 attempt.cancel("the decode call ended")
+            token.check()
+            feed.check()
+            attempts.wait_after(failure)
+            log.info("decoding again from sample %d", writer.samples)
 
     def _song_events(
         self,

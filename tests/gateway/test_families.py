@@ -18,6 +18,7 @@ from gateway.client import SongClient
 from gateway.launcher import LocalStack, plan
 from gateway.models import ModelRoute, RoutesError, discover, parse_routes
 from gateway.pipeline import Pipeline
+from gateway.results import MemoryResult
 from gateway.router import Router
 from gateway.server import GatewayConfig, build_spec
 from gateway.validation import song_spec
@@ -145,8 +146,9 @@ def test_a_chime_song_through_the_stack_equals_the_in_process_one(
     pipeline = Pipeline(Router(discover(chime_model.parent)))
     local: list[song_pb2.SongEvent] = []
     song = _chime_song("chime-local")
-    result = pipeline.run(song_spec(song, "chime-local", 3), CancellationToken(), local.append)
-    assert audio == result.data
+    output = MemoryResult()
+    pipeline.run(song_spec(song, "chime-local", 3), CancellationToken(), local.append, output=output)
+    assert audio == output.data
     samples, rate = soundfile.read(io.BytesIO(audio))
     assert rate == chime.SAMPLE_RATE and len(samples) == 10 * chime.SAMPLES_PER_FRAME
     assert np.abs(samples).max() > 0.01
@@ -166,8 +168,9 @@ def test_a_recording_to_continue_is_encoded_by_the_vocoder_stage(
     audio, events = assemble(gateway.generate(song, timeout=120))
     assert "vocoder" in {e.progress.stage for e in events if e.HasField("progress")}
     pipeline = Pipeline(Router(discover(chime_model.parent)))
-    result = pipeline.run(song_spec(song, "chime-continue", 3), CancellationToken(), lambda event: None)
-    assert audio == result.data
+    output = MemoryResult()
+    pipeline.run(song_spec(song, "chime-continue", 3), CancellationToken(), lambda event: None, output=output)
+    assert audio == output.data
     samples, _ = soundfile.read(io.BytesIO(audio))
     continued = samples[: 4 * chime.SAMPLES_PER_FRAME]
     assert np.abs(continued).max() == pytest.approx(0.5 * np.tanh(0.8), abs=2e-3)

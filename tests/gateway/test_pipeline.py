@@ -10,6 +10,7 @@ import pytest
 import soundfile
 
 from gateway.pipeline import RESUME_RESTARTED, Pipeline, RetryPolicy
+from gateway.results import MemoryResult
 from gateway.stages import Block
 from gateway.validation import song_spec
 from services.runtime.cancellation import CancellationToken
@@ -20,8 +21,11 @@ from tests.gateway.songs import FlakyGeneration, request, with_generation
 def _run(pipeline: Pipeline, **fields: object) -> tuple[bytes, list]:
     message = request("pipeline", **fields)
     events: list = []
-    result = pipeline.run(song_spec(message, "pipeline", message.seed), CancellationToken(), events.append)
-    return result.data, events
+    output = MemoryResult()
+    pipeline.run(
+        song_spec(message, "pipeline", message.seed), CancellationToken(), events.append, output=output
+    )
+    return output.data, events
 
 
 def _flaky(
@@ -56,8 +60,9 @@ def _run_keeping(
     sampled: list[Block] = []
     spec = song_spec(message, "pipeline", message.seed)
     emit = events.append if events is not None else (lambda event: None)
-    result = pipeline.run(spec, CancellationToken(), emit, kept, sampled.append)
-    return result.data, sampled
+    output = MemoryResult()
+    pipeline.run(spec, CancellationToken(), emit, kept, sampled.append, output)
+    return output.data, sampled
 
 
 def test_kept_blocks_of_an_interrupted_run_are_not_sampled_again(local_pipeline: Pipeline) -> None:
