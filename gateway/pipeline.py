@@ -311,7 +311,7 @@ class Pipeline:
     """Runs songs on the models of a router (stages in process or over gRPC)."""
 
     def __init__(self, router: Router, retry: RetryPolicy | None = None) -> None:
-        """Route every song through `router`; `retry` governs resuming a lost generation stream."""
+        """Route every song through `router`; `retry` governs how every stage call is retried."""
         self.router = router
         self.retry = retry or RetryPolicy()
 
