@@ -2,11 +2,12 @@
 
 PCM is [channels, n] float32 everywhere here, the layout the stages produce.
 
-The encoder writes into an in-memory file and hands out the bytes as soon as the codec has written
-them, each with its offset in the file. Some containers learn their length only at the end and then
-rewrite their header (WAV sizes, FLAC stream info, the MP3 info frame): those late rewrites come out
-as extra pieces at their earlier offsets, so a client that writes every piece at its offset ends up
-with exactly the stored file.
+The encoder hands out the bytes as soon as the codec has written them, each with its offset in the
+file, and keeps none it has handed out: memory holds only the bytes written since the last hand-out,
+whatever the song's length (libsndfile never reads back while it writes). Some containers learn
+their length only at the end and then rewrite their header (WAV sizes, FLAC stream info, the MP3
+info frame): those late rewrites come out as extra pieces at their earlier offsets, so whoever
+writes every piece at its offset (the gateway's results file, a client) ends up with the same file.
 
 Peak normalization is the DiffRhythm v1 reference's way of writing a song: divided by its peak over
 all channels, 16-bit PCM truncated toward zero; the encoder then takes those int16 samples as they
@@ -61,17 +62,15 @@ CONTAINERS: dict[int, Container] = {
 
 
 class _TrackedFile(io.RawIOBase):
-    """A growable in-memory file that remembers which bytes were already handed out."""
+    """A write-only file for the codec that keeps only the bytes not yet handed out: the region
+    from the last hand-out to the end, and copies of earlier bytes written again (header rewrites)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.data = bytearray()
         self._position = 0
         self._handed_out = 0
-        self._rewritten: list[tuple[int, int]] = []
-
-    def readable(self) -> bool:
-        return True
+        self._pending = bytearray()
+        self._rewritten: list[tuple[int, bytes]] = []
 
     def writable(self) -> bool:
         return True
@@ -83,34 +82,35 @@ class _TrackedFile(io.RawIOBase):
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self.data)}[whence]
+        end = self._handed_out + len(self._pending)
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: end}[whence]
         self._position = base + offset
         return self._position
 
     def read(self, size: int = -1) -> bytes:
-        end = len(self.data) if size is None or size < 0 else min(len(self.data), self._position + size)
-        piece = bytes(self.data[self._position : end])
-        self._position = max(self._position, end)
-        return piece
+        raise io.UnsupportedOperation("the encoder's file is write-only: handed-out bytes are not kept")
 
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
-        end = self._position + len(view)
-        if end > len(self.data):
-            self.data.extend(bytes(end - len(self.data)))
-        self.data[self._position : end] = view
-        if self._position < self._handed_out:
-            self._rewritten.append((self._position, min(end, self._handed_out)))
+        start, end = self._position, self._position + len(view)
+        split = min(max(self._handed_out, start), end)  # the bytes before it were handed out already
+        if start < split:
+            self._rewritten.append((start, bytes(view[: split - start])))
+        if end > split:
+            low, high = split - self._handed_out, end - self._handed_out
+            if high > len(self._pending):
+                self._pending.extend(bytes(high - len(self._pending)))
+            self._pending[low:high] = view[split - start :]
         self._position = end
         return len(view)
 
     def take(self) -> list[tuple[int, bytes]]:
-        """Bytes not handed out yet, and earlier bytes written again, each with its offset."""
-        pieces = [(start, bytes(self.data[start:end])) for start, end in self._rewritten]
-        self._rewritten.clear()
-        if len(self.data) > self._handed_out:
-            pieces.append((self._handed_out, bytes(self.data[self._handed_out :])))
-            self._handed_out = len(self.data)
+        """Earlier bytes written again, then the bytes not handed out yet, each with its offset."""
+        pieces, self._rewritten = self._rewritten, []
+        if self._pending:
+            pieces.append((self._handed_out, bytes(self._pending)))
+            self._handed_out += len(self._pending)
+            self._pending = bytearray()
         return pieces
 
 
@@ -240,15 +240,18 @@ class StreamingEncoder:
         self._sound.close()
         return self._file.take()
 
-    @property
-    def data(self) -> bytes:
-        """The file as written so far (complete after `close`)."""
-        return bytes(self._file.data)
+
+def assemble_pieces(pieces: list[tuple[int, bytes]]) -> bytes:
+    """The file that `pieces` ((offset, bytes), in order) make when each is written at its offset."""
+    file = bytearray()
+    for offset, data in pieces:
+        if offset > len(file):
+            file.extend(bytes(offset - len(file)))
+        file[offset : offset + len(data)] = data
+    return bytes(file)
 
 
 def encode(audio: np.ndarray, audio_format: int, sample_rate: int) -> bytes:
     """The whole file for `audio` ([channels, n]) in one go."""
     encoder = StreamingEncoder(audio_format, sample_rate, audio.shape[0])
-    encoder.write(audio)
-    encoder.close()
-    return encoder.data
+    return assemble_pieces(encoder.write(audio) + encoder.close())

@@ -80,7 +80,7 @@ class EventStream:
             yield response.event
 
     def cancel(self) -> None:
-        """Cancel the call (a Generate call cancels the song it started)."""
+        """Cancel the call; the song goes on (CancelJob stops it)."""
         self._call.cancel()
 
 

@@ -199,6 +199,11 @@ class JobStore(Protocol):
         """The newest schema migration applied (see `gateway.stores.migrations`)."""
         ...
 
+    def usable(self, timeout_s: float) -> bool:
+        """Whether the store can take a write now: asked once, answered within about `timeout_s`
+        (no retries), for the gateway's health."""
+        ...
+
     def insert_if_absent(self, record: JobRecord) -> tuple[JobRecord, bool]:
         """Store `record` (state QUEUED) unless its job id exists; return the stored record and
         whether it was inserted. Two gateways inserting one id at once make one job."""

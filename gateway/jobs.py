@@ -11,11 +11,17 @@ also kept in the store: a watcher on another gateway gets the same events, relay
 
 A job keeps the trace context of the call that submitted it, so its song is one trace with that call
 whichever gateway runs it (a resumed run: a new trace linked to it; see `gateway/song_trace.py`).
+
+A store that becomes unusable (a lock held elsewhere, a database restart) never wedges a job: every
+store call retries with bounded backoff for the store's retry budget, a job's outcome (the finished
+song, its failure) is written again until it lands, and the gateway's health is NOT_SERVING for as
+long as a probe of the store fails.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import socket
@@ -23,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -47,7 +53,7 @@ from gateway.job_store import (
     fingerprint,
 )
 from gateway.pipeline import Pipeline
-from gateway.results import ResultStore
+from gateway.results import ResultStore, ResultWriter
 from gateway.song_metrics import SongMeter, job_finished, prepare_gateway
 from gateway.song_trace import song_failed, song_span, trace_carrier
 from gateway.stages import Block
@@ -70,6 +76,13 @@ SHUTTING_DOWN = "the gateway is shutting down"
 # How long a submission waits for a model's generation stage to say what it hosts.
 MODEL_INFO_TIMEOUT_S = 5.0
 DEFAULT_PAGE_SIZE = 50
+# How often the store is probed for the gateway's health, and how long a probe may take.
+STORE_PROBE_INTERVAL_S = 1.0
+STORE_PROBE_TIMEOUT_S = 1.0
+# A job's outcome that the store would not take is written again after a backoff from the first to
+# the longest of these, until it lands (or the gateway stops: the job then resumes on the next one).
+OUTCOME_RETRY_FIRST_S = 0.5
+OUTCOME_RETRY_MAX_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -209,6 +222,7 @@ class JobManager:
         self._beat = threading.Event()
         self._workers = ThreadPoolExecutor(self.settings.max_running, thread_name_prefix="job")
         self._threads: list[threading.Thread] = []
+        self._health_reports: list[Callable[[bool], None]] = []
         store.listen(self._on_signal)
         prepare_gateway([model.name for model in pipeline.router.models], self)
 
@@ -249,6 +263,31 @@ class JobManager:
     def charts_name(record: JobRecord) -> str:
         """The name of a job's `.osz` (its charts and audio) in the result store."""
         return f"{record.job_id}.osz"
+
+    def watch_health(self, report: Callable[[bool], None]) -> None:
+        """Call `report(False)` when the job store stops taking writes and `report(True)` when it
+        takes them again (probed every STORE_PROBE_INTERVAL_S on a thread of its own)."""
+        with self._lock:
+            self._health_reports.append(report)
+            first = len(self._health_reports) == 1
+        if first:
+            thread = threading.Thread(target=self._probe_store, name="jobs-health", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _probe_store(self) -> None:
+        usable = True
+        while not self._stopping.is_set():
+            now_usable = self.store.usable(STORE_PROBE_TIMEOUT_S)
+            if now_usable != usable:
+                usable = now_usable
+                if not usable:
+                    log.warning("the jobs database takes no writes: health is NOT_SERVING until it does")
+                with self._lock:
+                    reports = list(self._health_reports)
+                for report in reports:
+                    report(usable)
+            self._stopping.wait(STORE_PROBE_INTERVAL_S)
 
     # Submission and the queue.
 
@@ -443,7 +482,7 @@ class JobManager:
                 elif error is not None and live.interrupted:
                     interrupted = True
                 elif error is not None:
-                    interrupted = not self._end(live, error)
+                    interrupted = not self._end(live, error, patient=True)
         finally:
             live.finish(error, interrupted)
             with self._lock:
@@ -475,15 +514,26 @@ class JobManager:
             def keep(block: Block) -> None:
                 self.store.add_block(lease, block, ModelIdentity(record.request.model, block.revision))
 
-            result = self.pipeline.run(spec, live.token, emit, blocks, keep)
-            if result.osz is not None:
-                self.results.put(self.charts_name(record), result.osz)
-            for candidate, data in enumerate(result.files):
-                self.results.put(self.result_name(record, candidate), data)
+            outputs: list[ResultWriter] = []
+
+            def output(candidate: int) -> ResultWriter:
+                outputs.append(self.results.create(self.result_name(record, candidate)))
+                return outputs[-1]
+
+            try:
+                result = self.pipeline.run(spec, live.token, emit, blocks, keep, output)
+                if result.osz is not None:
+                    outputs.append(self.results.create(self.charts_name(record)))
+                    outputs[-1].write_at(0, result.osz)
+                for written in outputs:
+                    written.commit()
+            except BaseException:
+                for written in outputs:
+                    written.abort()
+                raise
             done = song_pb2.SongEvent(done=result.summary)
-            with live.publishing:
-                if live.outcome_recorded:
-                    raise LeaseLostError("the job was cancelled as it finished")
+
+            def record_success() -> None:
                 self.store.finish(
                     lease,
                     song_pb2.JOB_STATE_SUCCEEDED,
@@ -491,10 +541,14 @@ class JobManager:
                     last_event=done,
                     last_seq=len(live.events) + 1,
                 )
-                live.outcome_recorded = True
+
+            def recorded() -> None:
                 live.emit(done)
-            live.meter.finished(result.summary)
-            job_finished(song_pb2.JOB_STATE_SUCCEEDED)
+                live.meter.finished(result.summary)
+                job_finished(song_pb2.JOB_STATE_SUCCEEDED)
+
+            if not self._record_outcome(live, record_success, recorded, patient=True):
+                return None, True
             log.info("job finished: %.1f s of audio", result.summary.duration.ToNanoseconds() / 1e9)
             return None, False
         except (LeaseLostError, StoreUnavailableError) as exc:
@@ -518,25 +572,53 @@ class JobManager:
         except (LeaseLostError, StoreUnavailableError) as exc:
             log.warning("could not hand job %s back to the queue (%s); its lease expires", lease.job_id, exc)
 
-    def _end(self, live: _LiveJob, error: ServiceError) -> bool:
-        """Record a failed or cancelled outcome (once) and end the job for this gateway's watchers;
-        False when the store would not take it (the job then resumes when its lease expires)."""
+    def _record_outcome(
+        self, live: _LiveJob, write: Callable[[], None], recorded: Callable[[], None], patient: bool
+    ) -> bool:
+        """Run `write`, the store call that ends the job, unless an outcome is recorded already, then
+        `recorded()` under the same lock. With `patient`, a store that does not take the write is
+        asked again with bounded backoff until it does, the lease is lost or the gateway stops (the
+        lock is let go in between, so a cancel can still win). True when this write recorded it."""
+        backoff = OUTCOME_RETRY_FIRST_S
+        while True:
+            with live.publishing:
+                if live.outcome_recorded:
+                    return False
+                try:
+                    write()
+                except LeaseLostError as exc:
+                    log.warning("could not record the job's outcome (%s); another gateway runs it", exc)
+                    return False
+                except StoreUnavailableError as exc:
+                    if not patient or self._stopping.is_set():
+                        log.warning(
+                            "could not record the job's outcome (%s); it resumes after its lease expires", exc
+                        )
+                        return False
+                    failure = exc
+                else:
+                    live.outcome_recorded = True
+                    recorded()
+                    return True
+            log.warning("could not record the job's outcome (%s); trying again in %.1f s", failure, backoff)
+            self._stopping.wait(backoff)
+            backoff = min(backoff * 2, OUTCOME_RETRY_MAX_S)
+
+    def _end(self, live: _LiveJob, error: ServiceError, patient: bool = False) -> bool:
+        """Record a failed or cancelled outcome (once; with `patient`, until the store takes it) and
+        end the job for this gateway's watchers; False when no outcome could be recorded (the job
+        then resumes when its lease expires)."""
         state = (
             song_pb2.JOB_STATE_CANCELLED
             if isinstance(error, errors.CancelledError)
             else song_pb2.JOB_STATE_FAILED
         )
-        with live.publishing:
-            if live.outcome_recorded:
-                return True
-            try:
-                self.store.finish(live.lease, state, error=error_text(error.code, error.message))
-            except (LeaseLostError, StoreUnavailableError) as exc:
-                log.warning(
-                    "could not record the end of the job (%s); it resumes after its lease expires", exc
-                )
-                return False
-            live.outcome_recorded = True
+
+        def write() -> None:
+            self.store.finish(live.lease, state, error=error_text(error.code, error.message))
+
+        if not self._record_outcome(live, write, lambda: None, patient):
+            return live.outcome_recorded
         job_finished(state)
         live.finish(error)
         log.info("job ended: %s", error_text(error.code, error.message))
@@ -644,25 +726,22 @@ class JobManager:
             raise error_from_text(
                 record.error or error_text(grpc.StatusCode.UNAVAILABLE, "the job has not finished")
             )
-        files = [self.results.get(name) for name in self.result_names(record)]
         delivery.new_run()
-        events = [_accepted(record)]
-        for candidate, data in enumerate(files):
-            for start in range(0, len(data), MAX_CHUNK_BYTES):
-                chunk = song_pb2.AudioChunk(
-                    offset=start,
-                    data=data[start : start + MAX_CHUNK_BYTES],
-                    format=audio_format(record.request),
-                    candidate=candidate,
-                )
-                events.append(song_pb2.SongEvent(audio=chunk))
-        if record.result.HasField("charts"):
-            osz = self.results.get(self.charts_name(record))
-            for start in range(0, len(osz), MAX_CHUNK_BYTES):
-                chunk = song_pb2.OszChunk(offset=start, data=osz[start : start + MAX_CHUNK_BYTES])
-                events.append(song_pb2.SongEvent(osz=chunk))
-        events.append(song_pb2.SongEvent(done=record.result))
-        for event in events:
+        kind = audio_format(record.request)
+
+        def audio(candidate: int, name: str) -> Iterator[song_pb2.SongEvent]:
+            for start, data in self.results.read_chunks(name, MAX_CHUNK_BYTES):
+                chunk = song_pb2.AudioChunk(offset=start, data=data, format=kind, candidate=candidate)
+                yield song_pb2.SongEvent(audio=chunk)
+
+        def osz() -> Iterator[song_pb2.SongEvent]:
+            if record.result.HasField("charts"):
+                for start, data in self.results.read_chunks(self.charts_name(record), MAX_CHUNK_BYTES):
+                    yield song_pb2.SongEvent(osz=song_pb2.OszChunk(offset=start, data=data))
+
+        files = [audio(candidate, name) for candidate, name in enumerate(self.result_names(record))]
+        done = [song_pb2.SongEvent(done=record.result)]
+        for event in itertools.chain([_accepted(record)], *files, osz(), done):
             if delivery.admit(event):
                 yield event
 
@@ -702,18 +781,6 @@ class JobManager:
             live = self._live.get(job_id)
         if live is not None:
             self._stop(live, reason)
-
-    def request_cancel(self, job_id: str, reason: str) -> None:
-        """Ask a job to stop without waiting (safe from gRPC callbacks: the store call runs on its
-        own thread)."""
-
-        def cancel() -> None:
-            try:
-                self._cancel(job_id, reason)
-            except ServiceError as exc:
-                log.warning("could not cancel job %s: %s", job_id, exc.message)
-
-        threading.Thread(target=cancel, name="jobs-cancel", daemon=True).start()
 
     def delete(self, job_id: str, caller: Caller = ANONYMOUS) -> None:
         """Remove a finished job and its result; NOT_FOUND for an unknown or another's job,

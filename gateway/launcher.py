@@ -132,11 +132,13 @@ def _serving(address: str) -> bool:
 class LocalStack:
     """Starts, watches and stops the processes of a plan."""
 
-    def __init__(self, stack: StackPlan, var_dir: Path) -> None:
-        """Plan the processes; nothing starts until `start`."""
+    def __init__(self, stack: StackPlan, var_dir: Path, flags: dict[str, list[str]] | None = None) -> None:
+        """Plan the processes; nothing starts until `start`. `flags` adds command-line flags to the
+        processes it names (e.g. `{"diffusion": ["--max-batch", "1"]}`)."""
         self.plan = stack
         self.services = stack.services
         self.var_dir = var_dir
+        self.flags = flags or {}
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self) -> None:
@@ -150,7 +152,7 @@ class LocalStack:
         logs = self.var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "gateway.cli", "serve", service.component]
-        command += _arguments(service, self.plan, self.var_dir)
+        command += _arguments(service, self.plan, self.var_dir) + self.flags.get(name, [])
         with (logs / f"{service.name}.log").open("ab") as log:
             self.processes[service.name] = subprocess.Popen(
                 command,

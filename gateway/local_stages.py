@@ -24,7 +24,7 @@ from services.runtime.model_info import ModelInfo
 from services.style.engine import CropMode, StyleEngine, StyleSettings
 from services.style.families import STYLE_FAMILIES
 from services.tokenizer.engine import TokenizerEngine
-from services.vocoder.engine import PcmPiece, VocoderEngine, VocoderSettings
+from services.vocoder.engine import PcmPiece, VocoderEngine, VocoderSettings, from_sample
 from services.vocoder.families import VOCODER_FAMILIES
 from songsmith.v1 import chart_pb2
 
@@ -135,13 +135,15 @@ class LocalVocoder:
         return self.engine.info
 
     def decode(
-        self, blocks: Iterable[np.ndarray], job_id: str, token: CancellationToken
+        self, blocks: Iterable[np.ndarray], job_id: str, token: CancellationToken, start_sample: int = 0
     ) -> Iterator[PcmPiece]:
-        """Streaming decode: PCM as soon as it can no longer change."""
+        """Streaming decode: PCM from `start_sample` on, as soon as it can no longer change."""
         decoder = self.engine.stream(token)
+        if start_sample:
+            decoder.skip_to(start_sample)
         for frames in blocks:
-            yield from decoder.push(frames)
-        yield from decoder.finish()
+            yield from from_sample(decoder.push(frames), start_sample)
+        yield from from_sample(decoder.finish(), start_sample)
 
     def encode(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:
         """The engine's encoding of the recording."""

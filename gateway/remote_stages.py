@@ -1,8 +1,15 @@
 """Stage clients over gRPC: one channel per target (round robin over its replicas), deadlines and
-cancellation passed on with every call, stage statuses turned back into typed errors."""
+cancellation passed on with every call, stage statuses turned back into typed errors.
+
+Every call first waits, for at most `CONNECT_WAIT_S`, until the channel has a connection to a replica
+(UNAVAILABLE otherwise), then runs with `wait_for_ready`, so a call made just after a stage came back
+waits for the reconnect instead of failing at once. Whether and when a failed call is tried again is
+the gateway's retry policy's decision (`gateway.pipeline.RetryPolicy`), not the channel's.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -13,7 +20,7 @@ from gateway.stages import Block, GenerationEvent, SongGeneration
 from services.diffusion.engine import GenerationProgress
 from services.runtime.cancellation import CancellationToken
 from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy, tensor_to_proto
-from services.runtime.errors import InternalError, ServiceError
+from services.runtime.errors import InternalError, ServiceError, UnavailableError
 from services.runtime.interceptor import error_from_call
 from services.runtime.model_info import ModelInfo
 from services.runtime.model_service import model_info_from_proto
@@ -42,6 +49,9 @@ _CROPS = {
 }
 # Frames of a reference recording per message piece: at most 1 MiB of float32 per piece.
 _REFERENCE_PIECE_BYTES = MAX_CHUNK_BYTES
+# The longest one call waits for a connection to its stage before it reports UNAVAILABLE.
+CONNECT_WAIT_S = 10.0
+_POLL_S = 0.1
 
 
 def _call(stage: str, token: CancellationToken, invoke: Callable[[float | None], T]) -> T:
@@ -76,12 +86,40 @@ class RemoteStage:
         self.channel = channel
         self._model = model_pb2_grpc.ModelInfoServiceStub(channel)
 
+    def wait_for_connection(self, token: CancellationToken) -> None:
+        """Return once the channel has a connection to a replica of the stage; UNAVAILABLE after
+        CONNECT_WAIT_S without one (sooner when the token's deadline comes first)."""
+        token.check()
+        remaining = token.time_remaining()
+        wait = CONNECT_WAIT_S if remaining is None else max(0.0, min(CONNECT_WAIT_S, remaining))
+        deadline = time.monotonic() + wait
+        ready = grpc.channel_ready_future(self.channel)
+        try:
+            while True:
+                try:
+                    ready.result(timeout=min(_POLL_S, max(0.0, deadline - time.monotonic())))
+                    return
+                except grpc.FutureTimeoutError:
+                    token.check()
+                    if time.monotonic() >= deadline:
+                        raise UnavailableError(
+                            f"{self.stage}: no connection to {self.target} within {wait:.1f} s"
+                        ) from None
+        finally:
+            ready.cancel()
+
+    def _unary(self, token: CancellationToken, invoke: Callable[[float | None], T]) -> T:
+        """A unary call once connected, waiting for readiness, with the token's deadline."""
+        self.wait_for_connection(token)
+        return _call(self.stage, token, invoke)
+
     def model_info(self, token: CancellationToken) -> ModelInfo:
         """What the stage reports it hosts."""
-        reply = _call(
-            self.stage,
+        reply = self._unary(
             token,
-            lambda timeout: self._model.GetModelInfo(model_pb2.GetModelInfoRequest(), timeout=timeout),
+            lambda timeout: self._model.GetModelInfo(
+                model_pb2.GetModelInfoRequest(), timeout=timeout, wait_for_ready=True
+            ),
         )
         return model_info_from_proto(reply.model)
 
@@ -104,7 +142,9 @@ class RemoteTokenizer(RemoteStage):
     ) -> np.ndarray:
         """Token ids, int64, as `family`'s model reads them."""
         request = tokenizer_pb2.TokenizeRequest(lyrics=lyrics, job_id=job_id, family=family, seconds=seconds)
-        reply = _call(self.stage, token, lambda timeout: self._stub.Tokenize(request, timeout=timeout))
+        reply = self._unary(
+            token, lambda timeout: self._stub.Tokenize(request, timeout=timeout, wait_for_ready=True)
+        )
         return proto_to_numpy(reply.token_ids, "token_ids").astype(np.int64)
 
 
@@ -120,7 +160,9 @@ class RemoteStyle(RemoteStage):
     def embed_text(self, prompt: str, job_id: str, token: CancellationToken) -> np.ndarray:
         """The conditioning for a prompt."""
         request = style_pb2.EmbedTextRequest(prompt=prompt, job_id=job_id)
-        reply = _call(self.stage, token, lambda timeout: self._stub.EmbedText(request, timeout=timeout))
+        reply = self._unary(
+            token, lambda timeout: self._stub.EmbedText(request, timeout=timeout, wait_for_ready=True)
+        )
         return proto_to_numpy(reply.embedding, "embedding").copy()
 
     def embed_audio(self, data: bytes, crop: CropMode, job_id: str, token: CancellationToken) -> np.ndarray:
@@ -132,7 +174,9 @@ class RemoteStyle(RemoteStage):
             for start in range(0, len(data), MAX_CHUNK_BYTES):
                 yield style_pb2.EmbedAudioRequest(data=data[start : start + MAX_CHUNK_BYTES])
 
-        reply = _call(self.stage, token, lambda timeout: self._stub.EmbedAudio(messages(), timeout=timeout))
+        reply = self._unary(
+            token, lambda timeout: self._stub.EmbedAudio(messages(), timeout=timeout, wait_for_ready=True)
+        )
         return proto_to_numpy(reply.embedding, "embedding").copy()
 
 
@@ -182,7 +226,8 @@ class RemoteGeneration(RemoteStage):
             message.cfg_strength = request.cfg_strength
         if song.options_field:
             getattr(message, song.options_field).CopyFrom(song.options)
-        call = self._stub.GenerateLatents(message, timeout=token.time_remaining())
+        self.wait_for_connection(token)
+        call = self._stub.GenerateLatents(message, timeout=token.time_remaining(), wait_for_ready=True)
         for reply in _streamed(self.stage, token, call):
             if reply.HasField("progress"):
                 yield GenerationProgress(reply.progress.step, reply.progress.total_steps)
@@ -210,11 +255,12 @@ class RemoteVocoder(RemoteStage):
         self._stub = vocoder_pb2_grpc.VocoderServiceStub(channel)
 
     def decode(
-        self, blocks: Iterable[np.ndarray], job_id: str, token: CancellationToken
+        self, blocks: Iterable[np.ndarray], job_id: str, token: CancellationToken, start_sample: int = 0
     ) -> Iterator[PcmPiece]:
         """Streaming decode over one bidirectional call; blocks are sent as they are produced and the
-        request stream ends after the last one. A failure while producing blocks (the generation
-        stage, say) is raised in preference to the vocoder's resulting CANCELLED."""
+        request stream ends after the last one; the samples before `start_sample` are not sent. A
+        failure while producing blocks (the generation stage, say) is raised in preference to the
+        vocoder's resulting CANCELLED."""
         failure: list[BaseException] = []
 
         def requests() -> Iterator[vocoder_pb2.DecodeRequest]:
@@ -222,14 +268,18 @@ class RemoteVocoder(RemoteStage):
             try:
                 for frames in blocks:
                     yield vocoder_pb2.DecodeRequest(
-                        job_id=job_id, block_index=index, frames=tensor_to_proto(frames)
+                        job_id=job_id,
+                        block_index=index,
+                        frames=tensor_to_proto(frames),
+                        start_sample=start_sample if index == 0 else 0,
                     )
                     index += 1
             except Exception as exc:
                 failure.append(exc)
                 raise
 
-        call = self._stub.Decode(requests(), timeout=token.time_remaining())
+        self.wait_for_connection(token)
+        call = self._stub.Decode(requests(), timeout=token.time_remaining(), wait_for_ready=True)
         try:
             for chunk in _streamed(self.stage, token, call):
                 yield PcmPiece(chunk.sample_offset, proto_to_numpy(chunk.samples, "samples").copy())
@@ -248,7 +298,8 @@ class RemoteVocoder(RemoteStage):
             for start in range(0, len(data), MAX_CHUNK_BYTES):
                 yield vocoder_pb2.EncodeRequest(data=data[start : start + MAX_CHUNK_BYTES])
 
-        call = self._stub.Encode(messages(), timeout=token.time_remaining())
+        self.wait_for_connection(token)
+        call = self._stub.Encode(messages(), timeout=token.time_remaining(), wait_for_ready=True)
         pieces = [proto_to_numpy(reply.frames, "frames") for reply in _streamed(self.stage, token, call)]
         if not pieces:
             raise InternalError("the vocoder sent no frames for the recording")

@@ -29,16 +29,10 @@ from services.runtime.channels import ChannelSecurity, create_channel
 from services.runtime.errors import FailedPreconditionError, NotFoundError, ServiceError
 from services.runtime.model_info import ModelInfo
 from services.runtime.model_service import model_info_to_proto
-from songsmith.v1 import model_pb2, song_pb2, style_pb2, tokenizer_pb2
+from songsmith.v1 import song_pb2
 
 # How long ListModels waits for each stage's answer.
 INFO_TIMEOUT_S = 2.0
-# Unary stage calls that gRPC itself retries on UNAVAILABLE (the streams are resumed by the pipeline).
-RETRIED_SERVICES = [
-    tokenizer_pb2.DESCRIPTOR.services_by_name["LyricTokenizerService"].full_name,
-    style_pb2.DESCRIPTOR.services_by_name["StyleEncoderService"].full_name,
-    model_pb2.DESCRIPTOR.services_by_name["ModelInfoService"].full_name,
-]
 _REMOTE = {
     "tokenizer": RemoteTokenizer,
     "style": RemoteStyle,
@@ -104,7 +98,7 @@ class Router:
     def _open_chart(self, target: str) -> ChartClient:
         if target.startswith(f"{LOCAL}:"):
             return LocalChart(Path(target.removeprefix(f"{LOCAL}:")), self._device)
-        channel = create_channel(target, retry_services=RETRIED_SERVICES, security=self._security)
+        channel = create_channel(target, security=self._security)
         return RemoteChart(target, channel)
 
     def chart_info(self, token: CancellationToken, refresh: bool = False) -> ModelInfo:
@@ -124,7 +118,7 @@ class Router:
     def _open(self, route: ModelRoute, stage: str) -> Any:
         if not route.is_local(stage):
             target = route.stages[stage]
-            channel = create_channel(target, retry_services=RETRIED_SERVICES, security=self._security)
+            channel = create_channel(target, security=self._security)
             return _REMOTE[stage](target, channel)
         path = route.local_path(stage)
         local: dict[str, Callable[[], Any]] = {

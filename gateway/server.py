@@ -32,6 +32,11 @@ from services.runtime.slot import ModelSlot
 from songsmith.v1 import song_pb2, song_pb2_grpc
 
 SERVICE_NAME = song_pb2.DESCRIPTOR.services_by_name["SongService"].full_name
+# Short calls, admitted apart from the song streams (Generate, WatchJob) so open streams never starve them.
+CONTROL_METHODS = frozenset(
+    f"/{SERVICE_NAME}/{method}"
+    for method in ("SubmitJob", "GetJob", "ListJobs", "CancelJob", "DeleteJob", "ListModels")
+)
 
 
 @dataclass
@@ -40,8 +45,13 @@ class GatewayConfig(ServerConfig):
 
     port: int = option(50050, "gRPC port of SongService")
     metrics_port: int = option(9400, "Prometheus metrics port; 0 disables the metrics endpoint")
-    max_concurrent: int = option(64, "SongService calls at once (streams included)")
-    max_queue: int = option(64, "SongService calls allowed to wait for a slot")
+    max_concurrent: int = option(64, "song streams (Generate, WatchJob) open at once")
+    max_queue: int = option(64, "song streams allowed to wait for a slot; past that, RESOURCE_EXHAUSTED")
+    control_max_concurrent: int = option(
+        16,
+        "job calls (SubmitJob, GetJob, ListJobs, CancelJob, DeleteJob, ListModels) at once, besides streams",
+    )
+    control_max_queue: int = option(64, "job calls allowed to wait; past that, RESOURCE_EXHAUSTED")
     models: str = option(
         "",
         "the routed models: a YAML file, or its text (model name -> stage -> gRPC target or local:PATH; "
@@ -152,6 +162,8 @@ def build_spec(config: GatewayConfig) -> StageSpec:
         interceptors=interceptors,
         close=JobManager.close,
         serves_model_info=False,
+        control_methods=CONTROL_METHODS,
+        watch_health=JobManager.watch_health,
     )
 
 

@@ -14,6 +14,8 @@ from services.runtime.slot import ModelSlot
 from songsmith.v1 import song_pb2, song_pb2_grpc
 
 MAX_PAGE_SIZE = 1000
+# The longest CancelJob waits for the job to stop before answering with its state.
+CANCEL_WAIT_S = 60.0
 
 
 class SongServicer(song_pb2_grpc.SongServiceServicer):
@@ -34,15 +36,12 @@ class SongServicer(song_pb2_grpc.SongServiceServicer):
     def Generate(  # noqa: N802
         self, request: song_pb2.GenerateRequest, context: grpc.ServicerContext
     ) -> Iterator[song_pb2.GenerateResponse]:
-        """Run (or re-attach to) a song and stream its events; the caller going away cancels a song
-        this call started."""
+        """Run a song, or attach to the running or finished job of its id, and stream its events
+        from the start. The song goes on when the stream drops (until CancelJob or its deadline):
+        a Generate with the same id picks it up again."""
         jobs, caller = self._jobs(), self._caller(context)
         token = call_token(context)
-        job, created = jobs.submit(request.song, caller, deadline=token.deadline)
-        if created:
-            token.on_cancel(
-                lambda: jobs.request_cancel(job.job_id, "the Generate call was cancelled or ended")
-            )
+        job, _ = jobs.submit(request.song, caller, deadline=token.deadline)
         for event in jobs.watch(job.job_id, token, caller):
             yield song_pb2.GenerateResponse(event=event)
 
@@ -68,8 +67,11 @@ class SongServicer(song_pb2_grpc.SongServiceServicer):
     def CancelJob(  # noqa: N802
         self, request: song_pb2.CancelJobRequest, context: grpc.ServicerContext
     ) -> song_pb2.CancelJobResponse:
-        """Cancel a job."""
-        return song_pb2.CancelJobResponse(job=self._jobs().cancel(request.job_id, self._caller(context)))
+        """Cancel a job; answers once it has stopped, or with its state when the call's deadline nears."""
+        remaining = context.time_remaining()
+        wait_s = CANCEL_WAIT_S if remaining is None else max(0.0, min(CANCEL_WAIT_S, remaining - 1.0))
+        job = self._jobs().cancel(request.job_id, self._caller(context), wait_s=wait_s)
+        return song_pb2.CancelJobResponse(job=job)
 
     def ListJobs(  # noqa: N802
         self, request: song_pb2.ListJobsRequest, context: grpc.ServicerContext

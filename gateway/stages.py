@@ -105,9 +105,11 @@ class VocoderClient(StageClient, Protocol):
     """The vocoder."""
 
     def decode(
-        self, blocks: Iterable[np.ndarray], job_id: str, token: CancellationToken
+        self, blocks: Iterable[np.ndarray], job_id: str, token: CancellationToken, start_sample: int = 0
     ) -> Iterator[PcmPiece]:
-        """PCM [channels, n] as it becomes final while the blocks' frames arrive."""
+        """PCM [channels, n] as it becomes final while the blocks' frames arrive, from sample
+        `start_sample` on: a decode resumed after a lost one sends the song's frames again from
+        block 0 and gets only the samples it does not have yet."""
         ...
 
     def encode(self, data: bytes, job_id: str, token: CancellationToken) -> np.ndarray:

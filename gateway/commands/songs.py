@@ -17,6 +17,9 @@ from songsmith.v1 import song_pb2
 if TYPE_CHECKING:
     from gateway.client import SongClient
 
+MB = 1e6
+# How long an interrupted `generate --server` waits for the gateway to cancel its song.
+CANCEL_TIMEOUT_S = 5.0
 # A batch line's lyrics or style ending like this names a file; a missing one is an error, not text.
 LYRICS_SUFFIXES = (".txt", ".lrc")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".flac", ".ogg")
@@ -81,7 +84,7 @@ def build_request(
         normalize_loudness=settings.normalize,
     )
     if style_audio is not None:
-        request.style_audio = read_bytes(style_audio)
+        request.style_audio = read_recording(style_audio)
     if style_text is not None:
         request.style_prompt = style_text
     if settings.seed is not None:
@@ -118,6 +121,23 @@ def read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror}", 2) from exc
+
+
+def read_recording(path: Path) -> bytes:
+    """A style recording's bytes; a usage error, before anything is sent, for a file larger than a
+    song request may carry (a gateway would refuse it, or gRPC would, with a bare size error)."""
+    from gateway.validation import RequestLimits
+
+    data = read_bytes(path)
+    limit = RequestLimits().max_style_audio_bytes
+    if len(data) > limit:
+        raise CommandError(
+            f"{path} is {len(data) / MB:.1f} MB; a song's style recording may be at most {limit / MB:.1f} MB"
+            f" ({limit} bytes): send a shorter cut (the style encoder reads 10 s to a few minutes),"
+            " e.g. ffmpeg -i IN -t 60 OUT.flac",
+            2,
+        )
+    return data
 
 
 def read_text(path: Path) -> str:
@@ -225,9 +245,24 @@ class RemoteRunner:
             summary = consume(self._client.generate(song.request), song.output, on_event, song.osz_output)
         except grpc.RpcError as exc:
             raise error_from_call(exc, "gateway") from exc
+        except KeyboardInterrupt:
+            self._cancel(song.request.job_id)
+            raise
         if summary is None:
             raise CommandError("the gateway ended the song without a result")
         return summary
+
+    def _cancel(self, job_id: str) -> None:
+        """Stop the song: it would go on without its stream (a Generate with its id would attach)."""
+        import grpc
+
+        from songsmith.v1 import song_pb2
+
+        request = song_pb2.CancelJobRequest(job_id=job_id)
+        try:
+            self._client.stub.CancelJob(request, metadata=self._client.metadata, timeout=CANCEL_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            print(f"songsmith: could not cancel job {job_id}: {exc.details()}", file=sys.stderr)
 
 
 def make_runner(args: argparse.Namespace) -> LocalRunner | RemoteRunner:

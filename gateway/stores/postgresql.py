@@ -112,6 +112,15 @@ class PostgresJobStore:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def usable(self, timeout_s: float) -> bool:
+        """True when the database answers a query within `timeout_s` (no retries)."""
+        try:
+            with self._pool.connection(timeout=timeout_s) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except _RETRIED:
+            return False
+
     def _migrate(self) -> None:
         known = migrations("postgresql")
 

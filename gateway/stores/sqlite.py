@@ -3,11 +3,17 @@
 One gateway owns the file (several gateways need PostgreSQL): leases still fence every runner
 write, but after a restart `requeue_unfinished` hands every running job back to the queue at once,
 and signals go straight to this process's listeners.
+
+A write whose lock is held elsewhere (another process on the file, a backup) waits at most
+`ATTEMPT_WAIT_S` per attempt and is tried again with bounded backoff, without holding the store's
+own lock in between, for `busy_timeout_s` in all; then it fails with StoreUnavailableError. Reads
+never wait for writers (WAL).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -42,6 +48,13 @@ CANCELLED = song_pb2.JOB_STATE_CANCELLED
 _FINISHED_SQL = "(3, 4, 5)"
 _SELECT_JOB = f"SELECT {JOB_COLUMNS} FROM jobs"
 _HELD = "job_id = ? AND lease_holder = ? AND attempt = ? AND state = 2"
+# One attempt at taking the write lock waits this long; then the store's lock is let go and the
+# attempt repeated after a backoff growing from FIRST_BACKOFF_S to MAX_BACKOFF_S.
+ATTEMPT_WAIT_S = 0.25
+FIRST_BACKOFF_S = 0.05
+MAX_BACKOFF_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class SqliteJobStore:
@@ -50,14 +63,18 @@ class SqliteJobStore:
     shared = False
 
     def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
-        """Open (creating if needed) the database at `path` and bring its schema up to date."""
+        """Open (creating if needed) the database at `path` and bring its schema up to date; a
+        write waits up to `busy_timeout_s` for a lock held elsewhere."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            str(path), check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
-        )
+        self._path = str(path)
+        self._busy_timeout_s = busy_timeout_s
+        self._db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=30.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(f"PRAGMA busy_timeout = {int(ATTEMPT_WAIT_S * 1000)}")
         self._lock = threading.RLock()
+        self._closed = False
+        self._prober: sqlite3.Connection | None = None
         self._listeners: list[Signal] = []
         try:
             self._migrate()
@@ -67,17 +84,47 @@ class SqliteJobStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailableError(f"the jobs database is busy: {exc}") from exc
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        """One write transaction; the write lock is waited for with bounded backoff (see the module)."""
+        deadline = time.monotonic() + self._busy_timeout_s
+        backoff = FIRST_BACKOFF_S
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise StoreUnavailableError("the jobs database is closed")
+                try:
+                    self._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    failure = exc
+                else:
+                    try:
+                        yield self._db
+                        self._db.execute("COMMIT")
+                    except sqlite3.OperationalError as exc:
+                        self._db.execute("ROLLBACK")
+                        raise StoreUnavailableError(f"the jobs database cannot be written: {exc}") from exc
+                    except BaseException:
+                        self._db.execute("ROLLBACK")
+                        raise
+                    return
+            if time.monotonic() + backoff > deadline:
+                raise StoreUnavailableError(f"the jobs database is busy: {failure}") from failure
+            log.warning("the jobs database is busy (%s); trying again in %.2f s", failure, backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+
+    def usable(self, timeout_s: float) -> bool:
+        """True when a write could start within `timeout_s` (taken and given back at once, on a
+        connection of its own, without retries)."""
+        try:
+            if self._prober is None:
+                self._prober = sqlite3.connect(
+                    self._path, check_same_thread=False, isolation_level=None, timeout=timeout_s
+                )
+            self._prober.execute("BEGIN IMMEDIATE")
+            self._prober.execute("ROLLBACK")
+            return True
+        except sqlite3.Error:
+            return False
 
     def _migrate(self) -> None:
         known = migrations("sqlite")
@@ -401,6 +448,9 @@ class SqliteJobStore:
         self._listeners.append(on_signal)
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (writes still waiting for the lock give up)."""
         with self._lock:
+            self._closed = True
             self._db.close()
+            if self._prober is not None:
+                self._prober.close()

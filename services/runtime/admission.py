@@ -3,6 +3,11 @@
 A call beyond both bounds is turned away at once with RESOURCE_EXHAUSTED and a retry delay, so an
 overloaded stage sheds load instead of growing memory and latency. A queued call gives up its place
 when its caller cancels or its deadline passes.
+
+Two budgets, each with its own bounds: work calls (a stage's model calls, the gateway's song
+streams Generate and WatchJob, which last as long as a song) and short control calls (ModelInfo,
+the gateway's job calls), so that open streams never starve the calls that manage them. Health
+checks and reflection are never admitted or refused here.
 """
 
 from __future__ import annotations
@@ -69,12 +74,18 @@ class AdmissionController:
 
 
 class AdmissionInterceptor(ApplicationInterceptor):
-    """Runs every application call inside an admission slot."""
+    """Runs every application call inside an admission slot of its budget."""
 
-    def __init__(self, controller: AdmissionController) -> None:
-        """Admit calls through `controller`."""
-        self._controller = controller
+    def __init__(
+        self, work: AdmissionController, control: AdmissionController, control_methods: frozenset[str]
+    ) -> None:
+        """Admit the calls of `control_methods` (full names, `/package.Service/Method`) through
+        `control`, every other application call through `work`."""
+        self._work = work
+        self._control = control
+        self._control_methods = control_methods
 
     def wrap(self, behavior: Callable[..., Any], streaming: bool, method: str) -> Callable[..., Any]:
-        """Hold a slot for the whole call."""
-        return guarded(behavior, streaming, lambda context: self._controller.slot(call_token(context)))
+        """Hold a slot of the method's budget for the whole call."""
+        controller = self._control if method in self._control_methods else self._work
+        return guarded(behavior, streaming, lambda context: controller.slot(call_token(context)))

@@ -35,6 +35,10 @@ class ServerConfig:
     max_message_bytes: int = option(4 * MIB, "largest gRPC message accepted or sent, in bytes")
     max_concurrent: int = option(4, "calls served at once; further calls wait in the queue")
     max_queue: int = option(16, "calls allowed to wait; past that, RESOURCE_EXHAUSTED at once")
+    control_max_concurrent: int = option(
+        8, "short control calls (model info, job calls) served at once, apart from max_concurrent"
+    )
+    control_max_queue: int = option(32, "control calls allowed to wait; past that, RESOURCE_EXHAUSTED")
     retry_after_s: float = option(1.0, "retry delay suggested to callers turned away by admission")
     keepalive_time_s: float = option(30.0, "interval between HTTP/2 keepalive pings")
     keepalive_timeout_s: float = option(10.0, "time to wait for a keepalive ping to be answered")

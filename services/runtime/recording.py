@@ -26,6 +26,16 @@ class RecordingLimits:
     max_seconds: float
 
 
+UNDECODABLE = "not decodable as WAV, FLAC, MP3 or OGG audio"
+
+
+def decode_problem(error: Exception) -> str:
+    """What a caller may read about a recording the decoder refused: libsndfile's own reason
+    ("Format not recognised."), never the exception's text, which names in-memory file objects."""
+    reason = getattr(error, "error_string", "")
+    return f"{UNDECODABLE} ({reason.rstrip('.')})" if reason else UNDECODABLE
+
+
 def read_recording(
     data: bytes, limits: RecordingLimits, sample_rate: int, field: str = DATA_FIELD
 ) -> np.ndarray:
@@ -43,7 +53,7 @@ def read_recording(
                 raise InvalidArgumentError(field, f"a recording may last at most {limits.max_seconds:g} s")
             samples = reader.read(dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
-        raise InvalidArgumentError(field, f"not decodable as WAV, FLAC, MP3 or OGG audio ({exc})") from exc
+        raise InvalidArgumentError(field, decode_problem(exc)) from exc
     if samples.shape[0] == 0:
         raise InvalidArgumentError(field, "the recording holds no samples")
     if not np.isfinite(samples).all():

@@ -43,9 +43,14 @@ from services.runtime.tracing import TracingServerInterceptor, setup_tracing, sh
 from songsmith.v1 import model_pb2_grpc
 
 log = logging.getLogger(__name__)
+MODEL_INFO_METHOD = f"/{MODEL_INFO_SERVICE}/GetModelInfo"
 
-# Threads kept free of admission control for health checks, reflection and rejections.
+# Threads kept free of admission control for health checks, reflection and refusals.
 _SPARE_WORKERS = 8
+# Calls that may wait for a spare thread beyond every admission budget (a burst): each is soon
+# answered, a health check with its status and any other call with our refusal and its retry delay.
+# Only past this many does gRPC refuse calls itself (RESOURCE_EXHAUSTED without a retry delay).
+REFUSAL_BACKLOG = 1024
 
 
 @dataclass
@@ -58,6 +63,10 @@ class StageSpec:
     ModelInfoService from its engine's `info` (`serves_model_info`; the gateway hosts no model).
     `frames` says where the frames the stage makes or decodes travel (`songsmith_frames_total`);
     `batches` marks a stage that batches songs (`songsmith_batch_size` exists from start-up).
+    `control_methods` (full names) are admitted on the control budget, as GetModelInfo is; every
+    other call on the work budget. `watch_health`, when given, is called with the loaded engine and
+    a function that sets the server's health (True: SERVING, False: NOT_SERVING), for an engine
+    whose own dependencies (the gateway's job store) can become unusable and usable again.
     """
 
     name: str
@@ -69,6 +78,8 @@ class StageSpec:
     serves_model_info: bool = True
     frames: FrameCount | None = None
     batches: bool = False
+    control_methods: frozenset[str] = frozenset()
+    watch_health: Callable[[Any, Callable[[bool], None]], None] | None = None
 
 
 def _read(path: str) -> bytes:
@@ -114,10 +125,21 @@ class StageServer:
         self.port = 0
         self.stopped = threading.Event()
         setup_tracing(f"songsmith-{spec.name}")
-        workers = config.max_concurrent + config.max_queue + _SPARE_WORKERS
-        admission = AdmissionController(
-            spec.name, config.max_concurrent, config.max_queue, config.retry_after_s
+        workers = (
+            config.max_concurrent
+            + config.max_queue
+            + config.control_max_concurrent
+            + config.control_max_queue
+            + _SPARE_WORKERS
         )
+        work = AdmissionController(spec.name, config.max_concurrent, config.max_queue, config.retry_after_s)
+        control = AdmissionController(
+            f"{spec.name} control calls",
+            config.control_max_concurrent,
+            config.control_max_queue,
+            config.retry_after_s,
+        )
+        control_methods = spec.control_methods | ({MODEL_INFO_METHOD} if spec.serves_model_info else set())
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"{spec.name}-rpc"),
             interceptors=[
@@ -125,10 +147,10 @@ class StageServer:
                 MetricsInterceptor(spec.name, spec.frames),
                 ErrorInterceptor(spec.name),
                 *spec.interceptors,
-                AdmissionInterceptor(admission),
+                AdmissionInterceptor(work, control, frozenset(control_methods)),
             ],
             options=server_options(config),
-            maximum_concurrent_rpcs=workers,
+            maximum_concurrent_rpcs=workers + REFUSAL_BACKLOG,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         spec.register(self._server, self.slot)
@@ -178,7 +200,22 @@ class StageServer:
         self.slot.fill(engine)
         self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("%s is serving (loaded in %.1f s)", self.spec.name, took)
+        if self.spec.watch_health is not None:
+            self.spec.watch_health(engine, self._report_usable)
         return True
+
+    def _report_usable(self, usable: bool) -> None:
+        """The engine says whether it can do its work (ignored once draining)."""
+        serving = (
+            health_pb2.HealthCheckResponse.SERVING if usable else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        log.log(
+            logging.INFO if usable else logging.WARNING,
+            "%s is %s",
+            self.spec.name,
+            "serving" if usable else "not serving",
+        )
+        self._set_health(serving)
 
     def stop(self, grace: float | None = None) -> None:
         """Drain: report NOT_SERVING (still accepting calls for `drain_delay_s`, so load balancers

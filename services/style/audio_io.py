@@ -21,6 +21,7 @@ import soundfile as sf
 import soxr
 
 from services.runtime.errors import InvalidArgumentError
+from services.runtime.recording import decode_problem
 from services.style.engine import StyleLimits
 
 DATA_FIELD = "data"
@@ -49,9 +50,7 @@ def decode_audio(data: bytes, sample_rate: int, limits: StyleLimits) -> DecodedA
             _check_header(reader, limits)
             samples, frames = _read_mono(reader, sample_rate)
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
-        raise InvalidArgumentError(
-            DATA_FIELD, f"not decodable as WAV, FLAC, MP3 or OGG audio ({exc})"
-        ) from exc
+        raise InvalidArgumentError(DATA_FIELD, decode_problem(exc)) from exc
     return DecodedAudio(samples, sample_rate, frames / reader.samplerate)
 
 
@@ -67,9 +66,7 @@ def read_mono(data: bytes, limits: StyleLimits, max_read_seconds: float) -> Deco
             source_rate, duration = reader.samplerate, reader.frames / reader.samplerate
             samples, _ = _read_mono(reader, None, round(max_read_seconds * source_rate))
     except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as exc:
-        raise InvalidArgumentError(
-            DATA_FIELD, f"not decodable as WAV, FLAC, MP3 or OGG audio ({exc})"
-        ) from exc
+        raise InvalidArgumentError(DATA_FIELD, decode_problem(exc)) from exc
     return DecodedAudio(samples, source_rate, duration)
 
 

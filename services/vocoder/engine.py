@@ -7,6 +7,7 @@ a `Family` in `services.vocoder.families`. PCM is always [channels, samples] flo
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,11 +38,28 @@ class PcmPiece:
     samples: np.ndarray
 
 
+def from_sample(pieces: Iterable[PcmPiece], start: int) -> Iterator[PcmPiece]:
+    """The pieces without their samples before `start` (those a resuming client already has)."""
+    for piece in pieces:
+        skip = start - piece.offset
+        if skip <= 0:
+            yield piece
+        elif skip < piece.samples.shape[1]:
+            yield PcmPiece(start, piece.samples[:, skip:])
+
+
 class StreamDecoder(Protocol):
     """Decodes one song whose frames arrive in pieces. Concatenated, the pieces equal the engine's
     one-shot `decode` of all the frames."""
 
     emitted_samples: int
+
+    def skip_to(self, sample: int) -> None:
+        """The caller already has the song's samples before `sample` (a resumed decode, which pushes
+        the song's frames again from the start): a decoder may leave out the work that makes only
+        those samples. Called before the first push. The pieces may still begin before `sample`
+        (the servicer drops what the caller has); the samples from `sample` on are the same."""
+        ...
 
     def push(self, frames: np.ndarray) -> list[PcmPiece]:
         """Add the next frames ([n, channels]); return the PCM that can no longer change."""

@@ -1,7 +1,8 @@
 """The VocoderService servicer: blocks of frames in over a bidirectional stream, final PCM out.
 
 Family-agnostic: the hosted engine's stream decoder takes each block's frames as sent and returns
-PCM [channels, n] as soon as it is final; the servicer only cuts it into wire chunks.
+PCM [channels, n] as soon as it is final; the servicer only cuts it into wire chunks, and drops the
+samples a resuming client already has (`start_sample`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from services.runtime.codec import MAX_CHUNK_BYTES, proto_to_numpy, tensor_to_pr
 from services.runtime.errors import InvalidArgumentError
 from services.runtime.logs import job_scope
 from services.runtime.slot import ModelSlot
-from services.vocoder.engine import PcmPiece, StreamDecoder, VocoderEngine
+from services.vocoder.engine import PcmPiece, StreamDecoder, VocoderEngine, from_sample
 from songsmith.v1 import vocoder_pb2, vocoder_pb2_grpc
 
 SAMPLE_BYTES = np.dtype(np.float32).itemsize
@@ -90,14 +91,21 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServiceServicer):
         engine: VocoderEngine = self._slot.get()
         decoder = engine.stream(call_token(context))
         first = next(request_iterator, None)
+        start = first.start_sample if first is not None else 0
+        if start:
+            decoder.skip_to(start)
         with job_scope(first.job_id if first is not None else ""):
             if first is not None:
                 requests = itertools.chain([first], request_iterator)
-                yield from self._decode_blocks(engine, decoder, requests)
-            yield from self._flush(engine, decoder)
+                yield from self._decode_blocks(engine, decoder, requests, start)
+            yield from self._flush(engine, decoder, start)
 
     def _decode_blocks(
-        self, engine: VocoderEngine, decoder: StreamDecoder, requests: Iterator[vocoder_pb2.DecodeRequest]
+        self,
+        engine: VocoderEngine,
+        decoder: StreamDecoder,
+        requests: Iterator[vocoder_pb2.DecodeRequest],
+        start: int,
     ) -> Iterator[vocoder_pb2.DecodeResponse]:
         for expected_index, request in enumerate(requests):
             if request.block_index != expected_index:
@@ -107,18 +115,21 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServiceServicer):
                 )
             frames = request_frames(request)
             if frames is not None:
-                yield from pcm_chunks(decoder.push(frames), engine.info.sample_rate)
+                yield from pcm_chunks(from_sample(decoder.push(frames), start), engine.info.sample_rate)
             if request.final:
                 return
 
-    def _flush(self, engine: VocoderEngine, decoder: StreamDecoder) -> Iterator[vocoder_pb2.DecodeResponse]:
+    def _flush(
+        self, engine: VocoderEngine, decoder: StreamDecoder, start: int
+    ) -> Iterator[vocoder_pb2.DecodeResponse]:
         rate = engine.info.sample_rate
-        chunks = list(pcm_chunks(decoder.finish(), rate))
+        chunks = list(pcm_chunks(from_sample(decoder.finish(), start), rate))
         if not chunks:
             silence = np.zeros((engine.info.channels, 0), np.float32)
+            offset = max(start, decoder.emitted_samples)
             chunks = [
                 vocoder_pb2.DecodeResponse(
-                    sample_offset=decoder.emitted_samples, samples=tensor_to_proto(silence), sample_rate=rate
+                    sample_offset=offset, samples=tensor_to_proto(silence), sample_rate=rate
                 )
             ]
         chunks[-1].final = True

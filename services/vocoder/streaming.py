@@ -87,6 +87,14 @@ class StreamingDecoder:
         """Samples released so far (the offset of the next piece)."""
         return self._emitted * self._samples_per_frame
 
+    def skip_to(self, sample: int) -> None:
+        """Start releasing at the frame that holds `sample` (a resumed decode): every window still
+        receives its own frames, but the windows whose samples all come before are not decoded, so
+        the samples from there on are those of the whole song's decode. Call before the first push."""
+        if self._received:
+            raise RuntimeError("skip_to after push")
+        self._emitted = sample // self._samples_per_frame
+
     def push(self, latents: np.ndarray) -> list[PcmPiece]:
         """Add the next frames [n, channels] (n may be 0); return the samples that became final, in order.
 
@@ -120,7 +128,7 @@ class StreamingDecoder:
             raise RuntimeError("finish called twice")
         self._finished = True
         total = self._received
-        if total == 0:
+        if total <= self._emitted:
             return []
         window = self._plan.window_frames
         end_start = max(0, total - window)
@@ -143,7 +151,8 @@ class StreamingDecoder:
         plan = self._plan
         while plan.hop_frames * self._next_window + plan.window_frames <= self._received:
             start = plan.hop_frames * self._next_window
-            self._decoded[start] = self._decode(start, plan.window_frames)
+            if start >= plan.owner_start(self._emitted):
+                self._decoded[start] = self._decode(start, plan.window_frames)
             self._next_window += 1
         final = plan.final_frame_count(self._received)
         while self._emitted < final:

@@ -27,6 +27,7 @@ from gateway.launcher import STAGE_THREADING
 from gateway.model_store import write_demo_diffrhythm1
 from gateway.models import discover
 from gateway.pipeline import Pipeline
+from gateway.results import MemoryResults
 from gateway.router import Router
 from gateway.validation import song_spec
 from services.runtime.cancellation import CancellationToken
@@ -126,8 +127,8 @@ class RecordingVocoder:
 
 
 def run_recorded(pipeline: Pipeline, message: song_pb2.SongRequest):
-    """Make the song in process with its vocoder recorded: the result, the raw decoded audio and the
-    order of PCM pieces and audio events."""
+    """Make the song in process with its vocoder recorded: its summary, every candidate's file, the
+    raw decoded audio and the order of PCM pieces and audio events."""
     order: list[str] = []
     model = copy.copy(pipeline.router.default)
     model.vocoder = RecordingVocoder(model.vocoder, order)
@@ -138,15 +139,17 @@ def run_recorded(pipeline: Pipeline, message: song_pb2.SongRequest):
         if event.HasField("audio"):
             order.append("audio")
 
+    outputs = MemoryResults()
     result = Pipeline(router).run(
-        song_spec(message, message.job_id or "t", message.seed), CancellationToken(), emit
+        song_spec(message, message.job_id or "t", message.seed), CancellationToken(), emit, outputs=outputs
     )
-    return result, np.concatenate(model.vocoder.pieces, axis=1), order
+    return result.summary, outputs.files, np.concatenate(model.vocoder.pieces, axis=1), order
 
 
 @pytest.fixture(scope="module")
 def single_song(pipeline: Pipeline):
-    """The seed-5 song, peak-normalised as the model's reference writes it: (result, raw audio, order)."""
+    """The seed-5 song, peak-normalised as the model's reference writes it: (summary, files, raw audio,
+    order)."""
     return run_recorded(pipeline, dr1_request())
 
 
@@ -173,13 +176,12 @@ def test_models_demo_writes_a_diffrhythm1_model_the_gateway_routes(tmp_path: Pat
 
 
 def test_a_song_is_written_peak_normalised_as_the_reference_writes_it(single_song) -> None:
-    result, raw, order = single_song
-    samples, rate = wav_samples(result.data)
+    summary, files, raw, order = single_song
+    samples, rate = wav_samples(files[0])
     assert rate == 44100 and samples.shape == (2, SAMPLES) == raw.shape
     assert np.array_equal(samples, peak_normalize_int16(raw))
     assert np.abs(samples).max() == 32767
     assert order.index("audio") > len(order) - order[::-1].index("pcm") - 1, "audio came before the end"
-    summary = result.summary
     assert (summary.sample_rate, summary.channels, summary.seed, summary.model) == (
         44100,
         2,
@@ -187,14 +189,14 @@ def test_a_song_is_written_peak_normalised_as_the_reference_writes_it(single_son
         "diffrhythm1",
     )
     assert summary.duration.ToNanoseconds() == round(SAMPLES / 44100 * 1e9)
-    assert len(summary.candidates) == 0 and result.other_candidates == ()
+    assert len(summary.candidates) == 0 and len(files) == 1
 
 
 def test_keep_raw_level_streams_the_decoded_level(pipeline: Pipeline, single_song) -> None:
-    _, raw, _ = single_song
-    result, again, order = run_recorded(pipeline, dr1_request(keep_raw_level=True))
+    _, _, raw, _ = single_song
+    _, files, again, order = run_recorded(pipeline, dr1_request(keep_raw_level=True))
     assert np.array_equal(again, raw)
-    samples, _ = wav_samples(result.data)
+    samples, _ = wav_samples(files[0])
     inside = np.abs(raw) < 1
     assert inside.mean() > 0.5
     assert np.abs(samples[inside] / 32767 - raw[inside]).max() <= 2 / 32767  # libsndfile's rounding
@@ -212,7 +214,7 @@ def test_candidates_through_the_cli_in_process(models: Path, tmp_path: Path, sin
     assert not output.exists() and first.is_file() and second.is_file()
     assert [line.split(":")[0] for line in printed] == [str(first), str(second)]
     assert "seed 4" in printed[0] and "seed 5" in printed[1]
-    assert second.read_bytes() == single_song[0].data, "candidate 1 of seed 4 is the seed-5 song"
+    assert second.read_bytes() == single_song[1][0], "candidate 1 of seed 4 is the seed-5 song"
     assert first.read_bytes() != second.read_bytes()
 
 
@@ -263,14 +265,19 @@ def test_a_length_the_model_cannot_make_names_max_duration(pipeline: Pipeline) -
 def candidate_songs(models: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, bytes]:
     """Seed 4 with two candidates, made in process by the pipeline."""
     pipeline = Pipeline(Router(discover(models)))
+    outputs = MemoryResults()
     result = pipeline.run(
-        song_spec(dr1_request(seed=4, candidates=2), "pair", 4), CancellationToken(), lambda e: None
+        song_spec(dr1_request(seed=4, candidates=2), "pair", 4),
+        CancellationToken(),
+        lambda e: None,
+        outputs=outputs,
     )
+    files = outputs.files
     assert [(c.candidate, c.seed, c.size_bytes) for c in result.summary.candidates] == [
-        (0, 4, len(result.data)),
-        (1, 5, len(result.other_candidates[0])),
+        (0, 4, len(files[0])),
+        (1, 5, len(files[1])),
     ]
-    return dict(enumerate(result.files))
+    return dict(enumerate(files))
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +314,7 @@ def test_the_cli_through_up_makes_the_in_process_song(up: str, tmp_path: Path, s
     argv = ["generate", "--server", up, "--model", "diffrhythm1", "--lyrics", str(LYRICS), "-q"]
     argv += ["--seconds", "96", "--style", STYLE, "--steps", "2", "--seed", "5", "-o", str(output)]
     assert main(argv) == 0
-    assert output.read_bytes() == single_song[0].data
+    assert output.read_bytes() == single_song[1][0]
 
 
 def test_candidates_through_the_grpc_stack_and_their_replay(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from gateway.auth import Caller
-from gateway.job_store import JobRecord, Lease, ModelIdentity, fingerprint
+from gateway.job_store import JobRecord, Lease, ModelIdentity, StoreUnavailableError, fingerprint
 from gateway.jobs import JobManager, JobSettings
 from gateway.pipeline import Pipeline
 from gateway.results import FolderResults
@@ -236,3 +237,61 @@ def test_blocks_kept_from_another_model_revision_start_the_song_again(make_manag
     notices = [event.notice for event in events if event.HasField("notice")]
     assert [notice.code for notice in notices] == ["resume_restarted"]
     assert "a-revision-n" in notices[0].message
+
+
+class _StoreThatRefusesOutcomes:
+    """A real store whose `finish` fails (the database busy) the first `failures` times."""
+
+    def __init__(self, inner: SqliteJobStore, failures: int) -> None:
+        self._inner = inner
+        self.failures = failures
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def finish(self, *args, **kwargs) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailableError("the jobs database is busy")
+        self._inner.finish(*args, **kwargs)
+
+
+def test_an_outcome_the_store_refuses_is_written_again_until_it_lands(
+    local_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """The finished song's record is written again until the store takes it: the job succeeds on
+    its first run (it was once left RUNNING, to be made again after its lease expired)."""
+    store = _StoreThatRefusesOutcomes(SqliteJobStore(tmp_path / "jobs.sqlite3"), failures=3)
+    manager = JobManager(store, local_pipeline, FolderResults(tmp_path / "results"), JobSettings(lease_s=60))
+    manager.start()
+    try:
+        manager.submit(request("stubborn"))
+        started = time.monotonic()
+        audio, events = _finish(manager, "stubborn")
+        assert events[-1].HasField("done") and audio
+        assert time.monotonic() - started < 30
+        record = store.get("stubborn")
+        assert (record.state, record.attempt, store.failures) == (song_pb2.JOB_STATE_SUCCEEDED, 1, 0)
+    finally:
+        manager.close()
+
+
+def test_health_follows_whether_the_store_takes_writes(make_manager, tmp_path: Path) -> None:
+    """A write lock held on the jobs file by another process makes the gateway report its store
+    unusable within seconds, and usable again once the lock is gone."""
+    manager = make_manager()
+    reports: list[bool] = []
+    manager.watch_health(reports.append)
+    locker = sqlite3.connect(tmp_path / "jobs.sqlite3", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    deadline = time.monotonic() + 10
+    while reports != [False]:
+        assert time.monotonic() < deadline, reports
+        time.sleep(0.05)
+    with pytest.raises(NotFoundError):
+        manager.get("nope")  # reads go on meanwhile
+    locker.execute("ROLLBACK")
+    locker.close()
+    while reports != [False, True]:
+        assert time.monotonic() < deadline + 10, reports
+        time.sleep(0.05)

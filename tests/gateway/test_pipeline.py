@@ -10,6 +10,7 @@ import pytest
 import soundfile
 
 from gateway.pipeline import RESUME_RESTARTED, Pipeline, RetryPolicy
+from gateway.results import MemoryResults
 from gateway.stages import Block
 from gateway.validation import song_spec
 from services.runtime.cancellation import CancellationToken
@@ -20,8 +21,11 @@ from tests.gateway.songs import FlakyGeneration, request, with_generation
 def _run(pipeline: Pipeline, **fields: object) -> tuple[bytes, list]:
     message = request("pipeline", **fields)
     events: list = []
-    result = pipeline.run(song_spec(message, "pipeline", message.seed), CancellationToken(), events.append)
-    return result.data, events
+    outputs = MemoryResults()
+    pipeline.run(
+        song_spec(message, "pipeline", message.seed), CancellationToken(), events.append, outputs=outputs
+    )
+    return outputs.files[0], events
 
 
 def _flaky(
@@ -56,8 +60,9 @@ def _run_keeping(
     sampled: list[Block] = []
     spec = song_spec(message, "pipeline", message.seed)
     emit = events.append if events is not None else (lambda event: None)
-    result = pipeline.run(spec, CancellationToken(), emit, kept, sampled.append)
-    return result.data, sampled
+    outputs = MemoryResults()
+    pipeline.run(spec, CancellationToken(), emit, kept, sampled.append, outputs)
+    return outputs.files[0], sampled
 
 
 def test_kept_blocks_of_an_interrupted_run_are_not_sampled_again(local_pipeline: Pipeline) -> None:
@@ -107,13 +112,14 @@ def test_loudness_normalized_songs_arrive_whole_at_the_end(local_pipeline: Pipel
     assert pyloudnorm.Meter(rate).integrated_loudness(audio) == pytest.approx(-20.0, abs=1.0)
 
 
-def test_a_bad_style_recording_fails_naming_the_request_field(local_pipeline: Pipeline) -> None:
-    message = request("bad-audio")
+def test_a_bad_style_recording_fails_with_its_request_field(local_pipeline: Pipeline) -> None:
+    message = request("bad-audio", style_prompt="")
     message.style_audio = b"definitely not audio"
     with pytest.raises(InvalidArgumentError) as caught:
         local_pipeline.run(song_spec(message, "bad-audio", 1), CancellationToken(), lambda event: None)
-    assert [v.field for v in caught.value.violations] == ["style_audio"]
-    assert "not decodable" in caught.value.violations[0].description
+    [violation] = caught.value.violations
+    assert violation.field == "style_audio"
+    assert violation.description == "not decodable as WAV, FLAC, MP3 or OGG audio (Format not recognised)"
 
 
 def test_a_cancelled_song_stops(local_pipeline: Pipeline) -> None:

@@ -126,7 +126,10 @@ def test_cancel_stops_every_stage(stack: LocalStack, client: SongClient) -> None
     for event in call:
         if event.HasField("progress") and event.progress.stage == "diffusion":
             break
-    call.cancel()
+    client.stub.CancelJob(song_pb2.CancelJobRequest(job_id="cancel-1"), timeout=30)
+    with pytest.raises(grpc.RpcError) as ended:
+        list(call)
+    assert ended.value.code() == grpc.StatusCode.CANCELLED
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         job = client.stub.GetJob(song_pb2.GetJobRequest(job_id="cancel-1"), timeout=10).job

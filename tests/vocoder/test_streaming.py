@@ -15,7 +15,7 @@ from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import CancelledError, InvalidArgumentError
 from services.vocoder.diffrhythm2.engine import VocoderEngine
 from services.vocoder.diffrhythm2.windows import WINDOWS
-from services.vocoder.engine import PcmPiece
+from services.vocoder.engine import PcmPiece, from_sample
 from services.vocoder.streaming import StreamingDecoder
 
 LENGTHS = [7, 19, 20, 21, 35, 44]
@@ -116,6 +116,45 @@ def test_any_arrival_pattern_gives_the_one_shot_result(frames, cuts):
     groups = [b - a for a, b in itertools.pairwise(bounds)] or [0]
     audio = _joined(_stream(engine.stream(), latents, groups))
     np.testing.assert_array_equal(audio, engine.decode(latents))
+
+
+class _CountingGenerator(_ToyGenerator):
+    """The toy decoder, counting the windows it decodes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows = 0
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        self.windows += 1
+        return super().forward(latents)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    frames=st.integers(min_value=1, max_value=130),
+    start=st.integers(min_value=0, max_value=540),
+    cuts=st.lists(st.integers(min_value=0, max_value=130), max_size=8),
+)
+def test_a_resumed_decode_gives_the_rest_of_the_song_and_skips_windows(frames, start, cuts):
+    """A decode resumed at sample `start` (all frames sent again from the start) returns the whole
+    song's samples from there on, bit for bit, and decodes no window that makes only earlier ones."""
+    whole = VocoderEngine(_CountingGenerator(), torch.device("cpu"), max_frames=3000)
+    latents = _latents(frames, seed=frames, channels=3)
+    bounds = sorted({0, frames, *(c for c in cuts if c <= frames)})
+    groups = [b - a for a, b in itertools.pairwise(bounds)] or [0]
+    expected = _joined(_stream(whole.stream(), latents, groups))
+    resumed = VocoderEngine(_CountingGenerator(), torch.device("cpu"), max_frames=3000)
+    decoder = resumed.stream()
+    decoder.skip_to(start)
+    pieces = list(from_sample(_stream(decoder, latents, groups), start))
+    first = min(start, frames * 4)
+    assert [p.offset for p in pieces[:1]] in ([first], [])
+    audio = np.concatenate([p.samples for p in pieces], axis=1) if pieces else np.zeros((1, 0), np.float32)
+    np.testing.assert_array_equal(audio, expected[:, first:])
+    assert resumed.generator.windows <= whole.generator.windows
+    if start >= frames * 4 // 2 and frames >= 2 * WINDOWS.window_frames:
+        assert resumed.generator.windows < whole.generator.windows
 
 
 def test_memory_stays_flat_as_the_song_grows():

@@ -84,7 +84,10 @@ class SongServiceServicer:
     def Generate(self, request, context):
         """Generate one song and stream it: `accepted` first, then `progress` and `audio` events as the
         song is generated, then `done`. Failures end the stream with a gRPC status, never an event.
-        The song runs as a job with `song.job_id` (or a generated id) and its result is kept.
+        The song runs as a job with `song.job_id` (or a generated id) and its result is kept. The job
+        goes on when the stream drops (until CancelJob or its deadline); a Generate with the id of a
+        running or finished job (and the same request) attaches to it and replays its events from
+        `accepted`, as WatchJob does.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

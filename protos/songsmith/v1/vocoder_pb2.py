@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from songsmith.v1 import tensor_pb2 as songsmith_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asongsmith/v1/vocoder.proto\x12\x0csongsmith.v1\x1a\x19songsmith/v1/tensor.proto\"i\n\rDecodeRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62lock_index\x18\x02 \x01(\r\x12$\n\x06\x66rames\x18\x03 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\"r\n\x0e\x44\x65\x63odeResponse\x12\x15\n\rsample_offset\x18\x01 \x01(\x04\x12%\n\x07samples\x18\x02 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\"\x1f\n\rEncodeOptions\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"W\n\rEncodeRequest\x12.\n\x07options\x18\x01 \x01(\x0b\x32\x1b.songsmith.v1.EncodeOptionsH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"6\n\x0e\x45ncodeResponse\x12$\n\x06\x66rames\x18\x01 \x01(\x0b\x32\x14.songsmith.v1.Tensor2\xa2\x01\n\x0eVocoderService\x12G\n\x06\x44\x65\x63ode\x12\x1b.songsmith.v1.DecodeRequest\x1a\x1c.songsmith.v1.DecodeResponse(\x01\x30\x01\x12G\n\x06\x45ncode\x12\x1b.songsmith.v1.EncodeRequest\x1a\x1c.songsmith.v1.EncodeResponse(\x01\x30\x01\x42\x62\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asongsmith/v1/vocoder.proto\x12\x0csongsmith.v1\x1a\x19songsmith/v1/tensor.proto\"\x7f\n\rDecodeRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62lock_index\x18\x02 \x01(\r\x12$\n\x06\x66rames\x18\x03 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x12\x14\n\x0cstart_sample\x18\x05 \x01(\x04\"r\n\x0e\x44\x65\x63odeResponse\x12\x15\n\rsample_offset\x18\x01 \x01(\x04\x12%\n\x07samples\x18\x02 \x01(\x0b\x32\x14.songsmith.v1.Tensor\x12\x13\n\x0bsample_rate\x18\x03 \x01(\r\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\"\x1f\n\rEncodeOptions\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"W\n\rEncodeRequest\x12.\n\x07options\x18\x01 \x01(\x0b\x32\x1b.songsmith.v1.EncodeOptionsH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"6\n\x0e\x45ncodeResponse\x12$\n\x06\x66rames\x18\x01 \x01(\x0b\x32\x14.songsmith.v1.Tensor2\xa2\x01\n\x0eVocoderService\x12G\n\x06\x44\x65\x63ode\x12\x1b.songsmith.v1.DecodeRequest\x1a\x1c.songsmith.v1.DecodeResponse(\x01\x30\x01\x12G\n\x06\x45ncode\x12\x1b.songsmith.v1.EncodeRequest\x1a\x1c.songsmith.v1.EncodeResponse(\x01\x30\x01\x42\x62\n\x0f\x61i.songsmith.v1P\x01Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\xaa\x02\x0cSongsmith.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\017ai.songsmith.v1P\001Z>github.com/songsmith/songsmith/gen/go/songsmith/v1;songsmithv1\252\002\014Songsmith.V1'
   _globals['_DECODEREQUEST']._serialized_start=71
-  _globals['_DECODEREQUEST']._serialized_end=176
-  _globals['_DECODERESPONSE']._serialized_start=178
-  _globals['_DECODERESPONSE']._serialized_end=292
-  _globals['_ENCODEOPTIONS']._serialized_start=294
-  _globals['_ENCODEOPTIONS']._serialized_end=325
-  _globals['_ENCODEREQUEST']._serialized_start=327
-  _globals['_ENCODEREQUEST']._serialized_end=414
-  _globals['_ENCODERESPONSE']._serialized_start=416
-  _globals['_ENCODERESPONSE']._serialized_end=470
-  _globals['_VOCODERSERVICE']._serialized_start=473
-  _globals['_VOCODERSERVICE']._serialized_end=635
+  _globals['_DECODEREQUEST']._serialized_end=198
+  _globals['_DECODERESPONSE']._serialized_start=200
+  _globals['_DECODERESPONSE']._serialized_end=314
+  _globals['_ENCODEOPTIONS']._serialized_start=316
+  _globals['_ENCODEOPTIONS']._serialized_end=347
+  _globals['_ENCODEREQUEST']._serialized_start=349
+  _globals['_ENCODEREQUEST']._serialized_end=436
+  _globals['_ENCODERESPONSE']._serialized_start=438
+  _globals['_ENCODERESPONSE']._serialized_end=492
+  _globals['_VOCODERSERVICE']._serialized_start=495
+  _globals['_VOCODERSERVICE']._serialized_end=657
 # @@protoc_insertion_point(module_scope)

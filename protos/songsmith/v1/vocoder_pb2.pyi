@@ -7,16 +7,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DecodeRequest(_message.Message):
-    __slots__ = ("job_id", "block_index", "frames", "final")
+    __slots__ = ("job_id", "block_index", "frames", "final", "start_sample")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     BLOCK_INDEX_FIELD_NUMBER: _ClassVar[int]
     FRAMES_FIELD_NUMBER: _ClassVar[int]
     FINAL_FIELD_NUMBER: _ClassVar[int]
+    START_SAMPLE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     block_index: int
     frames: _tensor_pb2.Tensor
     final: bool
-    def __init__(self, job_id: _Optional[str] = ..., block_index: _Optional[int] = ..., frames: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., final: _Optional[bool] = ...) -> None: ...
+    start_sample: int
+    def __init__(self, job_id: _Optional[str] = ..., block_index: _Optional[int] = ..., frames: _Optional[_Union[_tensor_pb2.Tensor, _Mapping]] = ..., final: _Optional[bool] = ..., start_sample: _Optional[int] = ...) -> None: ...
 
 class DecodeResponse(_message.Message):
     __slots__ = ("sample_offset", "samples", "sample_rate", "final")

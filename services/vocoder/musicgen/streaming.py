@@ -91,6 +91,11 @@ class StreamingDecoder:
         outputs = 0 if self._lstm_out is None else self._lstm_out.shape[-1]
         return latents + outputs
 
+    def skip_to(self, sample: int) -> None:
+        """Nothing to leave out: the LSTM's state depends on every frame before, and decoding the
+        same blocks again in the same pieces is what gives the same samples, so a resumed decode
+        runs in full and the servicer drops the samples the caller already has."""
+
     def push(self, frames: np.ndarray) -> list[PcmPiece]:
         """Add the next codes [n, codebooks] (n may be 0); return the audio that became final.
 
