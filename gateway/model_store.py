@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.diffusion.musicgen.hub import HUB_MODELS, select_weight_files
+from gateway.musicgen_hub import HUB_MODELS, select_weight_files
 from services.runtime.model_info import MANIFEST_FILE
 
 

@@ -100,11 +100,11 @@ class RemoteStage:
                     ready.result(timeout=min(_POLL_S, max(0.0, deadline - time.monotonic())))
                     return
                 except grpc.FutureTimeoutError:
-                    token.check()
                     if time.monotonic() >= deadline:
                         raise UnavailableError(
                             f"{self.stage}: no connection to {self.target} within {wait:.1f} s"
                         ) from None
+                    token.check()
         finally:
             ready.cancel()
 

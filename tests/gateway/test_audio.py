@@ -24,6 +24,7 @@ from gateway.audio import (
 )
 from gateway.commands.common import CommandError
 from gateway.commands.songs import format_for_output
+from gateway.results import MemoryResult
 from songsmith.v1 import song_pb2
 
 RATE = 48_000
@@ -129,8 +130,9 @@ def test_peak_normalisation_as_the_reference() -> None:
 def test_int16_samples_are_written_to_wav_as_they_are() -> None:
     samples = peak_normalize_int16(np.random.default_rng(4).standard_normal((2, 5000)).astype(np.float32))
     encoder = StreamingEncoder(song_pb2.AUDIO_FORMAT_WAV, 44100, 2)
-    encoder.write(samples[:, :1234])
-    encoder.write(samples[:, 1234:])
-    encoder.close()
-    read, rate = soundfile.read(io.BytesIO(encoder.data), dtype="int16")
+    file = MemoryResult()
+    for pieces in (encoder.write(samples[:, :1234]), encoder.write(samples[:, 1234:]), encoder.close()):
+        for offset, data in pieces:
+            file.write_at(offset, data)
+    read, rate = soundfile.read(io.BytesIO(file.data), dtype="int16")
     assert rate == 44100 and np.array_equal(read.T, samples)

@@ -119,8 +119,10 @@ class RecordingVocoder:
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
 
-    def decode(self, blocks, job_id: str, token: CancellationToken) -> Iterator[PcmPiece]:
-        for piece in self._inner.decode(blocks, job_id, token):
+    def decode(
+        self, blocks, job_id: str, token: CancellationToken, start_sample: int = 0
+    ) -> Iterator[PcmPiece]:
+        for piece in self._inner.decode(blocks, job_id, token, start_sample):
             self.pieces.append(piece.samples)
             self._log.append("pcm")
             yield piece

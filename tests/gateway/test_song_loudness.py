@@ -14,6 +14,7 @@ import soundfile
 from scipy import signal
 
 from gateway.pipeline import SongSpec, SongWriter
+from gateway.results import MemoryResult
 from songsmith.v1 import song_pb2
 
 RATE = 48_000
@@ -42,10 +43,12 @@ def _written(spec: SongSpec, mono: np.ndarray) -> tuple[np.ndarray, bytes]:
     """Feed [1, n] PCM through the song writer in vocoder-sized pieces; the file the client gets
     (every emitted piece written at its offset) decoded to [n, channels], and its bytes."""
     events: list[song_pb2.SongEvent] = []
-    writer = SongWriter(spec, RATE, 1, events.append)
+    output = MemoryResult()
+    writer = SongWriter(spec, RATE, 1, events.append, output=output)
     for start in range(0, mono.shape[1], BLOCK):
         writer.add(mono[:, start : start + BLOCK])
-    stored = writer.finish()
+    writer.finish()
+    stored = output.data
     file = bytearray()
     for event in events:
         offset, data = event.audio.offset, event.audio.data

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.musicgen_hub import HUB_MODELS, select_weight_files
 from services.diffusion.engine import GenerationRequest
 from services.diffusion.musicgen.demo import TOKENIZER_DIR, TOKENIZER_FILES, write_demo_model
 from services.diffusion.musicgen.engine import MusicgenEngine
-from services.diffusion.musicgen.hub import HUB_MODELS, select_weight_files
 from services.runtime.model_info import MANIFEST_FILE, model_name, sha256_file
 from services.style.musicgen.engine import MusicgenStyleEngine
 from services.vocoder.musicgen.engine import MusicgenVocoderEngine

@@ -14,9 +14,9 @@ from safetensors.torch import load_file, save_file
 from gateway.cli import main
 from gateway.model_store import MODELS
 from gateway.models import discover
+from gateway.musicgen_hub import HUB_MODELS
 from services.diffusion.musicgen.demo import write_demo_model
 from services.diffusion.musicgen.engine import MusicgenEngine
-from services.diffusion.musicgen.hub import HUB_MODELS
 from services.runtime.model_info import MANIFEST_FILE, model_name
 from services.style.musicgen.engine import MusicgenStyleEngine
 from services.vocoder.musicgen.engine import MusicgenVocoderEngine
