@@ -68,6 +68,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -113,6 +114,7 @@ CFG_STRENGTH = 2.0
 FRAMES_PER_SECOND = 5
 MUSICGEN_FRAME_RATE = 50
 MUSICGEN_PROMPT_TOKENS = 12
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -224,25 +226,36 @@ def _songs_at_once(
 ) -> tuple[list[tuple[float, float]], float]:
     """`concurrent` songs submitted at once, one thread each (song i is `song_request(i, target)`);
     their (first audio, total) seconds and the wall time of the lot."""
-    songs: list[tuple[float, float] | BaseException] = [RuntimeError("not run")] * concurrent
+    return _at_once(
+        [
+            functools.partial(_one_song, engine, vocoder, song_request(index, target))
+            for index in range(concurrent)
+        ]
+    )
+
+
+def _at_once(work: list[Callable[[], T]]) -> tuple[list[T], float]:
+    """Every call of `work` at once, one thread each: their results in order and the wall time of the
+    lot; the first failure is raised once every thread has ended."""
+    results: list[T | BaseException] = [RuntimeError("not run")] * len(work)
 
     def run(index: int) -> None:
         try:
-            songs[index] = _one_song(engine, vocoder, song_request(index, target))
+            results[index] = work[index]()
         except BaseException as error:  # raised below, once every thread has ended
-            songs[index] = error
+            results[index] = error
 
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(concurrent)]
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(work))]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    for song in songs:
-        if isinstance(song, BaseException):
-            raise song
-    return songs, wall
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results, wall
 
 
 def diffrhythm2_case(target: Target, compiled: bool) -> list[Figures]:
@@ -341,26 +354,14 @@ def _diffrhythm1_at_once(
     """`concurrent` songs as requests of up to 8 candidates, one thread each; their (first audio,
     total) seconds and the wall time of the lot."""
     sizes = [min(MAX_CANDIDATES, concurrent - start) for start in range(0, concurrent, MAX_CANDIDATES)]
-    results: list[tuple[float, float] | BaseException] = [RuntimeError("not run")] * len(sizes)
-
-    def run(index: int, size: int) -> None:
-        try:
-            seed = index * MAX_CANDIDATES
-            results[index] = _diffrhythm1_request(engine, vocoder, seconds, seed, size, steps)
-        except BaseException as error:  # raised below, once every thread has ended
-            results[index] = error
-
-    threads = [threading.Thread(target=run, args=item) for item in enumerate(sizes)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results, wall
+    return _at_once(
+        [
+            functools.partial(
+                _diffrhythm1_request, engine, vocoder, seconds, index * MAX_CANDIDATES, size, steps
+            )
+            for index, size in enumerate(sizes)
+        ]
+    )
 
 
 def diffrhythm1_case(target: Target) -> list[Figures]:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
+from gateway.launcher import LocalStack, plan
+from gateway.models import discover
 from gateway.pipeline import Pipeline, RetryPolicy
 from gateway.router import Router
 from gateway.stages import Block, GenerationClient, GenerationEvent, SongGeneration
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import UnavailableError
 from songsmith.v1 import song_pb2
+from tests.helpers import free_port_block
 
 LYRICS = "[verse]\nMorning light on the harbor wall\n晨光照亮回家的路\n[chorus]\nHold on to the light"
 
@@ -79,3 +84,20 @@ def with_generation(
     model.generation = wrap(model.generation)
     clone.models = [model]
     return Pipeline(clone, retry)
+
+
+@contextlib.contextmanager
+def healthy_stack(
+    models: Path, var_dir: Path, flags: dict[str, list[str]] | None = None
+) -> Iterator[LocalStack]:
+    """The local stack (`songsmith up`'s processes) on the models under `models`, each process given
+    its `flags`, once every process is healthy; stopped on exit."""
+    base = free_port_block(10)
+    local = LocalStack(plan(discover(models), base, base + 5), var_dir, flags)
+    local.start()
+    try:
+        problems = local.wait_healthy(240)
+        assert not problems, problems
+        yield local
+    finally:
+        local.stop()

@@ -15,11 +15,9 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import SongClient
-from gateway.launcher import LocalStack, Service, plan
-from gateway.models import discover
+from gateway.launcher import LocalStack, Service
 from songsmith.v1 import song_pb2
-from tests.gateway.songs import assemble, request
-from tests.helpers import free_port_block
+from tests.gateway.songs import assemble, healthy_stack, request
 from tests.otlp import OtlpReceiver, ReceivedSpan, otlp_receiver
 
 Samples = dict[tuple[str, frozenset], float]
@@ -61,15 +59,8 @@ def stack(
     demo_models: Path, tmp_path_factory: pytest.TempPathFactory, receiver: OtlpReceiver
 ) -> Iterator[LocalStack]:
     """The local stack on the demo model, healthy, exporting spans to `receiver`."""
-    base = free_port_block(10)
-    local = LocalStack(plan(discover(demo_models), base, base + 5), tmp_path_factory.mktemp("var"))
-    local.start()
-    try:
-        problems = local.wait_healthy(240)
-        assert not problems, problems
+    with healthy_stack(demo_models, tmp_path_factory.mktemp("var")) as local:
         yield local
-    finally:
-        local.stop()
 
 
 def scrape(service: Service) -> Samples:

@@ -17,27 +17,20 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.cli import main
 from gateway.client import SongClient
-from gateway.launcher import STAGE_THREADING, LocalStack, plan
-from gateway.models import STAGES, discover
+from gateway.launcher import STAGE_THREADING, LocalStack
+from gateway.models import STAGES
 from gateway.server import GatewayConfig, build_spec
 from services.runtime.interceptor import field_violations
 from songsmith.v1 import song_pb2
-from tests.gateway.songs import assemble, request
-from tests.helpers import free_port_block, running_stage
+from tests.gateway.songs import assemble, healthy_stack, request
+from tests.helpers import running_stage
 
 
 @pytest.fixture(scope="module")
 def stack(demo_models: Path, tmp_path_factory: pytest.TempPathFactory):
     """The local stack on the demo model, healthy."""
-    base = free_port_block(10)
-    local = LocalStack(plan(discover(demo_models), base, base + 5), tmp_path_factory.mktemp("var"))
-    local.start()
-    try:
-        problems = local.wait_healthy(240)
-        assert not problems, problems
+    with healthy_stack(demo_models, tmp_path_factory.mktemp("var")) as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture

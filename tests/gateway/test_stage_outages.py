@@ -17,13 +17,12 @@ from grpc_health.v1 import health_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.client import SongClient
-from gateway.launcher import LocalStack, plan
-from gateway.models import discover
+from gateway.launcher import LocalStack
 from gateway.server import GatewayConfig, build_spec
 from songsmith.v1 import song_pb2
 from tests.gateway.refusing_proxy import RefusingProxy
-from tests.gateway.songs import assemble, request
-from tests.helpers import free_port_block, health_status, running_stage
+from tests.gateway.songs import assemble, healthy_stack, request
+from tests.helpers import health_status, running_stage
 
 ONE_AT_A_TIME = ["--max-concurrent", "1", "--max-queue", "0", "--retry-after-s", "0.3"]
 FLAGS = {
@@ -45,15 +44,8 @@ WORK_METHODS = {
 @pytest.fixture(scope="module")
 def stack(demo_models: Path, tmp_path_factory: pytest.TempPathFactory):
     """The local stack on the demo model, each stage one call at a time, the gateway four songs."""
-    base = free_port_block(10)
-    local = LocalStack(plan(discover(demo_models), base, base + 5), tmp_path_factory.mktemp("var"), FLAGS)
-    local.start()
-    try:
-        problems = local.wait_healthy(240)
-        assert not problems, problems
+    with healthy_stack(demo_models, tmp_path_factory.mktemp("var"), FLAGS) as local:
         yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture
