@@ -54,7 +54,7 @@ from gateway.job_store import (
 )
 from gateway.pipeline import Pipeline
 from gateway.results import ResultStore, ResultWriter
-from gateway.song_metrics import SongMeter, job_finished, prepare_gateway
+from gateway.song_metrics import SongMeter, forget_gateway, job_finished, prepare_gateway
 from gateway.song_trace import song_failed, song_span, trace_carrier
 from gateway.stages import Block
 from gateway.validation import RequestLimits, audio_format, draw_seed, song_spec, validate_song
@@ -820,4 +820,5 @@ class JobManager:
     def close(self) -> None:
         """Shut down, then close the store."""
         self.shutdown()
+        forget_gateway(self)
         self.store.close()

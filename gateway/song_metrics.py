@@ -57,6 +57,10 @@ class _LiveJobs:
         """Count the jobs of `counter`, an object with `live_states() -> dict[str, int]`."""
         self._counters.add(counter)
 
+    def forget(self, counter: object) -> None:
+        """Stop counting the jobs of `counter`."""
+        self._counters.discard(counter)
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             JOBS, "Jobs waiting in the shared queue, and jobs this gateway runs now.", labels=["state"]
@@ -83,6 +87,11 @@ def prepare_gateway(models: Iterable[str], jobs: object) -> None:
     for name in FINAL_STATES.values():
         JOBS_FINISHED.labels(name)
     _LIVE_JOBS.track(jobs)
+
+
+def forget_gateway(jobs: object) -> None:
+    """Stop counting `jobs`' live jobs (its store is about to close)."""
+    _LIVE_JOBS.forget(jobs)
 
 
 def job_finished(state: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import uuid
 from collections.abc import Callable
@@ -47,8 +48,9 @@ class Song:
 
 @dataclass(frozen=True)
 class SongSettings:
-    """What a command line says about a song beyond its lyrics and style (`candidates` and
-    `keep_raw_level` are DiffRhythm v1 options: setting either sends its `diffrhythm1` options)."""
+    """What a command line says about a song beyond its lyrics and style (`candidates`,
+    `keep_raw_level` and `edit_spans` are DiffRhythm v1 options: setting any sends its `diffrhythm1`
+    options)."""
 
     model: str = ""
     seed: int | None = None
@@ -60,6 +62,7 @@ class SongSettings:
     charts: song_pb2.ChartRequest | None = None
     candidates: int = 1
     keep_raw_level: bool = False
+    edit_spans: tuple[tuple[float, float], ...] = ()
 
 
 def format_for_output(output: Path) -> int:
@@ -95,10 +98,25 @@ def build_request(
         request.max_duration.FromNanoseconds(round(settings.max_secs * 1e9))
     if settings.charts is not None:
         request.charts.CopyFrom(settings.charts)
-    if settings.candidates != 1 or settings.keep_raw_level:
+    if settings.candidates != 1 or settings.keep_raw_level or settings.edit_spans:
         request.diffrhythm1.candidates = settings.candidates
         request.diffrhythm1.keep_raw_level = settings.keep_raw_level
+        for start, end in settings.edit_spans:
+            request.diffrhythm1.edit_spans.add(start_seconds=start, end_seconds=end)
     return request
+
+
+def edit_span(text: str) -> tuple[float, float]:
+    """`START:END` in seconds as a span to regenerate, an empty side (or -1) meaning the song's start
+    or end (`:20`, `60:`); a usage error (argparse's) for anything else."""
+    start, colon, end = text.partition(":")
+    try:
+        span = (float(start or -1), float(end or -1))
+    except ValueError:
+        span = None
+    if not colon or span is None or not all(math.isfinite(value) for value in span):
+        raise argparse.ArgumentTypeError(f"{text!r} is not START:END in seconds (e.g. 20:40, :20 or 60:)")
+    return span
 
 
 def chart_request(
@@ -326,6 +344,7 @@ def run_generate(args: argparse.Namespace) -> int:
         charts,
         args.candidates,
         args.keep_raw_level,
+        tuple(args.edit),
     )
     lyrics = read_text(Path(args.lyrics)) if args.lyrics else ""
     request = build_request(lyrics, args.style, args.style_audio, output, settings)
@@ -350,7 +369,7 @@ def add_musicgen_options(request: song_pb2.SongRequest, args: argparse.Namespace
         return
     if request.HasField("diffrhythm1"):
         raise CommandError(
-            "MusicGen flags and DiffRhythm v1 flags (--candidates, --keep-raw-level) exclude each other",
+            "MusicGen flags exclude DiffRhythm v1 flags (--candidates, --keep-raw-level, --edit)",
             2,
         )
     request.musicgen.SetInParent()
@@ -467,6 +486,15 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--keep-raw-level",
         action="store_true",
         help="DiffRhythm v1: write the decoded level instead of peak-normalizing as the reference does",
+    )
+    generate.add_argument(
+        "--edit",
+        type=edit_span,
+        action="append",
+        default=[],
+        metavar="START:END",
+        help="DiffRhythm v1: regenerate this span of --reference-audio in seconds (20:40; :20 from the "
+        "start, 60: to the end), keeping the rest; repeatable",
     )
     charts = generate.add_argument_group(
         "charts", "osu!mania charts of the song (a chart stage is needed), written to <output>.osz"

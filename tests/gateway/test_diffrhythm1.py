@@ -23,6 +23,7 @@ import torch
 from gateway.audio import peak_normalize_int16
 from gateway.cli import main
 from gateway.client import SongClient
+from gateway.commands.songs import SongSettings, build_request, edit_span
 from gateway.launcher import STAGE_THREADING
 from gateway.model_store import write_demo_diffrhythm1
 from gateway.models import discover
@@ -364,3 +365,37 @@ def test_bad_lrc_through_the_gateway(up: str, lyrics: str, seconds: int, field: 
         client.close()
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert [(v.field, says in v.description) for v in field_violations(caught.value)] == [(field, True)]
+
+
+def test_edit_spans_from_the_command_line_reach_the_request(tmp_path: Path) -> None:
+    settings = SongSettings(
+        model="diffrhythm1", edit_spans=(edit_span(":12.5"), edit_span("60:"), edit_span("3:-1"))
+    )
+    request = build_request("", STYLE, None, tmp_path / "song.wav", settings)
+    spans = [(span.start_seconds, span.end_seconds) for span in request.diffrhythm1.edit_spans]
+    assert spans == [(-1.0, 12.5), (60.0, -1.0), (3.0, -1.0)]
+    assert request.diffrhythm1.candidates == 1 and not request.diffrhythm1.keep_raw_level
+
+
+@pytest.mark.parametrize("span", ["12", "a:3", "1:nan", "1:2:3"])
+def test_a_malformed_edit_span_is_a_usage_error(span: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(
+            ["generate", "--local", "--model", "diffrhythm1", "--style", STYLE, "--edit", span, "-o", "x.wav"]
+        )
+    assert exited.value.code == 2
+    assert "is not START:END in seconds" in capsys.readouterr().err
+
+
+def test_an_edit_through_the_cli_in_process(models: Path, tmp_path: Path, single_song) -> None:
+    original, rate = wav_samples(single_song[1][0])
+    reference = tmp_path / "reference.mp3"  # a request's recording is at most 3 MiB: a WAV of 96 s is not
+    soundfile.write(reference, original.T.astype(np.float32) / 32767, rate, format="MP3")
+    output = tmp_path / "edited.wav"
+    argv = ["generate", "--local", "--model-root", str(models), "--model", "diffrhythm1", "-q"]
+    argv += ["--lyrics", str(LYRICS), "--seconds", "96", "--style", STYLE, "--steps", "2", "--seed", "5"]
+    argv += ["--reference-audio", str(reference), "--edit", "20:40", "-o", str(output)]
+    assert main(argv) == 0
+    edited, edited_rate = wav_samples(output.read_bytes())
+    assert edited_rate == 44100 and edited.shape == original.shape
+    assert not np.array_equal(edited, original), "the edit made a new song from the reference"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from gateway.auth import Caller
 from gateway.job_store import JobRecord, Lease, ModelIdentity, StoreUnavailableError, fingerprint
@@ -295,3 +296,15 @@ def test_health_follows_whether_the_store_takes_writes(make_manager, tmp_path: P
     while reports != [False, True]:
         assert time.monotonic() < deadline + 10, reports
         time.sleep(0.05)
+
+
+def test_a_closed_gateway_leaves_the_jobs_gauge(local_pipeline: Pipeline, tmp_path: Path) -> None:
+    """Scraping the process's metrics after a job manager closed its store neither fails nor counts
+    the closed manager (a scrape once hit its closed SQLite connection)."""
+    manager = JobManager(
+        SqliteJobStore(tmp_path / "jobs.sqlite3"), local_pipeline, FolderResults(tmp_path / "results")
+    )
+    manager.submit(request("left-queued"))
+    assert (REGISTRY.get_sample_value("songsmith_jobs", {"state": "queued"}) or 0) >= 1
+    manager.close()
+    assert REGISTRY.get_sample_value("songsmith_jobs", {"state": "queued"}) in (None, 0)

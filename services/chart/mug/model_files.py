@@ -11,7 +11,6 @@ to the repository's file) is written and the manifest says so.
 
 from __future__ import annotations
 
-import json
 import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -23,7 +22,7 @@ from services.chart.mug.checkpoint import build_networks, read_state_dict
 from services.chart.mug.config import CONFIG_FILE, WEIGHTS_FILE, MugConfig
 from services.chart.mug.features import PUBLISHED_FEATURES, FeaturePrompt
 from services.runtime.errors import FailedPreconditionError
-from services.runtime.model_info import MANIFEST_FILE, sha256_file
+from services.runtime.manifest import record_files
 
 BUNDLE_FOLDER = PurePosixPath("models/ckpt")
 
@@ -94,15 +93,8 @@ def write_manifest(folder: Path, name: str, source: dict) -> Path:
     """Write `songsmith-model.json` for a Mug-Diffusion folder: name, family, source and every file's
     sha256 and size."""
     folder = Path(folder)
-    config = _feature_path(folder / CONFIG_FILE)
-    files = {}
-    for relative in (WEIGHTS_FILE, CONFIG_FILE, config):
-        path = folder / relative
-        files[relative] = {"sha256": sha256_file(path), "size": path.stat().st_size}
-    manifest = {"name": name, "family": NAME, "source": source, "files": files}
-    target = folder / MANIFEST_FILE
-    target.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return target
+    files = [WEIGHTS_FILE, CONFIG_FILE, _feature_path(folder / CONFIG_FILE)]
+    return record_files(folder, files, name=name, family=NAME, source=source)
 
 
 def check_model(folder: Path) -> MugConfig:

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from services.runtime.model_info import MANIFEST_FILE, sha256_file
+from services.runtime.manifest import record_files
+from services.runtime.model_info import MANIFEST_FILE
 
 KINDS = ("mono", "stereo", "melody")
 DEMO_SEED = 20260415
@@ -235,15 +236,8 @@ def random_state_dict(config: dict, seed: int) -> dict[str, torch.Tensor]:
 def write_manifest(folder: Path, name: str, source: dict) -> Path:
     """Write `songsmith-model.json`: the name, the family, where the files came from and every file's
     sha256 and size."""
-    files = {
-        path.name: {"sha256": sha256_file(path), "size": path.stat().st_size}
-        for path in sorted(folder.iterdir())
-        if path.is_file() and path.name != MANIFEST_FILE
-    }
-    manifest = {"name": name, "family": "musicgen", "source": source, "files": files}
-    path = folder / MANIFEST_FILE
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return path
+    files = [path.name for path in sorted(folder.iterdir()) if path.is_file() and path.name != MANIFEST_FILE]
+    return record_files(folder, files, name=name, family="musicgen", source=source)
 
 
 def write_random_model(folder: Path, config: dict, name: str, seed: int = DEMO_SEED) -> Path:
