@@ -102,6 +102,8 @@ class PostgresJobStore:
         deadline = time.monotonic() + self._retry_s
         delay = 0.05
         while True:
+            if self._closing.is_set():
+                raise StoreUnavailableError("the jobs database is closed")
             try:
                 with self._pool.connection(timeout=max(deadline - time.monotonic(), 0.1)) as conn:
                     return work(conn)

@@ -83,6 +83,14 @@ class SqliteJobStore:
             raise
 
     @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for a read, under the store's lock; UNAVAILABLE once the store is closed."""
+        with self._lock:
+            if self._closed:
+                raise StoreUnavailableError("the jobs database is closed")
+            yield self._db
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; the write lock is waited for with bounded backoff (see the module)."""
         deadline = time.monotonic() + self._busy_timeout_s
@@ -152,8 +160,8 @@ class SqliteJobStore:
 
     def schema_version(self) -> int:
         """The newest schema version applied to the file."""
-        with self._lock:
-            return self._db.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+        with self._reading() as db:
+            return db.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
 
     def _signal(self, kind: str, job_id: str) -> None:
         for listener in list(self._listeners):
@@ -196,8 +204,8 @@ class SqliteJobStore:
 
     def get(self, job_id: str) -> JobRecord | None:
         """The job with this id, or None."""
-        with self._lock:
-            return self._get(self._db, job_id)
+        with self._reading() as db:
+            return self._get(db, job_id)
 
     def list(
         self,
@@ -214,8 +222,8 @@ class SqliteJobStore:
         if owner is not None:
             conditions, args = [*conditions, "owner = ?"], [*args, owner]
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 f"{_SELECT_JOB}{where} ORDER BY created_at DESC, job_id LIMIT ? OFFSET ?",
                 (*args, limit, offset),
             ).fetchall()
@@ -223,8 +231,8 @@ class SqliteJobStore:
 
     def count_queued(self) -> int:
         """How many jobs wait to be claimed."""
-        with self._lock:
-            return self._db.execute("SELECT count(*) FROM jobs WHERE state = 1").fetchone()[0]
+        with self._reading() as db:
+            return db.execute("SELECT count(*) FROM jobs WHERE state = 1").fetchone()[0]
 
     def claim(self, holder: str, lease_s: float) -> JobRecord | None:
         """The oldest waiting (or orphaned) job, now RUNNING under `holder`'s new lease."""
@@ -345,8 +353,8 @@ class SqliteJobStore:
 
     def events(self, job_id: str, attempt: int, after_seq: int) -> list[StoredEvent]:
         """The job's events after (`attempt`, `after_seq`), in order."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT attempt, seq, event FROM events WHERE job_id = ?"
                 " AND (attempt > ? OR (attempt = ? AND seq > ?)) ORDER BY attempt, seq",
                 (job_id, attempt, attempt, after_seq),
@@ -373,8 +381,8 @@ class SqliteJobStore:
 
     def blocks(self, job_id: str) -> KeptBlocks:
         """The job's kept blocks from block 0 on, with the model that made them."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE job_id = ? ORDER BY block_index", (job_id,)
             ).fetchall()
         return kept_blocks(rows)

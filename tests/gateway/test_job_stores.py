@@ -423,3 +423,19 @@ def test_a_stored_invalid_argument_keeps_its_field_violations() -> None:
     plain = error_from_text(error_text(grpc.StatusCode.INVALID_ARGUMENT, "no field here"))
     assert plain.violations == [FieldViolation("request", "no field here")]
     assert error_from_text("UNAVAILABLE: the stage is down").code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_closed_store_answers_reads_unavailable(location: str) -> None:
+    """Reads on a closed store fail as the store's own UNAVAILABLE (the jobs gauge and health
+    handle it), never as a driver error about a closed connection."""
+    closed = open_job_store(location, retry_s=5)
+    closed.insert_if_absent(job("kept", 1.0))
+    closed.close()
+    for read in (
+        lambda: closed.get("kept"),
+        closed.count_queued,
+        lambda: closed.events("kept", 0, 0),
+        lambda: closed.blocks("kept"),
+    ):
+        with pytest.raises(StoreUnavailableError, match="closed"):
+            read()
