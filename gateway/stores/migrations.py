@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.runtime.errors import FailedPreconditionError
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
@@ -50,3 +52,16 @@ def migrations(backend: str) -> list[Migration]:
 def latest_version(backend: str) -> int:
     """The schema version the code expects."""
     return migrations(backend)[-1].version
+
+
+def pending(backend: str, applied: set[int]) -> list[Migration]:
+    """The migrations of `backend` a database that recorded `applied` still needs, oldest first;
+    FAILED_PRECONDITION when it has a version this code does not know (a newer gateway migrated it)."""
+    known = migrations(backend)
+    newer = sorted(applied - {migration.version for migration in known})
+    if newer:
+        raise FailedPreconditionError(
+            f"the jobs database has schema version {newer[-1]}; this gateway knows up to"
+            f" {known[-1].version}: upgrade the gateway"
+        )
+    return [migration for migration in known if migration.version not in applied]

@@ -38,9 +38,8 @@ from gateway.job_store import (
     error_text,
 )
 from gateway.stages import Block
-from gateway.stores.migrations import migrations
+from gateway.stores.migrations import pending
 from gateway.stores.rows import BLOCK_COLUMNS, JOB_COLUMNS, block_values, kept_blocks, record_from_row
-from services.runtime.errors import FailedPreconditionError
 from songsmith.v1 import song_pb2
 
 QUEUED, RUNNING = song_pb2.JOB_STATE_QUEUED, song_pb2.JOB_STATE_RUNNING
@@ -135,22 +134,13 @@ class SqliteJobStore:
             return False
 
     def _migrate(self) -> None:
-        known = migrations("sqlite")
         with self._transaction() as db:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations"
                 " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
             applied = {row[0] for row in db.execute("SELECT version FROM schema_migrations")}
-            newer = sorted(applied - {m.version for m in known})
-            if newer:
-                raise FailedPreconditionError(
-                    f"the jobs database has schema version {newer[-1]}; this gateway knows up to"
-                    f" {known[-1].version}: upgrade the gateway"
-                )
-            for migration in known:
-                if migration.version in applied:
-                    continue
+            for migration in pending("sqlite", applied):
                 for statement in migration.statements():
                     db.execute(statement)
                 db.execute(
