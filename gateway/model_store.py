@@ -381,16 +381,15 @@ def write_demo_diffrhythm1(model_root: Path) -> Path:
 def write_demo(model_root: Path) -> tuple[Path, Path]:
     """Write the tiny random-weight demo models; return the DiffRhythm 2 and MuQ-MuLan folders."""
     from services.diffusion.diffrhythm2.demo import write_demo_checkpoint
-    from services.runtime.manifest import record_files
+    from services.runtime.manifest import record_folder
     from services.style.muq_mulan.demo import write_demo_model
     from services.vocoder.diffrhythm2.demo import write_demo_decoder
 
     diffrhythm2 = model_root / "diffrhythm2"
     write_demo_checkpoint(diffrhythm2)
     write_demo_decoder(diffrhythm2)
-    files = [path.name for path in sorted(diffrhythm2.iterdir()) if path.name != MANIFEST_FILE]
     source = {"kind": "demo", "untrained": True}
-    record_files(diffrhythm2, files, name="diffrhythm2", family="diffrhythm2", source=source)
+    record_folder(diffrhythm2, name="diffrhythm2", family="diffrhythm2", source=source)
     mulan = write_demo_model(model_root / "muq-mulan")
     return diffrhythm2, mulan
 

@@ -28,3 +28,13 @@ def record_files(model_dir: Path, files: Iterable[str], *, name: str, family: st
     target = model_dir / MANIFEST_FILE
     target.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return target
+
+
+def record_folder(model_dir: Path, *, name: str, family: str, source: dict) -> Path:
+    """Record every file directly in `model_dir` (but the manifest) in its manifest, as
+    `record_files` does; for folders written whole by our own code (the demo models)."""
+    model_dir = Path(model_dir)
+    files = [
+        path.name for path in sorted(model_dir.iterdir()) if path.is_file() and path.name != MANIFEST_FILE
+    ]
+    return record_files(model_dir, files, name=name, family=family, source=source)

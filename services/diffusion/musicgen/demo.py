@@ -17,8 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from services.runtime.manifest import record_files
-from services.runtime.model_info import MANIFEST_FILE
+from services.runtime.manifest import record_folder
 
 KINDS = ("mono", "stereo", "melody")
 DEMO_SEED = 20260415
@@ -236,8 +235,7 @@ def random_state_dict(config: dict, seed: int) -> dict[str, torch.Tensor]:
 def write_manifest(folder: Path, name: str, source: dict) -> Path:
     """Write `songsmith-model.json`: the name, the family, where the files came from and every file's
     sha256 and size."""
-    files = [path.name for path in sorted(folder.iterdir()) if path.is_file() and path.name != MANIFEST_FILE]
-    return record_files(folder, files, name=name, family="musicgen", source=source)
+    return record_folder(folder, name=name, family="musicgen", source=source)
 
 
 def write_random_model(folder: Path, config: dict, name: str, seed: int = DEMO_SEED) -> Path:
