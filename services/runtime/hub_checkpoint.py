@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.runtime.errors import FailedPreconditionError
+from services.runtime.model_files import read_json
 
 if TYPE_CHECKING:
     import torch
@@ -25,10 +26,20 @@ PICKLE = "pytorch_model.bin"
 INDEX_SUFFIX = ".index.json"
 WEIGHT_FILES = (SAFETENSORS, SAFETENSORS + INDEX_SUFFIX, PICKLE, PICKLE + INDEX_SUFFIX)
 SHOWN_KEYS = 8
+# The config.json model types of the MusicGen checkpoints (text-only and melody-conditioned).
+MUSICGEN_MODEL_TYPES = ("musicgen", "musicgen_melody")
 
 
 class CheckpointError(FailedPreconditionError):
     """The weights in a model folder do not fit the network its config describes."""
+
+
+def is_hub_model(model_dir: Path, model_types: Iterable[str]) -> bool:
+    """True for a folder whose config.json names one of `model_types` and that holds weights in one
+    of the accepted layouts (family detection: nothing is loaded)."""
+    config = read_json(model_dir, "config.json")
+    has_weights = any((model_dir / name).is_file() for name in WEIGHT_FILES)
+    return has_weights and config is not None and config.get("model_type") in tuple(model_types)
 
 
 def weight_files(model_dir: Path) -> list[Path]:

@@ -16,16 +16,11 @@ from services.diffusion.musicgen.options import (
     parse_options,
 )
 from services.runtime.families import Family, FamilyCli
-from services.runtime.hub_checkpoint import WEIGHT_FILES
-from services.runtime.model_files import read_json
-
-MODEL_TYPES = ("musicgen", "musicgen_melody")
+from services.runtime.hub_checkpoint import MUSICGEN_MODEL_TYPES, is_hub_model
 
 
 def _detect(model_dir: Path) -> bool:
-    config = read_json(model_dir, "config.json")
-    has_weights = any((model_dir / name).is_file() for name in WEIGHT_FILES)
-    return has_weights and config is not None and config.get("model_type") in MODEL_TYPES
+    return is_hub_model(model_dir, MUSICGEN_MODEL_TYPES)
 
 
 def _load(model_dir: Path, settings):
