@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from services.diffusion.diffrhythm1.checkpoint import WEIGHTS_FILE, load_dit
 from services.diffusion.diffrhythm1.dit import COND_DIM, CONFIG_FILE, DiT
@@ -30,6 +29,7 @@ from services.diffusion.diffrhythm1.length import (
 )
 from services.diffusion.diffrhythm1.options import MAX_CANDIDATES, OPEN_END, DiffRhythm1Options
 from services.diffusion.diffrhythm1.sampler import CfmSampler, EditPlan, SampledSongs, SongInputs
+from services.diffusion.dtypes import resolve_dtype
 from services.diffusion.engine import (
     GeneratedBlock,
     GenerationEvent,
@@ -58,7 +58,6 @@ CFG_RANGE = (0.0, 20.0)
 BLOCK_FRAMES = 4096  # [4096, 64] float32 is 1 MiB
 ENCODING_CHANNELS = 128  # the VAE encoder's mean | scale
 OPTIONS_FIELD = "diffrhythm1"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 Report = Callable[[str, str], None]
 
@@ -74,15 +73,6 @@ class SongPlan:
     cfg_strength: float
     edit: EditPlan | None
     skip_blocks: int
-
-
-def resolve_dtype(device: str, dtype: str) -> torch.dtype:
-    """The torch dtype for a config's `dtype` name; CPU runs only in float32."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    if torch.device(device).type == "cpu" and dtype != "float32":
-        raise ValueError(f"dtype {dtype} is for CUDA; on CPU the DiT runs in float32")
-    return DTYPES[dtype]
 
 
 def read_negative_style(path: Path) -> np.ndarray:

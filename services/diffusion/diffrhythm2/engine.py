@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from services.diffusion.batching import BatchLimits, ContinuousBatcher
 from services.diffusion.diffrhythm2.batched import BatchedBlockSampler, SongInBatch
 from services.diffusion.diffrhythm2.checkpoint import load_dit, missing_model_files
 from services.diffusion.diffrhythm2.dit import COND_DIM, DiT
 from services.diffusion.diffrhythm2.sampler import BlockSampler, SampledBlock, block_count, end_of_song
+from services.diffusion.dtypes import resolve_dtype
 from services.diffusion.engine import GeneratedBlock, GenerationEvent, GenerationRequest, GenerationSettings
 from services.runtime.cancellation import CancellationToken
 from services.runtime.errors import (
@@ -54,7 +54,6 @@ MAX_TOKENS = 8192
 STYLE_LIMIT = 100.0
 LATENT_LIMIT = 1000.0
 DEFAULT_LIMITS = BatchLimits()
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass(frozen=True)
@@ -87,15 +86,6 @@ def _finite_blocks(events: Iterator[GenerationEvent]) -> Iterator[GenerationEven
         if isinstance(event, GeneratedBlock):
             _check_finite(event.frames, event.index)
         yield event
-
-
-def resolve_dtype(device: str, dtype: str) -> torch.dtype:
-    """The torch dtype for a config's `dtype` name; CPU runs only in float32."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    if torch.device(device).type == "cpu" and dtype != "float32":
-        raise ValueError(f"dtype {dtype} is for CUDA; on CPU the DiT runs in float32")
-    return DTYPES[dtype]
 
 
 def _describe(array: np.ndarray) -> str:

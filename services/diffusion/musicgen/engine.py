@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from services.diffusion.dtypes import resolve_dtype
 from services.diffusion.engine import GeneratedBlock, GenerationRequest, GenerationSettings
 from services.diffusion.musicgen.lm import LmConfig, MusicgenLm, load_lm
 from services.diffusion.musicgen.options import OPTIONS_FIELD, MusicgenOptions, parse_options
@@ -42,16 +43,6 @@ DEFAULT_SECONDS = 30.0
 DEFAULT_MAX_FRAMES_CAP = 15000
 MAX_TEXT_TOKENS = 512
 MAX_CHROMA_FRAMES = 4096
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def resolve_dtype(device: str, dtype: str) -> torch.dtype:
-    """The torch dtype for a settings `dtype` name; CPU runs only in float32."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    if torch.device(device).type == "cpu" and dtype != "float32":
-        raise ValueError(f"dtype {dtype} is for CUDA; on CPU the LM runs in float32")
-    return DTYPES[dtype]
 
 
 def _describe(array: np.ndarray) -> str:
@@ -102,7 +93,7 @@ class MusicgenEngine:
         """Load the LM of the MusicGen folder `model_dir` (FailedPreconditionError when its weights are
         missing or do not fit its config); `name` is the name to serve it under."""
         path = Path(model_dir)
-        lm = load_lm(path, device, resolve_dtype(device, dtype))
+        lm = load_lm(path, device, resolve_dtype(device, dtype, "LM"))
         config = lm.config
         info = ModelInfo(
             name=model_name(path, name),
