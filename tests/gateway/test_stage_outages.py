@@ -91,7 +91,10 @@ def test_songs_beyond_the_stages_capacity_wait_and_all_succeed(stack: LocalStack
     """Four songs at once on stages that take one call each: every stage's refusal carries a retry
     delay, the gateway waits it out, and no song fails (today's code failed all but one)."""
     refused_before = {stage: _refusals(stack, stage) for stage in ("diffusion", "vocoder")}
-    songs = [request(f"crowd-{index}", seconds=4, seed=index) for index in range(4)]
+    # 12 s songs (6 blocks): each generation call outlasts the tokenizer's and style stage's
+    # retry delays that stagger the songs, so the later songs meet a busy generation stage
+    # (with 4 s songs they sometimes arrived one after another and were never refused).
+    songs = [request(f"crowd-{index}", seconds=12, seed=index) for index in range(4)]
     for song in songs:
         client.submit(song)
     with ThreadPoolExecutor(4) as pool:
